@@ -1,0 +1,262 @@
+//! Crash-safe files: every write goes to a temporary name and is renamed into place, so a
+//! reader sees the old file or the new one, never half of one.
+//!
+//! A run directory holds `checkpoints/epoch-NNNN/` (model, optimiser, state) and a `latest`
+//! file naming the newest complete one. `latest` is rewritten only after a checkpoint is
+//! entirely on disk: a crash or a failing write during a checkpoint leaves `latest` on the
+//! previous, intact one.
+
+use std::fmt::Debug;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::{GrafterError, Result};
+
+/// Writes whole files. The default [`FsWriter`] writes and fsyncs; tests inject failing ones.
+pub trait FileWriter: Send + Sync + Debug {
+    /// Writes `bytes` as the complete content of `path` (which does not exist yet).
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// Plain file system writes, flushed to disk before returning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsWriter;
+
+impl FileWriter for FsWriter {
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut f = fs::File::create(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, then rename.
+pub fn write_atomic(writer: &dyn FileWriter, path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| GrafterError::io(parent, e))?;
+    }
+    let tmp = tmp_name(path);
+    let _ = fs::remove_file(&tmp);
+    if let Err(e) = writer.write(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(GrafterError::io(path, e));
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        GrafterError::io(path, e)
+    })
+}
+
+/// File names inside a checkpoint directory.
+pub mod files {
+    /// The model's parameters (Burn burnpack record, parameter ids included).
+    pub const MODEL: &str = "model.bpk";
+    /// The optimiser's state (Burn burnpack record).
+    pub const OPTIMIZER: &str = "optimizer.bpk";
+    /// Epoch, step, history, best value, early-stopping counter, seed (JSON).
+    pub const STATE: &str = "state.json";
+}
+
+/// A run's directory of checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    root: PathBuf,
+    writer: Arc<dyn FileWriter>,
+    keep: usize,
+}
+
+impl CheckpointDir {
+    /// Checkpoints under `root/checkpoints`, keeping the newest `keep` (at least 1).
+    pub fn new(root: impl Into<PathBuf>, writer: Arc<dyn FileWriter>, keep: usize) -> Self {
+        Self {
+            root: root.into(),
+            writer,
+            keep: keep.max(1),
+        }
+    }
+
+    /// The run directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The writer used for every file of the run.
+    pub fn writer(&self) -> &dyn FileWriter {
+        self.writer.as_ref()
+    }
+
+    fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    fn latest_file(&self) -> PathBuf {
+        self.root.join("latest")
+    }
+
+    /// Name of the checkpoint written after `epochs_done` epochs.
+    pub fn name(epochs_done: usize) -> String {
+        format!("epoch-{epochs_done:04}")
+    }
+
+    /// Writes a complete checkpoint, then points `latest` at it. Returns its directory.
+    pub fn save(&self, epochs_done: usize, items: &[(&str, &[u8])]) -> Result<PathBuf> {
+        let name = Self::name(epochs_done);
+        let dir = self.checkpoints();
+        fs::create_dir_all(&dir).map_err(|e| GrafterError::io(&dir, e))?;
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(|e| GrafterError::io(&tmp, e))?;
+        for (file, bytes) in items {
+            let path = tmp.join(file);
+            if let Err(e) = self.writer.write(&path, bytes) {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(GrafterError::io(path, e));
+            }
+        }
+        let final_dir = dir.join(&name);
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
+        }
+        fs::rename(&tmp, &final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
+        write_atomic(self.writer.as_ref(), &self.latest_file(), name.as_bytes())?;
+        self.prune(&name);
+        Ok(final_dir)
+    }
+
+    /// Removes old checkpoints beyond `keep`, and leftovers of interrupted writes.
+    fn prune(&self, latest: &str) {
+        let Ok(entries) = fs::read_dir(self.checkpoints()) else {
+            return;
+        };
+        let mut complete = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                let _ = fs::remove_dir_all(entry.path());
+            } else if name.starts_with("epoch-") && name.as_str() <= latest {
+                complete.push(name);
+            }
+        }
+        complete.sort();
+        let excess = complete.len().saturating_sub(self.keep);
+        for name in &complete[..excess] {
+            let _ = fs::remove_dir_all(self.checkpoints().join(name));
+        }
+    }
+
+    /// The newest complete checkpoint, if any.
+    pub fn latest(&self) -> Result<Option<PathBuf>> {
+        let file = self.latest_file();
+        let name = match fs::read_to_string(&file) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(GrafterError::io(file, e)),
+        };
+        if !name.starts_with("epoch-") || name.contains(['/', '\\']) {
+            return Err(GrafterError::checkpoint(
+                file,
+                format!("names '{name}', which is not a checkpoint"),
+            ));
+        }
+        let dir = self.checkpoints().join(&name);
+        for f in [files::MODEL, files::OPTIMIZER, files::STATE] {
+            if !dir.join(f).is_file() {
+                return Err(GrafterError::checkpoint(&dir, format!("{f} is missing")));
+            }
+        }
+        Ok(Some(dir))
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| GrafterError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct FailOn(&'static str);
+
+    impl FileWriter for FailOn {
+        fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+            if path.to_string_lossy().contains(self.0) {
+                // leave a partial file behind, like a crash mid-write would
+                fs::write(path, &bytes[..bytes.len() / 2])?;
+                return Err(io::Error::other("disk full (simulated)"));
+            }
+            FsWriter.write(path, bytes)
+        }
+    }
+
+    #[test]
+    fn atomic_write_keeps_old_content_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        write_atomic(&FsWriter, &path, b"old").unwrap();
+        let err = write_atomic(&FailOn("metrics"), &path, b"new content").unwrap_err();
+        assert!(err.to_string().contains("metrics.jsonl"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+    }
+
+    #[test]
+    fn failed_checkpoint_leaves_latest_on_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = CheckpointDir::new(dir.path(), Arc::new(FsWriter), 3);
+        let items =
+            |s: &'static [u8]| vec![(files::MODEL, s), (files::OPTIMIZER, s), (files::STATE, s)];
+        good.save(1, &items(b"one")).unwrap();
+        let bad = CheckpointDir::new(dir.path(), Arc::new(FailOn("optimizer")), 3);
+        assert!(bad.save(2, &items(b"two")).is_err());
+        let latest = good.latest().unwrap().unwrap();
+        assert!(latest.ends_with("epoch-0001"));
+        assert_eq!(fs::read(latest.join(files::MODEL)).unwrap(), b"one");
+        assert!(!dir.path().join("checkpoints/epoch-0002").exists());
+    }
+
+    #[test]
+    fn keeps_only_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = CheckpointDir::new(dir.path(), Arc::new(FsWriter), 2);
+        for e in 1..=4 {
+            let b: &[u8] = b"x";
+            ck.save(
+                e,
+                &[(files::MODEL, b), (files::OPTIMIZER, b), (files::STATE, b)],
+            )
+            .unwrap();
+        }
+        let mut names: Vec<String> = fs::read_dir(dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["epoch-0003", "epoch-0004"]);
+    }
+
+    #[test]
+    fn corrupt_latest_pointer_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("latest"), "../../etc").unwrap();
+        let ck = CheckpointDir::new(dir.path(), Arc::new(FsWriter), 2);
+        let err = ck.latest().unwrap_err();
+        assert!(matches!(err, GrafterError::Checkpoint { .. }), "{err}");
+    }
+}

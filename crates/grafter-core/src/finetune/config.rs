@@ -1,0 +1,101 @@
+//! The serialisable configuration of a fine-tuning run, saved as `config.json` in its run dir.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
+
+/// Stop when the monitored validation metric has not improved for `patience` epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Epochs without improvement tolerated.
+    pub patience: usize,
+    /// Smallest change that counts as an improvement.
+    pub min_delta: f64,
+}
+
+/// Hyper-parameters of a run. Everything that decides the numbers is here, so that a
+/// run directory's `config.json` is enough to reproduce (and resume) it.
+#[derive(Config, Debug, PartialEq)]
+pub struct FineTuneConfig {
+    /// Total epochs (all phases).
+    #[config(default = 5)]
+    pub epochs: usize,
+    /// Images per optimiser step.
+    #[config(default = 32)]
+    pub batch_size: usize,
+    /// Base (peak) learning rate; policies scale it per stage.
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    /// Optimiser.
+    #[config(default = "OptimizerConfig::adamw()")]
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule, restarted at each policy phase.
+    #[config(default = "LrSchedule::one_cycle()")]
+    pub schedule: LrSchedule,
+    /// Clip the global gradient L2 norm to this value.
+    #[config(default = "None")]
+    pub grad_clip_norm: Option<f64>,
+    /// Label smoothing in [0, 1).
+    #[config(default = 0.0)]
+    pub label_smoothing: f64,
+    /// Single-label, binary or multi-label.
+    #[config(default = "Task::SingleLabel")]
+    pub task: Task,
+    /// Metric for best-model selection and early stopping.
+    #[config(default = "Monitor::ValTop1")]
+    pub monitor: Monitor,
+    /// Early stopping, off by default.
+    #[config(default = "None")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Return the weights of the best epoch rather than the last (fastai's
+    /// `SaveModelCallback`, Keras' `restore_best_weights`).
+    #[config(default = true)]
+    pub restore_best: bool,
+    /// Seed of shuffling, augmentation and dropout.
+    #[config(default = 42)]
+    pub seed: u64,
+    /// Checkpoints kept on disk (the newest ones).
+    #[config(default = 2)]
+    pub keep_checkpoints: usize,
+    /// Show progress bars and per-epoch summaries on stderr.
+    #[config(default = true)]
+    pub progress: bool,
+}
+
+impl FineTuneConfig {
+    /// fastai's `fine_tune(freeze_epochs, epochs, lr, lr_mult)`: sets the epochs, the base
+    /// rate and a one-cycle schedule; pair it with [`TwoPhase`](crate::policy::TwoPhase).
+    pub fn fine_tune(freeze_epochs: usize, epochs: usize, lr: f64) -> Self {
+        Self::new()
+            .with_epochs(freeze_epochs + epochs)
+            .with_lr(lr)
+            .with_schedule(LrSchedule::one_cycle())
+    }
+
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(GrafterError::Config(msg));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        if let Some(c) = self.grad_clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad(format!("grad_clip_norm must be positive, got {c}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! What a checkpoint's `state.json` holds besides the model and optimiser.
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::EpochRecord;
+use crate::policy::EpochPlan;
+
+/// Version of the state format, bumped on incompatible changes.
+pub(crate) const STATE_VERSION: u32 = 1;
+
+/// The best epoch so far.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    /// Zero-based epoch.
+    pub epoch: usize,
+    /// Value of the monitored metric.
+    pub value: f64,
+}
+
+/// Loop state at the end of an epoch. With the model and optimiser records it is everything
+/// a resumed run needs: the RNGs are re-derived from `(seed, epoch)`, the learning rate from
+/// `step`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RunState {
+    pub version: u32,
+    pub epochs_done: usize,
+    pub step: usize,
+    pub seed: u64,
+    pub history: Vec<EpochRecord>,
+    pub best: Option<BestEpoch>,
+    pub bad_epochs: usize,
+    pub stopped_early: bool,
+    pub policy: String,
+    pub plans: Vec<EpochPlan>,
+}

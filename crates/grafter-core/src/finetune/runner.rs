@@ -1,0 +1,562 @@
+//! The fine-tune loop: policy plan → per-stage learning rates → loss → optimiser step →
+//! metrics → checkpoint → logs and plots, epoch after epoch, resumable bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::optim::{GradientsParams, OptimizerRecord};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+
+use super::config::FineTuneConfig;
+use super::evaluate::evaluate;
+use super::run_state::{BestEpoch, RunState, STATE_VERSION};
+use crate::checkpoint::{CheckpointDir, FileWriter, FsWriter, files, read_file, write_atomic};
+use crate::data::{DataSource, EpochRequest, mix_seed};
+use crate::history::{EpochRecord, to_jsonl};
+use crate::metrics::MetricsAccumulator;
+use crate::optimizer::clip_grad_norm;
+use crate::plot::curves_svg;
+use crate::policy::{EpochPlan, FreezePolicy};
+use crate::progress::PassProgress;
+use crate::{Backbone, Classifier, GrafterError, Head, Result, Stage};
+
+/// RNG stream ids derived from `(seed, epoch)`.
+const DEVICE_RNG_STREAM: u64 = 1;
+
+/// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
+///
+/// ```no_run
+/// # use burn::tensor::Device;
+/// # use grafter_core::{Backbone, Classifier, Head, FineTune, FineTuneConfig};
+/// # use grafter_core::data::InMemoryDataset;
+/// # use grafter_core::policy::TwoPhase;
+/// # fn demo<B: Backbone, H: Head>(model: Classifier<B, H>, train: InMemoryDataset, valid: InMemoryDataset) -> grafter_core::Result<()> {
+/// let outcome = FineTune::new(FineTuneConfig::fine_tune(1, 4, 1e-3), TwoPhase::new(1, 100.0))
+///     .out_dir("runs/pets")
+///     .fit(model, &train, &valid, &Device::flex())?;
+/// println!("best top-1 {:.1}%", 100.0 * outcome.history.last().unwrap().valid.top1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FineTune {
+    config: FineTuneConfig,
+    policy: Box<dyn FreezePolicy>,
+    out_dir: Option<PathBuf>,
+    writer: Arc<dyn FileWriter>,
+    resume: bool,
+    pause_after: Option<usize>,
+}
+
+/// What a finished (or early-stopped) run returns.
+#[derive(Debug)]
+pub struct FitOutcome<B, H> {
+    /// The trained model in inference mode on the caller's device: the best epoch's weights
+    /// when `restore_best` is set, else the last epoch's.
+    pub model: Classifier<B, H>,
+    /// Metrics of every epoch.
+    pub history: Vec<EpochRecord>,
+    /// The best epoch by the monitored metric.
+    pub best: Option<BestEpoch>,
+    /// True when early stopping ended the run.
+    pub stopped_early: bool,
+    /// The run directory, when checkpointing was on.
+    pub run_dir: Option<PathBuf>,
+}
+
+impl FineTune {
+    /// A run with `config` and `policy`, in memory only until [`out_dir`](Self::out_dir).
+    pub fn new(config: FineTuneConfig, policy: impl FreezePolicy + 'static) -> Self {
+        Self {
+            config,
+            policy: Box::new(policy),
+            out_dir: None,
+            writer: Arc::new(FsWriter),
+            resume: false,
+            pause_after: None,
+        }
+    }
+
+    /// Continues the run saved in `dir`, with the configuration saved there. The policy must
+    /// be the one the run started with (checked against the saved plans).
+    pub fn resume(dir: impl AsRef<Path>, policy: impl FreezePolicy + 'static) -> Result<Self> {
+        let dir = dir.as_ref();
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| GrafterError::io(&path, e))?;
+        let config: FineTuneConfig = serde_json::from_str(&text)
+            .map_err(|e| GrafterError::checkpoint(&path, format!("invalid config: {e}")))?;
+        Ok(Self {
+            config,
+            policy: Box::new(policy),
+            out_dir: Some(dir.to_path_buf()),
+            writer: Arc::new(FsWriter),
+            resume: true,
+            pause_after: None,
+        })
+    }
+
+    /// Writes checkpoints, `config.json`, `metrics.jsonl`, `curves.svg` and `best.bpk` under
+    /// `dir`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Replaces the file writer (used to simulate failing disks).
+    pub fn writer(mut self, writer: Arc<dyn FileWriter>) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// Stops this call after `epochs` epochs (counted from where it starts), leaving a
+    /// resumable run: for time-boxed sessions on shared or preemptible machines.
+    pub fn pause_after(mut self, epochs: usize) -> Self {
+        self.pause_after = Some(epochs);
+        self
+    }
+
+    /// Shows or hides progress output (overrides the configuration).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.config.progress = on;
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FineTuneConfig {
+        &self.config
+    }
+
+    /// Trains `model` on `train`, validating on `valid` after every epoch. With
+    /// [`resume`](Self::resume), `model` is only a template: its weights are replaced by the
+    /// latest checkpoint's.
+    pub fn fit<B: Backbone, H: Head>(
+        &self,
+        model: Classifier<B, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+        device: &Device,
+    ) -> Result<FitOutcome<B, H>> {
+        let cfg = &self.config;
+        cfg.validate()?;
+        if train.is_empty() {
+            return Err(GrafterError::EmptyDataset { role: "training" });
+        }
+        if valid.is_empty() {
+            return Err(GrafterError::EmptyDataset { role: "validation" });
+        }
+        if valid.num_classes() != train.num_classes() {
+            return Err(GrafterError::Config(format!(
+                "training data has {} classes but validation data has {}",
+                train.num_classes(),
+                valid.num_classes()
+            )));
+        }
+        let outputs = cfg.task.num_outputs(train.num_classes());
+        if model.num_outputs() != outputs {
+            return Err(GrafterError::OutputMismatch {
+                head: model.num_outputs(),
+                dataset: train.num_classes(),
+            });
+        }
+
+        let checkpoints = self
+            .out_dir
+            .as_ref()
+            .map(|d| CheckpointDir::new(d, self.writer.clone(), cfg.keep_checkpoints));
+        let mut optim = cfg.optimizer.build();
+        let (model, mut state) = match (&checkpoints, self.resume) {
+            (Some(ck), true) => {
+                let dir = ck.latest()?.ok_or_else(|| {
+                    GrafterError::checkpoint(ck.root(), "no checkpoint to resume from")
+                })?;
+                let (model, state, record) = load_checkpoint(model, &dir)?;
+                optim = optim.load_record(record);
+                (model, state)
+            }
+            (Some(ck), false) => {
+                if ck.latest()?.is_some() {
+                    return Err(GrafterError::checkpoint(
+                        ck.root(),
+                        "already holds a run; resume it with FineTune::resume or choose another out_dir",
+                    ));
+                }
+                let json = serde_json::to_string_pretty(cfg)
+                    .map_err(|e| GrafterError::Config(e.to_string()))?;
+                write_atomic(
+                    self.writer.as_ref(),
+                    &ck.root().join("config.json"),
+                    json.as_bytes(),
+                )?;
+                (model, self.fresh_state(0))
+            }
+            (None, _) => (model, self.fresh_state(0)),
+        };
+
+        let stages = model.stages();
+        let plans: Vec<EpochPlan> = (0..cfg.epochs)
+            .map(|e| self.policy.plan(e, stages.len()))
+            .collect();
+        check_plans(&plans, stages.len())?;
+        if self.resume && state.plans != plans[..state.plans.len().min(plans.len())] {
+            return Err(GrafterError::Config(format!(
+                "the policy '{}' does not give the plans the run was started with ('{}')",
+                self.policy.name(),
+                state.policy
+            )));
+        }
+        state.plans = plans.clone();
+
+        let ad = device.clone().autodiff();
+        let mut model = model.fork(&ad).train();
+        let mut best_record: Option<ModuleRecord> = match (&checkpoints, &state.best) {
+            (Some(ck), Some(_)) => {
+                let path = ck.root().join("best.bpk");
+                Some(record_from_bytes(&path, read_file(&path)?)?)
+            }
+            _ => None,
+        };
+        let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+        let mut last_checkpoint = match &checkpoints {
+            Some(ck) => ck.latest()?,
+            None => None,
+        };
+
+        let first_epoch = state.epochs_done;
+        for epoch in first_epoch..cfg.epochs {
+            if state.stopped_early || self.pause_after.is_some_and(|n| epoch - first_epoch >= n) {
+                break;
+            }
+            let started = Instant::now();
+            let plan = &plans[epoch];
+            let stages = model.stages();
+            model = apply_plan(model, plan, &stages);
+            ad.seed(mix_seed(cfg.seed, epoch as u64, DEVICE_RNG_STREAM));
+
+            let (phase_start, phase_len) = phase_span(&plans, epoch);
+            let phase_steps = phase_len * steps_per_epoch;
+            let mut acc = MetricsAccumulator::new(cfg.task, train.num_classes());
+            let bar = PassProgress::new(
+                format!("epoch {}/{}", epoch + 1, cfg.epochs),
+                train.len(),
+                cfg.progress,
+            );
+            let request = EpochRequest {
+                epoch,
+                seed: cfg.seed,
+                batch_size: cfg.batch_size,
+                train: true,
+            };
+            let mut lr = 0.0;
+            for batch in train.batches(request) {
+                let batch = batch?;
+                batch.validate()?;
+                let n = batch.shape[0];
+                let targets = cfg
+                    .task
+                    .targets(&batch.labels, outputs, cfg.label_smoothing, &ad)?;
+                let images =
+                    Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
+                let logits = model.forward(images);
+                let loss = cfg.task.loss(logits.clone(), targets);
+                let loss_value: f64 = loss.clone().into_scalar::<f64>();
+                if !loss_value.is_finite() {
+                    bar.finish();
+                    return Err(GrafterError::Diverged {
+                        epoch,
+                        step: state.step,
+                        loss: loss_value,
+                        last_checkpoint,
+                    });
+                }
+                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                if let Some(max) = cfg.grad_clip_norm {
+                    clip_grad_norm(&model, &mut grads, max);
+                }
+                let step_in_phase = state.step - phase_start * steps_per_epoch;
+                lr = cfg.lr * cfg.schedule.factor(step_in_phase, phase_steps);
+                model = optim.step(stage_lrs(lr, plan, &stages), model, grads);
+                state.step += 1;
+
+                let host = logits
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
+                acc.add(loss_value, &host, &batch.labels);
+                bar.advance(n, format!("loss {loss_value:.4}"));
+            }
+            bar.finish();
+            let train_metrics = acc.finish();
+            let valid_metrics = evaluate(
+                &model.valid(),
+                valid,
+                cfg.task,
+                cfg.batch_size,
+                device,
+                cfg.progress,
+            )?;
+
+            let value = cfg.monitor.value(&valid_metrics);
+            let min_delta = cfg.early_stopping.map(|e| e.min_delta).unwrap_or(0.0);
+            let improved = match state.best {
+                None => true,
+                Some(b) => cfg.monitor.improves(value, b.value, min_delta),
+            };
+            if improved {
+                state.best = Some(BestEpoch { epoch, value });
+                state.bad_epochs = 0;
+                let record = model.clone().into_record();
+                if let Some(ck) = &checkpoints {
+                    let bytes = record.clone().into_bytes().map_err(record_err)?;
+                    write_atomic(self.writer.as_ref(), &ck.root().join("best.bpk"), &bytes)?;
+                }
+                best_record = Some(record);
+            } else {
+                state.bad_epochs += 1;
+            }
+            if let Some(es) = cfg.early_stopping
+                && state.bad_epochs > es.patience
+            {
+                state.stopped_early = true;
+            }
+
+            let record = EpochRecord {
+                epoch,
+                step: state.step,
+                lr: lr * plan.head.lr_mult,
+                plan: plan.clone(),
+                train: train_metrics,
+                valid: valid_metrics,
+            };
+            if cfg.progress {
+                eprintln!(
+                    "{}",
+                    summary_line(
+                        &record,
+                        cfg.epochs,
+                        started.elapsed().as_secs_f64(),
+                        train.len()
+                    )
+                );
+            }
+            state.history.push(record);
+            state.epochs_done = epoch + 1;
+
+            if let Some(ck) = &checkpoints {
+                let model_bytes = model
+                    .clone()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(record_err)?;
+                let optim_bytes = optim.to_record().into_bytes().map_err(record_err)?;
+                let state_bytes = serde_json::to_vec_pretty(&state)
+                    .map_err(|e| GrafterError::Config(e.to_string()))?;
+                last_checkpoint = Some(ck.save(
+                    state.epochs_done,
+                    &[
+                        (files::MODEL, &model_bytes),
+                        (files::OPTIMIZER, &optim_bytes),
+                        (files::STATE, &state_bytes),
+                    ],
+                )?);
+                write_atomic(
+                    self.writer.as_ref(),
+                    &ck.root().join("metrics.jsonl"),
+                    to_jsonl(&state.history).as_bytes(),
+                )?;
+                write_atomic(
+                    self.writer.as_ref(),
+                    &ck.root().join("curves.svg"),
+                    curves_svg(&state.history)?.as_bytes(),
+                )?;
+            }
+            if state.stopped_early && cfg.progress {
+                eprintln!(
+                    "early stopping: no improvement of {:?} for {} epochs",
+                    cfg.monitor, state.bad_epochs
+                );
+            }
+        }
+
+        let mut model = model.valid().to_device(device);
+        if cfg.restore_best
+            && let Some(record) = best_record
+        {
+            model = model.try_load_record(record).map_err(record_err)?;
+        }
+        Ok(FitOutcome {
+            model,
+            history: state.history,
+            best: state.best,
+            stopped_early: state.stopped_early,
+            run_dir: self.out_dir.clone(),
+        })
+    }
+
+    fn fresh_state(&self, step: usize) -> RunState {
+        RunState {
+            version: STATE_VERSION,
+            epochs_done: 0,
+            step,
+            seed: self.config.seed,
+            history: Vec::new(),
+            best: None,
+            bad_epochs: 0,
+            stopped_early: false,
+            policy: self.policy.name(),
+            plans: Vec::new(),
+        }
+    }
+}
+
+fn record_err(e: burn::store::RecordError) -> GrafterError {
+    GrafterError::Config(format!("cannot serialise a record: {e}"))
+}
+
+fn record_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<ModuleRecord> {
+    ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| GrafterError::checkpoint(path, e))
+}
+
+/// Loads model weights (with their parameter ids), run state and optimiser record.
+fn load_checkpoint<B: Backbone, H: Head>(
+    model: Classifier<B, H>,
+    dir: &Path,
+) -> Result<(Classifier<B, H>, RunState, OptimizerRecord)> {
+    let model_path = dir.join(files::MODEL);
+    let record = record_from_bytes(&model_path, read_file(&model_path)?)?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| GrafterError::checkpoint(&model_path, e))?;
+    let optim_path = dir.join(files::OPTIMIZER);
+    let optim = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(read_file(&optim_path)?))
+        .map_err(|e| GrafterError::checkpoint(&optim_path, e))?;
+    let state_path = dir.join(files::STATE);
+    let state: RunState = serde_json::from_slice(&read_file(&state_path)?)
+        .map_err(|e| GrafterError::checkpoint(&state_path, e))?;
+    if state.version != STATE_VERSION {
+        return Err(GrafterError::checkpoint(
+            &state_path,
+            format!(
+                "state format version {} is not supported (expected {STATE_VERSION})",
+                state.version
+            ),
+        ));
+    }
+    Ok((model, state, optim))
+}
+
+fn check_plans(plans: &[EpochPlan], num_stages: usize) -> Result<()> {
+    for (e, plan) in plans.iter().enumerate() {
+        if plan.stages.len() != num_stages {
+            return Err(GrafterError::Config(format!(
+                "the policy planned {} stages for epoch {e} but the backbone has {num_stages}",
+                plan.stages.len()
+            )));
+        }
+        let all = plan.stages.iter().chain(std::iter::once(&plan.head));
+        if let Some(bad) = all
+            .filter(|s| s.trainable)
+            .find(|s| !(s.lr_mult.is_finite() && s.lr_mult >= 0.0))
+        {
+            return Err(GrafterError::Config(format!(
+                "the policy gave epoch {e} a learning-rate multiplier of {}",
+                bad.lr_mult
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// First epoch and length (in epochs) of the phase containing `epoch`.
+fn phase_span(plans: &[EpochPlan], epoch: usize) -> (usize, usize) {
+    let phase = plans[epoch].phase;
+    let start = (0..=epoch)
+        .rev()
+        .take_while(|&e| plans[e].phase == phase)
+        .last()
+        .unwrap_or(epoch);
+    let len = plans[start..]
+        .iter()
+        .take_while(|p| p.phase == phase)
+        .count();
+    (start, len)
+}
+
+/// Unfreezes everything, then freezes what the plan says: no gradient and BatchNorm in
+/// inference mode for each frozen stage (Burn's `freeze_group` clears both).
+fn apply_plan<B: Backbone, H: Head>(
+    model: Classifier<B, H>,
+    plan: &EpochPlan,
+    stages: &[Stage],
+) -> Classifier<B, H> {
+    let mut model = model.unfreeze();
+    for (stage, setting) in stages.iter().zip(&plan.stages) {
+        if !setting.trainable {
+            model = model.freeze_group(stage.params.clone());
+        }
+    }
+    if !plan.head.trainable {
+        let head = model.head_params();
+        model = model.freeze_group(head);
+    }
+    model
+}
+
+/// One learning rate per stage: the head (and anything outside the stages) at
+/// `lr × head multiplier`, each trainable stage at `lr × its multiplier`.
+fn stage_lrs(lr: f64, plan: &EpochPlan, stages: &[Stage]) -> ModuleLearningRate {
+    let mut scheduler = ModuleLrScheduler::new(lr * plan.head.lr_mult);
+    for (stage, setting) in stages.iter().zip(&plan.stages) {
+        if setting.trainable {
+            scheduler = scheduler.with_group(stage.params.clone(), lr * setting.lr_mult);
+        }
+    }
+    scheduler.step()
+}
+
+fn summary_line(r: &EpochRecord, epochs: usize, secs: f64, images: usize) -> String {
+    let top5 = r
+        .valid
+        .top5
+        .map(|t| format!(" top5 {:5.1}%", 100.0 * t))
+        .unwrap_or_default();
+    format!(
+        "epoch {:>3}/{epochs}  train loss {:.4} acc {:5.1}%  valid loss {:.4} acc {:5.1}%{top5}  lr {:.2e}  stages {}/{} trainable  {:.1}s ({:.0} img/s)",
+        r.epoch + 1,
+        r.train.loss,
+        100.0 * r.train.top1,
+        r.valid.loss,
+        100.0 * r.valid.top1,
+        r.lr,
+        r.plan.trainable_stages().len(),
+        r.plan.stages.len(),
+        secs,
+        images as f64 / secs.max(1e-9),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{StageSetting, TwoPhase};
+
+    #[test]
+    fn phase_spans_follow_the_policy() {
+        let plans: Vec<EpochPlan> = (0..5).map(|e| TwoPhase::new(2, 10.0).plan(e, 3)).collect();
+        assert_eq!(phase_span(&plans, 0), (0, 2));
+        assert_eq!(phase_span(&plans, 1), (0, 2));
+        assert_eq!(phase_span(&plans, 2), (2, 3));
+        assert_eq!(phase_span(&plans, 4), (2, 3));
+    }
+
+    #[test]
+    fn bad_multiplier_is_rejected() {
+        let mut plan = EpochPlan::uniform(2, StageSetting::train(1.0));
+        plan.stages[1].lr_mult = f64::NAN;
+        assert!(check_plans(&[plan], 2).is_err());
+        assert!(check_plans(&[EpochPlan::uniform(3, StageSetting::frozen())], 2).is_err());
+    }
+}

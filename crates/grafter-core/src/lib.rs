@@ -1,0 +1,54 @@
+//! # grafter-core
+//!
+//! The vocabulary of transfer learning on [Burn](https://burn.dev): a [`Backbone`] (a
+//! pretrained network with its classifier cut off), a [`Head`] grafted on top, a
+//! [`FreezePolicy`] deciding which backbone stages train, and [`FineTune`], the loop that
+//! trains the resulting [`Classifier`] with per-stage learning rates, metrics, crash-safe
+//! checkpoints, bit-identical resume, progress bars and plots.
+//!
+//! The backend lives in the [`Device`](burn::tensor::Device): the same code trains on the CPU
+//! (`Device::flex()`) or a GPU (`Device::wgpu(..)`).
+
+#![warn(missing_docs)]
+
+mod backbone;
+pub mod checkpoint;
+mod classifier;
+pub mod data;
+mod error;
+pub mod finetune;
+pub mod head;
+pub mod history;
+pub mod metrics;
+pub mod optimizer;
+pub mod plot;
+pub mod policy;
+mod preprocess;
+pub mod progress;
+mod schedule;
+mod task;
+
+pub use backbone::{Backbone, Stage};
+pub use classifier::Classifier;
+pub use error::{GrafterError, Result};
+pub use finetune::{EarlyStopping, FineTune, FineTuneConfig, FitOutcome, evaluate};
+pub use head::{Head, LinearHead, LinearHeadConfig, MlpHead, MlpHeadConfig, Pooling};
+pub use metrics::{Metrics, Monitor};
+pub use optimizer::OptimizerConfig;
+pub use policy::FreezePolicy;
+pub use preprocess::{ChannelOrder, Interpolation, Preprocess};
+pub use schedule::LrSchedule;
+pub use task::Task;
+
+/// Everything needed to fine-tune, in one import.
+pub mod prelude {
+    pub use crate::data::{DataSource, InMemoryDataset};
+    pub use crate::policy::{
+        FreezeFirst, Frozen, GradualUnfreeze, LayerwiseLrDecay, TrainAll, TwoPhase,
+    };
+    pub use crate::{
+        Backbone, Classifier, FineTune, FineTuneConfig, FreezePolicy, GrafterError, Head,
+        LinearHeadConfig, LrSchedule, MlpHeadConfig, OptimizerConfig, Pooling, Preprocess, Stage,
+        Task,
+    };
+}

@@ -1,0 +1,228 @@
+//! Per-epoch metrics: loss, top-1, top-5, per-class accuracy and the confusion matrix.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Task;
+use crate::data::Labels;
+
+/// Metrics of one pass over a dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean loss per image (with label smoothing, as optimised).
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1]. Multi-label: fraction of correct label decisions at 0.5.
+    pub top1: f64,
+    /// Top-5 accuracy, when there are more than 5 classes (single-label only).
+    pub top5: Option<f64>,
+    /// Accuracy (recall) per class; `None` for a class absent from the data.
+    pub per_class: Vec<Option<f64>>,
+    /// Number of images.
+    pub samples: usize,
+    /// `confusion[true][predicted]` counts (single-label and binary tasks; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Which quantity early stopping and best-model selection watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Monitor {
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation top-1 accuracy (higher is better).
+    #[default]
+    ValTop1,
+    /// Validation top-5 accuracy (higher is better; falls back to top-1 below 6 classes).
+    ValTop5,
+}
+
+impl Monitor {
+    /// Reads the monitored value from validation metrics.
+    pub fn value(&self, valid: &Metrics) -> f64 {
+        match self {
+            Monitor::ValLoss => valid.loss,
+            Monitor::ValTop1 => valid.top1,
+            Monitor::ValTop5 => valid.top5.unwrap_or(valid.top1),
+        }
+    }
+
+    /// True when `candidate` beats `best` by more than `min_delta`.
+    pub fn improves(&self, candidate: f64, best: f64, min_delta: f64) -> bool {
+        match self {
+            Monitor::ValLoss => candidate < best - min_delta,
+            _ => candidate > best + min_delta,
+        }
+    }
+}
+
+/// Accumulates [`Metrics`] batch by batch from host-side logits.
+#[derive(Debug)]
+pub struct MetricsAccumulator {
+    task: Task,
+    num_classes: usize,
+    loss_sum: f64,
+    samples: usize,
+    correct1: f64,
+    correct5: usize,
+    decisions: usize,
+    class_hits: Vec<u64>,
+    class_total: Vec<u64>,
+    confusion: Vec<Vec<u64>>,
+}
+
+impl MetricsAccumulator {
+    /// An empty accumulator for `num_classes` classes.
+    pub fn new(task: Task, num_classes: usize) -> Self {
+        let confusion = match task {
+            Task::MultiLabel => Vec::new(),
+            _ => vec![vec![0; num_classes]; num_classes],
+        };
+        Self {
+            task,
+            num_classes,
+            loss_sum: 0.0,
+            samples: 0,
+            correct1: 0.0,
+            correct5: 0,
+            decisions: 0,
+            class_hits: vec![0; num_classes],
+            class_total: vec![0; num_classes],
+            confusion,
+        }
+    }
+
+    /// Adds one batch: its mean loss, its logits `[N, K]` row-major, and its labels.
+    pub fn add(&mut self, mean_loss: f64, logits: &[f32], labels: &Labels) {
+        let n = labels.len();
+        if n == 0 {
+            return;
+        }
+        let k = logits.len() / n;
+        self.loss_sum += mean_loss * n as f64;
+        self.samples += n;
+        match (self.task, labels) {
+            (Task::SingleLabel, Labels::Classes(classes)) => {
+                for (i, &y) in classes.iter().enumerate() {
+                    let row = &logits[i * k..(i + 1) * k];
+                    let pred = argmax(row);
+                    // rank of the true class = number of logits strictly greater than it
+                    let rank = row.iter().filter(|&&v| v > row[y]).count();
+                    self.record(y, pred, rank == 0);
+                    if rank < 5 {
+                        self.correct5 += 1;
+                    }
+                }
+            }
+            (Task::Binary, Labels::Classes(classes)) => {
+                for (i, &y) in classes.iter().enumerate() {
+                    let pred = usize::from(logits[i] > 0.0);
+                    self.record(y, pred, pred == y);
+                }
+            }
+            (Task::MultiLabel, Labels::MultiHot { values, .. }) => {
+                for (j, (&x, &y)) in logits.iter().zip(values.iter()).enumerate() {
+                    let class = j % k;
+                    let hit = (x > 0.0) == (y > 0.5);
+                    self.decisions += 1;
+                    if hit {
+                        self.correct1 += 1.0;
+                        self.class_hits[class] += 1;
+                    }
+                    self.class_total[class] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn record(&mut self, truth: usize, pred: usize, hit: bool) {
+        self.decisions += 1;
+        if hit {
+            self.correct1 += 1.0;
+        }
+        if truth < self.num_classes {
+            self.class_total[truth] += 1;
+            if hit {
+                self.class_hits[truth] += 1;
+            }
+            if pred < self.num_classes {
+                self.confusion[truth][pred] += 1;
+            }
+        }
+    }
+
+    /// The metrics of everything added so far.
+    pub fn finish(self) -> Metrics {
+        let div = |a: f64, b: usize| if b == 0 { 0.0 } else { a / b as f64 };
+        let top5 = (self.task == Task::SingleLabel && self.num_classes > 5)
+            .then(|| div(self.correct5 as f64, self.samples));
+        Metrics {
+            loss: div(self.loss_sum, self.samples),
+            top1: div(self.correct1, self.decisions),
+            top5,
+            per_class: self
+                .class_hits
+                .iter()
+                .zip(&self.class_total)
+                .map(|(&h, &t)| (t > 0).then(|| h as f64 / t as f64))
+                .collect(),
+            samples: self.samples,
+            confusion: self.confusion,
+        }
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top1_top5_per_class_and_confusion() {
+        let mut acc = MetricsAccumulator::new(Task::SingleLabel, 6);
+        // sample 0: class 2 predicted correctly; sample 1: class 0 ranked 2nd (wrong top-1)
+        let logits = [
+            0.0, 0.0, 5.0, 0.0, 0.0, 0.0, //
+            1.0, 2.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        acc.add(0.5, &logits, &Labels::Classes(vec![2, 0]));
+        let m = acc.finish();
+        assert_eq!(m.samples, 2);
+        assert!((m.loss - 0.5).abs() < 1e-12);
+        assert!((m.top1 - 0.5).abs() < 1e-12);
+        assert_eq!(m.top5, Some(1.0));
+        assert_eq!(m.per_class[2], Some(1.0));
+        assert_eq!(m.per_class[0], Some(0.0));
+        assert_eq!(m.per_class[1], None);
+        assert_eq!(m.confusion[0][1], 1);
+        assert_eq!(m.confusion[2][2], 1);
+    }
+
+    #[test]
+    fn multilabel_accuracy_counts_decisions() {
+        let mut acc = MetricsAccumulator::new(Task::MultiLabel, 2);
+        let labels = Labels::MultiHot {
+            values: vec![1.0, 0.0, 1.0, 1.0],
+            num_classes: 2,
+        };
+        acc.add(0.1, &[3.0, -1.0, -2.0, 2.0], &labels);
+        let m = acc.finish();
+        assert!((m.top1 - 0.75).abs() < 1e-12);
+        assert_eq!(m.per_class, vec![Some(0.5), Some(1.0)]);
+    }
+
+    #[test]
+    fn monitor_direction() {
+        assert!(Monitor::ValLoss.improves(0.4, 0.5, 0.0));
+        assert!(!Monitor::ValTop1.improves(0.4, 0.5, 0.0));
+        assert!(Monitor::ValTop1.improves(0.6, 0.5, 0.05));
+    }
+}

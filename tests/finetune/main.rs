@@ -1,0 +1,9 @@
+//! The fine-tune loop end to end on the flex CPU backend: convergence, freezing, resume,
+//! crash-safe checkpoints, divergence guard and bad configurations.
+
+mod bad_config;
+mod common;
+mod convergence;
+mod faults;
+mod freezing;
+mod resume;
