@@ -5,6 +5,10 @@
 //! fine-tune on the CPU or a GPU.
 //!
 //! This facade re-exports the workspace crates; see [`grafter_core`] for the vocabulary
-//! ([`Backbone`], [`Head`], [`FreezePolicy`], [`FineTune`]).
+//! ([`Backbone`], [`Head`], [`FreezePolicy`], [`FineTune`]) and [`zoo`] for pretrained
+//! backbones.
 
 pub use grafter_core::*;
+
+/// Pretrained backbones and their weights ([`grafter_zoo`]).
+pub use grafter_zoo as zoo;

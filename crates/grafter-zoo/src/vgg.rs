@@ -1,0 +1,147 @@
+//! VGG-11/13/16/19, with and without BatchNorm, in torchvision's layout, as a [`Backbone`].
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::BatchNorm;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use grafter_core::{Backbone, Preprocess, Stage};
+
+use crate::layers::{bn, conv};
+
+/// Architecture of a VGG.
+#[derive(Config, Debug, PartialEq)]
+pub struct VggConfig {
+    /// Convolutions per block (five blocks); widths are 64, 128, 256, 512, 512.
+    pub convs: [usize; 5],
+    /// BatchNorm after every convolution.
+    #[config(default = false)]
+    pub batch_norm: bool,
+}
+
+/// Widths of the five blocks.
+pub const VGG_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+
+impl VggConfig {
+    /// VGG-11 / 13 / 16 / 19 by depth.
+    pub fn depth(depth: usize, batch_norm: bool) -> Option<Self> {
+        let convs = match depth {
+            11 => [1, 1, 2, 2, 2],
+            13 => [2, 2, 2, 2, 2],
+            16 => [2, 2, 3, 3, 3],
+            19 => [2, 2, 4, 4, 4],
+            _ => return None,
+        };
+        Some(Self::new(convs).with_batch_norm(batch_norm))
+    }
+
+    /// VGG-16.
+    pub fn vgg16() -> Self {
+        Self::new([2, 2, 3, 3, 3])
+    }
+
+    /// Indices of the conv (and BN) layers in torchvision's `features` Sequential, block by
+    /// block: `(conv index, bn index)`.
+    pub fn torchvision_indices(&self) -> Vec<Vec<(usize, Option<usize>)>> {
+        let mut i = 0;
+        self.convs
+            .iter()
+            .map(|&n| {
+                let block = (0..n)
+                    .map(|_| {
+                        let c = i;
+                        let b = self.batch_norm.then_some(i + 1);
+                        i += if self.batch_norm { 3 } else { 2 };
+                        (c, b)
+                    })
+                    .collect();
+                i += 1; // max-pool
+                block
+            })
+            .collect()
+    }
+
+    /// Builds the backbone with fresh weights.
+    pub fn init(&self, device: &Device) -> Vgg {
+        let mut cin = 3;
+        let blocks = self
+            .convs
+            .iter()
+            .zip(VGG_WIDTHS)
+            .map(|(&n, w)| VggBlock {
+                layers: (0..n)
+                    .map(|_| {
+                        let layer = ConvBnRelu {
+                            conv: conv(cin, w, 3, 1, true, device),
+                            bn: self.batch_norm.then(|| bn(w, device)),
+                        };
+                        cin = w;
+                        layer
+                    })
+                    .collect(),
+                pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            })
+            .collect();
+        Vgg { blocks }
+    }
+}
+
+/// conv3×3 (with bias, as torchvision) → optional BatchNorm → ReLU.
+#[derive(Module, Debug)]
+pub struct ConvBnRelu {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// BatchNorm, for the `_bn` variants.
+    pub bn: Option<BatchNorm>,
+}
+
+/// Convolutions followed by a 2×2 max-pool.
+#[derive(Module, Debug)]
+pub struct VggBlock {
+    /// The conv layers.
+    pub layers: Vec<ConvBnRelu>,
+    /// The max-pool closing the block.
+    pub pool: MaxPool2d,
+}
+
+/// The convolutional part of a VGG (torchvision's `features`), without avg-pool or classifier.
+#[derive(Module, Debug)]
+pub struct Vgg {
+    /// The five blocks.
+    pub blocks: Vec<VggBlock>,
+}
+
+impl Backbone for Vgg {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
+        let mut x = images;
+        for block in &self.blocks {
+            for l in &block.layers {
+                x = l.conv.forward(x);
+                if let Some(bn) = &l.bn {
+                    x = bn.forward(x);
+                }
+                x = relu(x);
+            }
+            x = block.pool.forward(x);
+        }
+        x
+    }
+
+    fn feature_channels(&self) -> usize {
+        512
+    }
+
+    fn stages(&self) -> Vec<Stage> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Stage::of(format!("block{}", i + 1), b))
+            .collect()
+    }
+
+    fn preprocess(&self) -> Preprocess {
+        Preprocess::imagenet()
+    }
+}

@@ -1,0 +1,8 @@
+//! The model zoo: architectures' shapes, parity of loaded weights with onnxruntime on the
+//! project's random-weight fixtures, and typed errors for bad weight files.
+
+mod errors;
+mod finetune;
+mod fixtures;
+mod parity;
+mod shapes;

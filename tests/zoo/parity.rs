@@ -1,0 +1,82 @@
+use burn::tensor::Device;
+use grafter::Backbone;
+use grafter::zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
+
+use crate::fixtures::{Reference, dir, host, max_rel_err};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn check(model: &str, what: &str, ours: Vec<f32>, reference: &[f32]) {
+    let err = max_rel_err(&ours, reference);
+    println!("PARITY {model:<10} safetensors {what:<20} max rel err {err:.3e}");
+    assert!(err <= TOLERANCE, "{model} {what}: max rel err {err:e}");
+}
+
+fn resnet(name: &str, cfg: ResNetConfig) {
+    let Some(dir) = dir(name) else { return };
+    let device = Device::flex();
+    let model = load_resnet(dir.join(format!("{name}.safetensors")), &cfg, 1000, &device).unwrap();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    check(
+        name,
+        "features",
+        host(model.backbone.forward_features(input.clone())),
+        &r.host("features").0,
+    );
+    check(
+        name,
+        "logits",
+        host(model.forward(input)),
+        &r.host("logits").0,
+    );
+    let ns = r.tensor4("input_nonsquare", &device);
+    let feats = model.backbone.forward_features(ns);
+    assert_eq!(feats.dims(), [1, cfg.feature_channels(), 5, 7]);
+    check(
+        name,
+        "features 160x208",
+        host(feats),
+        &r.host("features_nonsquare").0,
+    );
+}
+
+fn vgg(name: &str, cfg: VggConfig) {
+    let Some(dir) = dir(name) else { return };
+    let device = Device::flex();
+    let model = load_vgg(dir.join(format!("{name}.safetensors")), &cfg, 1000, &device).unwrap();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    check(
+        name,
+        "features",
+        host(model.backbone.forward_features(input.clone())),
+        &r.host("features").0,
+    );
+    check(
+        name,
+        "logits",
+        host(model.forward(input)),
+        &r.host("logits").0,
+    );
+}
+
+#[test]
+fn resnet18_safetensors_matches_onnxruntime() {
+    resnet("resnet18", ResNetConfig::resnet18());
+}
+
+#[test]
+fn resnet50_safetensors_matches_onnxruntime() {
+    resnet("resnet50", ResNetConfig::resnet50());
+}
+
+#[test]
+fn vgg16_safetensors_matches_onnxruntime() {
+    vgg("vgg16", VggConfig::vgg16());
+}
+
+#[test]
+fn vgg16_bn_safetensors_matches_onnxruntime() {
+    vgg("vgg16_bn", VggConfig::vgg16().with_batch_norm(true));
+}
