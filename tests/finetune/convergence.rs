@@ -1,4 +1,5 @@
 use burn::tensor::Device;
+use grafter::EarlyStopping;
 use grafter::prelude::*;
 
 use crate::common::{classifier, config, dataset};
@@ -104,4 +105,26 @@ fn binary_task_with_one_logit_learns() {
         .unwrap();
     assert!(outcome.best.unwrap().value >= 0.95);
     assert!(outcome.history[0].valid.top5.is_none());
+}
+
+#[test]
+fn early_stopping_ends_the_run_after_patience_epochs_without_improvement() {
+    let device = Device::flex();
+    // an improvement must exceed 10 (impossible for an accuracy): epoch 0 sets the best,
+    // epochs 1 and 2 do not improve, patience 1 is exceeded after epoch 2.
+    let cfg = config(10).with_early_stopping(Some(EarlyStopping {
+        patience: 1,
+        min_delta: 10.0,
+    }));
+    let outcome = FineTune::new(cfg, TrainAll)
+        .fit(
+            classifier(&device, 8, 0.0),
+            &dataset(8, 1),
+            &dataset(4, 2),
+            &device,
+        )
+        .unwrap();
+    assert!(outcome.stopped_early);
+    assert_eq!(outcome.history.len(), 3);
+    assert_eq!(outcome.best.unwrap().epoch, 0);
 }

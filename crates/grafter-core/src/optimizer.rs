@@ -147,3 +147,28 @@ impl ModuleVisitor for ScaleVisitor<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn global_norm_clipping_scales_all_gradients_to_the_limit() {
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(4, 3).init(&device);
+        let x = Tensor::<2>::ones([8, 4], &device).mul_scalar(10.0);
+        let loss = linear.forward(x).powi_scalar(2).sum();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &linear);
+        let before = grad_norm(&linear, &grads);
+        assert!(before > 1.0, "test needs a large gradient, got {before}");
+        let reported = clip_grad_norm(&linear, &mut grads, 1.0);
+        assert_eq!(reported, before);
+        let after = grad_norm(&linear, &grads);
+        assert!((after - 1.0).abs() < 1e-4, "norm after clipping {after}");
+        // a norm under the limit is left alone
+        assert_eq!(clip_grad_norm(&linear, &mut grads, 100.0), after);
+        assert!((grad_norm(&linear, &grads) - after).abs() < 1e-9);
+    }
+}
