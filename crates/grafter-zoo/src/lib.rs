@@ -5,7 +5,9 @@
 
 #![warn(missing_docs)]
 
+pub mod download;
 mod error;
+pub mod registry;
 
 pub use error::ZooError;
 mod layers;
