@@ -13,6 +13,7 @@ fn fit_err(cfg: FineTuneConfig, train: &InMemoryDataset, valid: &InMemoryDataset
 
 #[test]
 fn zero_classes_is_a_config_error() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let err = LinearHeadConfig::new(32, 0).try_init(&device).unwrap_err();
     assert!(matches!(err, GrafterError::Config(_)), "{err}");
@@ -35,6 +36,7 @@ fn zero_classes_is_a_config_error() {
 
 #[test]
 fn empty_datasets_are_typed_errors() {
+    let _rng = crate::common::rng_lock();
     let empty = InMemoryDataset::new(vec![], [3, 16, 16], vec![], 4).unwrap();
     let err = fit_err(config(1), &empty, &dataset(2, 1));
     assert!(
@@ -50,6 +52,7 @@ fn empty_datasets_are_typed_errors() {
 
 #[test]
 fn head_size_mismatches_are_typed_errors() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let head = LinearHeadConfig::new(16, 4).try_init(&device).unwrap();
     let err = Classifier::new(TinyCnn::new(&device), head).unwrap_err();
@@ -82,6 +85,7 @@ fn head_size_mismatches_are_typed_errors() {
 
 #[test]
 fn bad_hyper_parameters_are_config_errors() {
+    let _rng = crate::common::rng_lock();
     let (t, v) = (dataset(2, 1), dataset(2, 2));
     for cfg in [
         config(0),
@@ -98,6 +102,7 @@ fn bad_hyper_parameters_are_config_errors() {
 
 #[test]
 fn bad_labels_and_run_directories_are_typed_errors() {
+    let _rng = crate::common::rng_lock();
     let err = InMemoryDataset::new(vec![0.0; 12], [3, 2, 2], vec![7], 4).unwrap_err();
     assert!(err.to_string().contains("label 7"), "{err}");
     let err = InMemoryDataset::new(vec![0.0; 5], [3, 2, 2], vec![1], 4).unwrap_err();

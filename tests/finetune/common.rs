@@ -178,3 +178,11 @@ pub fn config(epochs: usize) -> FineTuneConfig {
         .with_lr(1e-2)
         .with_progress(false)
 }
+
+/// Burn's flex backend keeps one random generator per process (`Device::seed` replaces it),
+/// so tests that initialise or train models must not interleave: each takes this lock.
+/// (A single training run is deterministic; concurrent runs in one process share the RNG.)
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

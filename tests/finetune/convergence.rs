@@ -6,6 +6,7 @@ use crate::common::{classifier, config, dataset};
 
 #[test]
 fn fine_tuning_separable_images_reaches_95_percent() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let train = dataset(32, 1);
     let valid = dataset(16, 2);
@@ -54,6 +55,7 @@ fn fine_tuning_separable_images_reaches_95_percent() {
 
 #[test]
 fn two_phase_mlp_head_with_batchnorm_and_label_smoothing_learns() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     device.seed(3);
     let head = MlpHeadConfig::new(32, 4, vec![16])
@@ -81,6 +83,7 @@ fn two_phase_mlp_head_with_batchnorm_and_label_smoothing_learns() {
 
 #[test]
 fn binary_task_with_one_logit_learns() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     device.seed(5);
     // classes 0 and 1 of the synthetic set
@@ -109,6 +112,7 @@ fn binary_task_with_one_logit_learns() {
 
 #[test]
 fn early_stopping_ends_the_run_after_patience_epochs_without_improvement() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     // an improvement must exceed 10 (impossible for an accuracy): epoch 0 sets the best,
     // epochs 1 and 2 do not improve, patience 1 is exceeded after epoch 2.

@@ -30,6 +30,7 @@ impl FileWriter for FailSecondOptimizer {
 
 #[test]
 fn interrupted_checkpoint_never_corrupts_latest() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let (train, valid) = (dataset(8, 1), dataset(4, 2));
@@ -60,6 +61,7 @@ fn interrupted_checkpoint_never_corrupts_latest() {
 
 #[test]
 fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let (train, valid) = (dataset(8, 1), dataset(4, 2));

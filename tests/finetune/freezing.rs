@@ -7,6 +7,7 @@ use crate::common::{classifier, config, dataset, params};
 /// statistics in training mode, silently shifting a pretrained backbone.
 #[test]
 fn frozen_stages_are_bit_identical_including_batchnorm_statistics() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let model = classifier(&device, 11, 0.0);
     let before = params(&model);
@@ -35,6 +36,7 @@ fn frozen_stages_are_bit_identical_including_batchnorm_statistics() {
 
 #[test]
 fn frozen_policy_leaves_the_whole_backbone_untouched_and_unfreezing_moves_it() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let model = classifier(&device, 12, 0.0);
     let before = params(&model);

@@ -7,6 +7,7 @@ use crate::common::{classifier, config, dataset, params};
 /// BatchNorm statistics) and the metrics log must equal those of a straight four-epoch run.
 #[test]
 fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let train = dataset(16, 1);
     let valid = dataset(8, 2);
@@ -50,6 +51,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
 
 #[test]
 fn resume_with_another_policy_is_refused() {
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     FineTune::new(config(3), TrainAll)

@@ -29,6 +29,10 @@ const DEVICE_RNG_STREAM: u64 = 1;
 
 /// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
 ///
+/// A run is reproducible bit for bit from its seed, and a resumed run equals an uninterrupted
+/// one. Burn's CPU backend keeps one random generator per process, so this holds for one
+/// training at a time per process: concurrent runs in one process draw from the same stream.
+///
 /// ```no_run
 /// # use burn::tensor::Device;
 /// # use grafter_core::{Backbone, Classifier, Head, FineTune, FineTuneConfig};
