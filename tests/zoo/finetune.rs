@@ -1,7 +1,7 @@
 use burn::tensor::Device;
 use grafter::data::InMemoryDataset;
 use grafter::prelude::*;
-use grafter::zoo::{ResNetConfig, load_resnet};
+use grafter::zoo::{ResNetConfig, load_resnet_onnx};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,19 +29,14 @@ fn colours(per_class: usize, seed: u64) -> InMemoryDataset {
     InMemoryDataset::new(images, [3, SIDE, SIDE], labels, CLASSES).unwrap()
 }
 
-/// The heart of the seed: a pretrained ResNet with its classifier cut off, a new 10-class
+/// The heart of the seed: a pretrained ResNet read from an ONNX file, with its classifier cut off, a new 10-class
 /// head grafted on, the backbone frozen, fine-tuned through the loop.
 #[test]
 fn resnet18_fixture_with_new_head_fine_tunes_frozen() {
     let Some(dir) = dir("resnet18") else { return };
     let device = Device::flex();
-    let full = load_resnet(
-        dir.join("resnet18.safetensors"),
-        &ResNetConfig::resnet18(),
-        1000,
-        &device,
-    )
-    .unwrap();
+    let onnx = dir.join("resnet18_unfolded.onnx");
+    let full = load_resnet_onnx(onnx, &ResNetConfig::resnet18(), &device).unwrap();
     let backbone = full.backbone;
     let before: Vec<f32> = host(backbone.layer1[0].conv1.weight.val());
     let head = LinearHeadConfig::new(backbone.feature_channels(), CLASSES)

@@ -4,5 +4,6 @@
 mod errors;
 mod finetune;
 mod fixtures;
+mod onnx;
 mod parity;
 mod shapes;

@@ -20,3 +20,7 @@ pub use resnet::{ResNet, ResNetConfig};
 pub use torchvision::{ResNetClassifier, VggFull, load_resnet, load_vgg};
 pub use vgg::{Vgg, VggConfig};
 pub use vgg_head::VggClassifier;
+pub mod onnx_assign;
+pub mod onnx_weights;
+
+pub use onnx_assign::{load_resnet_onnx, load_vgg_onnx};

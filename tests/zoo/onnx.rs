@@ -1,0 +1,173 @@
+use burn::tensor::Device;
+use grafter::Backbone;
+use grafter::zoo::onnx_weights::OnnxWeights;
+use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet_onnx, load_vgg_onnx};
+use onnx_ir::{Message, ModelProto};
+
+use crate::fixtures::{Reference, dir, host, max_rel_err};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn check(model: &str, variant: &str, what: &str, ours: Vec<f32>, reference: &[f32]) {
+    let err = max_rel_err(&ours, reference);
+    println!("PARITY {model:<10} onnx-{variant:<9} {what:<18} max rel err {err:.3e}");
+    assert!(
+        err <= TOLERANCE,
+        "{model} {variant} {what}: max rel err {err:e}"
+    );
+}
+
+/// Both exports: BatchNorm nodes present ("unfolded") and folded into the convolutions.
+const VARIANTS: [(&str, &str); 2] = [("unfolded", ""), ("folded", "_folded")];
+
+fn resnet(name: &str, cfg: ResNetConfig) {
+    let Some(dir) = dir(name) else { return };
+    let device = Device::flex();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    for (variant, suffix) in VARIANTS {
+        let model =
+            load_resnet_onnx(dir.join(format!("{name}_{variant}.onnx")), &cfg, &device).unwrap();
+        let features = host(model.backbone.forward_features(input.clone()));
+        check(
+            name,
+            variant,
+            "features",
+            features,
+            &r.host(&format!("features{suffix}")).0,
+        );
+        let logits = host(model.forward(input.clone()));
+        check(
+            name,
+            variant,
+            "logits",
+            logits,
+            &r.host(&format!("logits{suffix}")).0,
+        );
+    }
+}
+
+fn vgg(name: &str, cfg: VggConfig) {
+    let Some(dir) = dir(name) else { return };
+    let device = Device::flex();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    for (variant, suffix) in VARIANTS {
+        let model =
+            load_vgg_onnx(dir.join(format!("{name}_{variant}.onnx")), &cfg, &device).unwrap();
+        let features = host(model.backbone.forward_features(input.clone()));
+        check(
+            name,
+            variant,
+            "features",
+            features,
+            &r.host(&format!("features{suffix}")).0,
+        );
+        let logits = host(model.forward(input.clone()));
+        check(
+            name,
+            variant,
+            "logits",
+            logits,
+            &r.host(&format!("logits{suffix}")).0,
+        );
+    }
+}
+
+#[test]
+fn resnet18_onnx_matches_onnxruntime() {
+    resnet("resnet18", ResNetConfig::resnet18());
+}
+
+#[test]
+fn resnet50_onnx_matches_onnxruntime() {
+    resnet("resnet50", ResNetConfig::resnet50());
+}
+
+#[test]
+fn vgg16_onnx_matches_onnxruntime() {
+    vgg("vgg16", VggConfig::vgg16());
+}
+
+#[test]
+fn vgg16_bn_onnx_matches_onnxruntime() {
+    vgg("vgg16_bn", VggConfig::vgg16().with_batch_norm(true));
+}
+
+#[test]
+fn onnx_of_another_architecture_is_a_typed_error() {
+    let Some(dir) = dir("resnet50") else { return };
+    let device = Device::flex();
+    let err = load_resnet_onnx(
+        dir.join("resnet50_folded.onnx"),
+        &ResNetConfig::resnet18(),
+        &device,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ZooError::Weights { .. }), "{msg}");
+    assert!(
+        msg.contains("resnet50_folded.onnx") && msg.contains("expected"),
+        "{msg}"
+    );
+    // a VGG without BatchNorm cannot take a graph that has BatchNorm
+    let Some(bn) = crate::fixtures::dir("vgg16_bn") else {
+        return;
+    };
+    let err = load_vgg_onnx(
+        bn.join("vgg16_bn_unfolded.onnx"),
+        &VggConfig::vgg16(),
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("BatchNorm"), "{err}");
+}
+
+#[test]
+fn unsupported_truncated_and_random_files_are_typed_errors() {
+    let Some(dir) = dir("resnet18") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(dir.join("resnet18_unfolded.onnx")).unwrap();
+
+    // an operator a ResNet/VGG import does not know, twice
+    let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let mut replaced = 0;
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op_type == "Relu")
+        .take(2)
+    {
+        node.op_type = "Softsign".into();
+        replaced += 1;
+    }
+    assert_eq!(replaced, 2);
+    let odd = tmp.path().join("odd.onnx");
+    std::fs::write(&odd, model.write_to_bytes().unwrap()).unwrap();
+    let err = OnnxWeights::read(&odd).unwrap_err();
+    assert!(err.to_string().contains("Softsign ×2"), "{err}");
+
+    let truncated = tmp.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = OnnxWeights::read(&truncated).unwrap_err();
+    assert!(
+        matches!(err, ZooError::Weights { .. }) && err.to_string().contains("truncated.onnx"),
+        "{err}"
+    );
+
+    let random = tmp.path().join("random.onnx");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&random, noise).unwrap();
+    assert!(matches!(
+        OnnxWeights::read(&random),
+        Err(ZooError::Weights { .. })
+    ));
+
+    assert!(matches!(
+        OnnxWeights::read(tmp.path().join("absent.onnx")),
+        Err(ZooError::Io { .. })
+    ));
+}
