@@ -12,3 +12,9 @@ pub use grafter_core::*;
 
 /// Pretrained backbones and their weights ([`grafter_zoo`]).
 pub use grafter_zoo as zoo;
+
+/// The image pipeline ([`grafter_data`]).
+pub use grafter_data as data_pipeline;
+
+/// Any ONNX CNN as a backbone, and export back to ONNX ([`grafter_onnx`]).
+pub use grafter_onnx as onnx;
