@@ -54,3 +54,23 @@ fn torchvision_vgg16_indices() {
     assert_eq!(bn[0], vec![(0, Some(1)), (3, Some(4))]);
     assert_eq!(bn[4].last(), Some(&(40, Some(41))));
 }
+
+#[test]
+fn fine_tuned_weights_round_trip_through_burns_record_format() {
+    use grafter::weights::{load_weights, save_weights};
+    let device = Device::flex();
+    let trained = ResNetConfig::resnet18().init(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet18.bpk");
+    save_weights(&trained, &path).unwrap();
+    let reloaded = load_weights(ResNetConfig::resnet18().init(&device), &path).unwrap();
+    let x = Tensor::<4>::ones([1, 3, 64, 64], &device);
+    assert_eq!(
+        trained.forward_features(x.clone()).into_data(),
+        reloaded.forward_features(x).into_data()
+    );
+    let err = load_weights(ResNetConfig::resnet50().init(&device), &path).unwrap_err();
+    assert!(err.to_string().contains("resnet18.bpk"), "{err}");
+    std::fs::write(&path, b"garbage").unwrap();
+    assert!(load_weights(ResNetConfig::resnet18().init(&device), &path).is_err());
+}

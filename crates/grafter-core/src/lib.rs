@@ -27,6 +27,7 @@ mod preprocess;
 pub mod progress;
 mod schedule;
 mod task;
+pub mod weights;
 
 pub use backbone::{Backbone, Stage};
 pub use classifier::Classifier;
