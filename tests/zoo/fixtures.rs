@@ -34,8 +34,12 @@ pub struct Reference {
 
 impl Reference {
     pub fn load(dir: &std::path::Path) -> Self {
+        Self::load_file(&dir.join("reference.safetensors"))
+    }
+
+    pub fn load_file(path: &std::path::Path) -> Self {
         Self {
-            bytes: std::fs::read(dir.join("reference.safetensors")).unwrap(),
+            bytes: std::fs::read(path).unwrap(),
         }
     }
 

@@ -23,4 +23,4 @@ pub use vgg_head::VggClassifier;
 pub mod onnx_assign;
 pub mod onnx_weights;
 
-pub use onnx_assign::{load_resnet_onnx, load_vgg_onnx};
+pub use onnx_assign::{load_resnet_onnx, load_vgg_backbone_onnx, load_vgg_onnx};

@@ -11,13 +11,13 @@ use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
-use grafter_core::{Classifier, LinearHeadConfig};
+use grafter_core::{Classifier, LinearHeadConfig, Preprocess};
 
 use crate::ZooError;
 use crate::onnx_weights::{ConvUnit, LinearUnit, OnnxWeights};
 use crate::resnet::{Block, ResNetConfig};
 use crate::torchvision::{ResNetClassifier, VggFull};
-use crate::vgg::VggConfig;
+use crate::vgg::{Vgg, VggConfig};
 use crate::vgg_head::VggClassifier;
 
 /// One of our convolutions (with its BatchNorm) waiting for weights.
@@ -92,8 +92,42 @@ pub fn load_vgg_onnx(
     let classes = onnx_classes(&onnx)?;
     let mut model = Classifier::new(cfg.init(device), VggClassifier::new(classes, 0.5, device))
         .map_err(|e| ZooError::Config(e.to_string()))?;
+    fill_vgg(&onnx, &mut model.backbone, device)?;
+    expect_linears(&onnx, 3)?;
+    let h = &mut model.head;
+    for (i, (name, linear)) in [
+        ("fc1", &mut h.fc1),
+        ("fc2", &mut h.fc2),
+        ("fc3", &mut h.fc3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        set_linear(&onnx.path, name, linear, &onnx.linears[i], device)?;
+    }
+    Ok(model)
+}
+
+/// The convolutional base of a VGG from any ONNX file that contains one — a torchvision or
+/// ONNX Model Zoo classifier, or a Keras model exported by tf2onnx (NHWC input and a custom
+/// head: everything after the last convolution is ignored). `preprocess` is the convention the
+/// weights were trained with (e.g. [`Preprocess::caffe`] for Keras' VGG16).
+pub fn load_vgg_backbone_onnx(
+    path: impl AsRef<Path>,
+    cfg: &VggConfig,
+    preprocess: Preprocess,
+    device: &Device,
+) -> Result<Vgg, ZooError> {
+    let onnx = OnnxWeights::read_backbone(path)?;
+    let mut vgg = cfg.init(device);
+    fill_vgg(&onnx, &mut vgg, device)?;
+    vgg.preprocess = preprocess;
+    Ok(vgg)
+}
+
+fn fill_vgg(onnx: &OnnxWeights, vgg: &mut Vgg, device: &Device) -> Result<(), ZooError> {
     let mut slots: Vec<Slot> = Vec::new();
-    for (b, block) in model.backbone.blocks.iter_mut().enumerate() {
+    for (b, block) in vgg.blocks.iter_mut().enumerate() {
         for (l, layer) in block.layers.iter_mut().enumerate() {
             slots.push(Slot {
                 name: format!("blocks.{b}.layers.{l}"),
@@ -110,19 +144,7 @@ pub fn load_vgg_onnx(
             format!("convolution {} has no place in the model", extra.node),
         ));
     }
-    expect_linears(&onnx, 3)?;
-    let h = &mut model.head;
-    for (i, (name, linear)) in [
-        ("fc1", &mut h.fc1),
-        ("fc2", &mut h.fc2),
-        ("fc3", &mut h.fc3),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        set_linear(&onnx.path, name, linear, &onnx.linears[i], device)?;
-    }
-    Ok(model)
+    Ok(())
 }
 
 fn weights(path: &Path, reason: String) -> ZooError {

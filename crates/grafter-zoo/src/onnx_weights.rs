@@ -89,9 +89,18 @@ const WEIGHTLESS: &[&str] = &[
 ];
 
 impl OnnxWeights {
-    /// Parses `path` and collects its weighted layers.
+    /// Parses `path` and collects its weighted layers, the classifier included.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, ZooError> {
-        let path = path.as_ref();
+        Self::read_with(path.as_ref(), false)
+    }
+
+    /// Parses `path` and collects its convolutions only: whatever follows the last one (a
+    /// custom head, Keras' flatten/dense/BatchNorm arithmetic) is ignored, not validated.
+    pub fn read_backbone(path: impl AsRef<Path>) -> Result<Self, ZooError> {
+        Self::read_with(path.as_ref(), true)
+    }
+
+    fn read_with(path: &Path, backbone_only: bool) -> Result<Self, ZooError> {
         let bad = |reason: String| ZooError::Weights {
             path: path.to_path_buf(),
             reason,
@@ -107,13 +116,15 @@ impl OnnxWeights {
             .map_err(|_| bad("not a readable ONNX model (the parser failed)".into()))?;
         let graph = parsed.map_err(|e| bad(format!("not a readable ONNX model: {e}")))?;
 
-        let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
+        let mut unsupported: Vec<(usize, String)> = Vec::new();
+        let mut last_conv_node = 0;
         let mut convs: Vec<ConvUnit> = Vec::new();
         let mut conv_by_output: BTreeMap<String, usize> = BTreeMap::new();
         let mut linears = Vec::new();
-        for node in &graph.nodes {
+        for (index, node) in graph.nodes.iter().enumerate() {
             match node {
                 Node::Conv2d(n) => {
+                    last_conv_node = index;
                     let weight = constant(&n.inputs, 1, &n.name).map_err(&bad)?;
                     let bias = match n.inputs.get(2) {
                         Some(_) => Some(floats(constant(&n.inputs, 2, &n.name).map_err(&bad)?)),
@@ -131,11 +142,11 @@ impl OnnxWeights {
                 }
                 Node::BatchNormalization(n) => {
                     let Some(&i) = conv_by_output.get(&n.inputs[0].name) else {
-                        *unsupported
-                            .entry("BatchNormalization not directly after a Conv".into())
-                            .or_default() += 1;
+                        unsupported
+                            .push((index, "BatchNormalization not directly after a Conv".into()));
                         continue;
                     };
+                    last_conv_node = index;
                     let epsilon = match &n.config {
                         onnx_ir::batch_norm::BatchNormConfig::Static(c) => c.epsilon,
                         onnx_ir::batch_norm::BatchNormConfig::Runtime(c) => c.epsilon,
@@ -150,7 +161,7 @@ impl OnnxWeights {
                         epsilon,
                     });
                 }
-                Node::Linear(n) => {
+                Node::Linear(n) if !backbone_only => {
                     let w = constant(&n.inputs, 1, &n.name).map_err(&bad)?;
                     let weight = if n.config.transpose_weight {
                         transpose2(w)
@@ -170,16 +181,22 @@ impl OnnxWeights {
                 other => {
                     let kind = format!("{:?}", other.node_type());
                     if !WEIGHTLESS.contains(&kind.as_str()) {
-                        *unsupported.entry(kind).or_default() += 1;
+                        unsupported.push((index, kind));
                     }
                 }
             }
         }
-        if !unsupported.is_empty() {
-            let list: Vec<String> = unsupported
-                .iter()
-                .map(|(op, n)| format!("{op} ×{n}"))
-                .collect();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (index, kind) in unsupported {
+            if !backbone_only || index < last_conv_node {
+                *counts.entry(kind).or_default() += 1;
+            }
+        }
+        if backbone_only {
+            linears.clear();
+        }
+        if !counts.is_empty() {
+            let list: Vec<String> = counts.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
             return Err(bad(format!(
                 "unsupported ONNX graph for a ResNet/VGG weight import: {} (use grafter-onnx for arbitrary graphs)",
                 list.join(", ")

@@ -113,6 +113,7 @@ impl ResNetConfig {
             layer3,
             layer4,
             feature_channels: self.feature_channels(),
+            preprocess: Preprocess::imagenet(),
         }
     }
 }
@@ -220,6 +221,9 @@ pub struct ResNet {
     /// Stage 4 (stride 32).
     pub layer4: Vec<Block>,
     feature_channels: usize,
+    /// Input convention of the weights (torchvision's by default).
+    #[module(skip)]
+    pub preprocess: Preprocess,
 }
 
 impl Backbone for ResNet {
@@ -256,6 +260,6 @@ impl Backbone for ResNet {
     }
 
     fn preprocess(&self) -> Preprocess {
-        Preprocess::imagenet()
+        self.preprocess.clone()
     }
 }

@@ -84,7 +84,10 @@ impl VggConfig {
                 pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             })
             .collect();
-        Vgg { blocks }
+        Vgg {
+            blocks,
+            preprocess: Preprocess::imagenet(),
+        }
     }
 }
 
@@ -111,6 +114,10 @@ pub struct VggBlock {
 pub struct Vgg {
     /// The five blocks.
     pub blocks: Vec<VggBlock>,
+    /// Input convention of the weights (torchvision's by default; Keras "caffe" for Keras
+    /// weights).
+    #[module(skip)]
+    pub preprocess: Preprocess,
 }
 
 impl Backbone for Vgg {
@@ -142,6 +149,6 @@ impl Backbone for Vgg {
     }
 
     fn preprocess(&self) -> Preprocess {
-        Preprocess::imagenet()
+        self.preprocess.clone()
     }
 }

@@ -1,0 +1,10 @@
+//! Transfer learning on real pretrained weights and a real target set: the Keras VGG16
+//! ImageNet conv base exported by tf2onnx (a third-party file, NHWC input), and Fashion-MNIST.
+//! Data come from `tests/real/make_real_fixtures.py` (package registries, cached outside git).
+
+#[path = "../zoo/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+mod keras_vgg16;
+mod real_data;
+mod transfer;
