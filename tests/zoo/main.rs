@@ -6,4 +6,5 @@ mod finetune;
 mod fixtures;
 mod onnx;
 mod parity;
+mod pth;
 mod shapes;

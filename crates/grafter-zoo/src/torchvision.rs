@@ -93,6 +93,35 @@ pub fn load_vgg(
     load_state_dict(model, path.as_ref(), &vgg_remaps(cfg))
 }
 
+/// Refuses a `.pth` whose pickle references anything but torch's tensor machinery and plain
+/// containers. burn-store's reader never calls a global, but it ignores one that sits beside
+/// a complete state dict; such a file is not a plain state dict, so it is refused, naming the
+/// global.
+fn refuse_foreign_globals(path: &Path) -> Result<(), ZooError> {
+    use burn::store::pytorch_reader::{PickleValue, PytorchReader};
+    fn find(v: &PickleValue) -> Option<&str> {
+        match v {
+            PickleValue::Unsupported(t) if !t.starts_with("torch.") => Some(t),
+            PickleValue::List(items) => items.iter().find_map(find),
+            PickleValue::Dict(map) => map.values().find_map(find),
+            _ => None,
+        }
+    }
+    let value = PytorchReader::read_pickle_data(path, None).map_err(|e| ZooError::Weights {
+        path: path.to_path_buf(),
+        reason: format!("cannot read PyTorch file: {e}"),
+    })?;
+    match find(&value) {
+        Some(global) => Err(ZooError::Weights {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the pickle references {global}, which a state dict never does; refused (nothing was executed)"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Loads a PyTorch-named state dict into `model`, failing on the first missing parameter or
 /// shape mismatch. Only `num_batches_tracked` (unused by Burn) may be left over.
 pub fn load_state_dict<M: ModuleSnapshot>(
@@ -125,6 +154,7 @@ pub fn load_state_dict<M: ModuleSnapshot>(
                 .map_err(|e| weights(format!("cannot read safetensors: {e}")))?
         }
         "pth" | "pt" | "bin" => {
+            refuse_foreign_globals(path)?;
             let mut store = PytorchStore::from_file(path)
                 .allow_partial(true)
                 .validate(false);

@@ -1,0 +1,346 @@
+//! `.pth` (torch.save zip format) state dicts: parity of the models loaded from them with
+//! onnxruntime, and refusal of pickles that reference anything but the tensor-rebuilding
+//! globals. The `.pth` fixtures are written by `tests/fixtures/make_fixtures.py` without torch
+//! (same tensors as the `.safetensors`).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use grafter::Backbone;
+use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet, load_vgg};
+
+use crate::fixtures::{Reference, dir, host, max_rel_err};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn check(model: &str, what: &str, ours: Vec<f32>, reference: &[f32]) {
+    let err = max_rel_err(&ours, reference);
+    println!("PARITY {model:<10} pth {what:<20} max rel err {err:.3e}");
+    assert!(err <= TOLERANCE, "{model} {what}: max rel err {err:e}");
+}
+
+/// The fixture's `.pth`, or `None` (with a message) when the fixtures predate it.
+fn pth(dir: &Path, model: &str) -> Option<PathBuf> {
+    let path = dir.join(format!("{model}.pth"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = format!(
+        "{} not found: the fixtures predate the .pth files; regenerate them with `python3 tests/fixtures/make_fixtures.py`",
+        path.display()
+    );
+    if std::env::var("GRAFTER_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+fn resnet(name: &str, cfg: ResNetConfig) {
+    let Some(dir) = dir(name) else { return };
+    let Some(path) = pth(&dir, name) else { return };
+    let device = Device::flex();
+    let model = load_resnet(&path, &cfg, 1000, &device).unwrap();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    check(
+        name,
+        "features",
+        host(model.backbone.forward_features(input.clone())),
+        &r.host("features").0,
+    );
+    check(
+        name,
+        "logits",
+        host(model.forward(input)),
+        &r.host("logits").0,
+    );
+    let ns = r.tensor4("input_nonsquare", &device);
+    let feats = model.backbone.forward_features(ns);
+    assert_eq!(feats.dims(), [1, cfg.feature_channels(), 5, 7]);
+    check(
+        name,
+        "features 160x208",
+        host(feats),
+        &r.host("features_nonsquare").0,
+    );
+}
+
+fn vgg(name: &str, cfg: VggConfig) {
+    let Some(dir) = dir(name) else { return };
+    let Some(path) = pth(&dir, name) else { return };
+    let device = Device::flex();
+    let model = load_vgg(&path, &cfg, 1000, &device).unwrap();
+    let r = Reference::load(&dir);
+    let input = r.tensor4("input", &device);
+    check(
+        name,
+        "features",
+        host(model.backbone.forward_features(input.clone())),
+        &r.host("features").0,
+    );
+    check(
+        name,
+        "logits",
+        host(model.forward(input)),
+        &r.host("logits").0,
+    );
+}
+
+#[test]
+fn resnet18_pth_matches_onnxruntime() {
+    resnet("resnet18", ResNetConfig::resnet18());
+}
+
+#[test]
+fn resnet50_pth_matches_onnxruntime() {
+    resnet("resnet50", ResNetConfig::resnet50());
+}
+
+#[test]
+fn vgg16_pth_matches_onnxruntime() {
+    vgg("vgg16", VggConfig::vgg16());
+}
+
+#[test]
+fn vgg16_bn_pth_matches_onnxruntime() {
+    vgg("vgg16_bn", VggConfig::vgg16().with_batch_norm(true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile pickles. Each file is a genuine torch.save-style zip (`archive/data.pkl`, `version`,
+// `byteorder`, storages under `archive/data/`) whose pickle calls a global that is not one of
+// the tensor-rebuilding ones. Loading must fail with a typed error naming the global, and the
+// command the pickle names (creating a marker file) must never run.
+//
+// burn-store's reader never calls a global: it interprets the tensor-rebuilding calls and
+// `OrderedDict`, and keeps any other call as an inert opaque value. Such a value is refused
+// when it stands where the state dict must be or consumes tensor data (the cases below). An
+// inert call that touches no tensor, sitting beside a complete state dict under a key of its
+// own, is ignored and the load succeeds (still executing nothing).
+// ---------------------------------------------------------------------------------------------
+
+/// CRC-32 (IEEE), as the zip format stores it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A zip archive of stored (uncompressed) entries.
+fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    fn u16le(v: &mut Vec<u8>, x: usize) {
+        v.extend_from_slice(&u16::try_from(x).unwrap().to_le_bytes());
+    }
+    fn u32le(v: &mut Vec<u8>, x: usize) {
+        v.extend_from_slice(&u32::try_from(x).unwrap().to_le_bytes());
+    }
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        let offset = out.len();
+        let crc = crc32(data) as usize;
+        // local file header: version 2.0, no flags, stored, 1980-01-01 00:00
+        u32le(&mut out, 0x0403_4b50);
+        for x in [20, 0, 0, 0, 0x21] {
+            u16le(&mut out, x);
+        }
+        for x in [crc, data.len(), data.len()] {
+            u32le(&mut out, x);
+        }
+        u16le(&mut out, name.len());
+        u16le(&mut out, 0);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        // central directory record
+        u32le(&mut central, 0x0201_4b50);
+        for x in [20, 20, 0, 0, 0, 0x21] {
+            u16le(&mut central, x);
+        }
+        for x in [crc, data.len(), data.len()] {
+            u32le(&mut central, x);
+        }
+        for x in [name.len(), 0, 0, 0, 0] {
+            u16le(&mut central, x);
+        }
+        u32le(&mut central, 0);
+        u32le(&mut central, offset);
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len();
+    out.extend_from_slice(&central);
+    u32le(&mut out, 0x0605_4b50);
+    for x in [0, 0, entries.len(), entries.len()] {
+        u16le(&mut out, x);
+    }
+    u32le(&mut out, central.len());
+    u32le(&mut out, cd_offset);
+    u16le(&mut out, 0);
+    out
+}
+
+/// Pickle `BINUNICODE` of `s`.
+fn unicode(s: &str) -> Vec<u8> {
+    let mut v = vec![b'X'];
+    v.extend_from_slice(&u32::try_from(s.len()).unwrap().to_le_bytes());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// Pickle `GLOBAL module.name` (protocol 0-3 spelling).
+fn global(module: &str, name: &str) -> Vec<u8> {
+    format!("c{module}\n{name}\n").into_bytes()
+}
+
+/// `module.name(arg)` via `GLOBAL`, the argument pickled by `arg`.
+fn call1(module: &str, name: &str, arg: &[u8]) -> Vec<u8> {
+    let mut v = global(module, name);
+    v.extend_from_slice(arg);
+    v.extend_from_slice(b"\x85R"); // TUPLE1 REDUCE
+    v
+}
+
+/// `torch._utils._rebuild_tensor_v2(<FloatStorage '0' of 1>, 0, (1,), (1,), False, OrderedDict())`.
+fn one_float_tensor() -> Vec<u8> {
+    let mut v = global("torch._utils", "_rebuild_tensor_v2");
+    v.extend_from_slice(b"((");
+    v.extend_from_slice(&unicode("storage"));
+    v.extend_from_slice(&global("torch", "FloatStorage"));
+    v.extend_from_slice(&unicode("0"));
+    v.extend_from_slice(&unicode("cpu"));
+    v.extend_from_slice(b"K\x01tQ"); // numel 1, TUPLE, BINPERSID
+    v.extend_from_slice(b"K\x00K\x01\x85K\x01\x85\x89"); // 0, (1,), (1,), False
+    v.extend_from_slice(&global("collections", "OrderedDict"));
+    v.extend_from_slice(b")RtR"); // OrderedDict(), TUPLE, REDUCE
+    v
+}
+
+/// `OrderedDict([(key, <value>)])`, protocol 2, as torch.save pickles a state dict.
+fn state_dict_with(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut v = b"\x80\x02".to_vec();
+    v.extend_from_slice(&global("collections", "OrderedDict"));
+    v.extend_from_slice(b")R");
+    v.extend_from_slice(&unicode(key));
+    v.extend_from_slice(value);
+    v.extend_from_slice(b"s."); // SETITEM STOP
+    v
+}
+
+/// Writes a torch.save-style zip holding `pickle` and a one-float storage `0`.
+fn write_pth(path: &Path, pickle: &[u8]) {
+    let storage = 1.0f32.to_le_bytes();
+    let zip = stored_zip(&[
+        ("archive/data.pkl", pickle),
+        ("archive/byteorder", b"little"),
+        ("archive/data/0", &storage),
+        ("archive/version", b"3\n"),
+    ]);
+    std::fs::write(path, zip).unwrap();
+}
+
+fn load_err(path: &Path) -> ZooError {
+    match load_resnet(path, &ResNetConfig::resnet18(), 1000, &Device::flex()) {
+        Ok(_) => panic!("{} loaded", path.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn pth_calling_a_foreign_global_is_refused_and_runs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("pwned");
+    let cmd = format!("touch {}", marker.display());
+    let py = format!("open({:?}, 'w')", marker.display().to_string());
+
+    // (file name, pickle, what the error must say): the payload stands where the state dict
+    // must be, or takes a tensor.
+    let mut cases: Vec<(String, Vec<u8>, String)> = Vec::new();
+    for (module, name, arg) in [
+        ("os", "system", &cmd),
+        ("posix", "system", &cmd),
+        ("subprocess", "getoutput", &cmd),
+        ("builtins", "eval", &py),
+        ("builtins", "exec", &py),
+        ("__builtin__", "eval", &py),
+    ] {
+        let mut p = b"\x80\x02".to_vec();
+        p.extend_from_slice(&call1(module, name, &unicode(arg)));
+        p.push(b'.');
+        cases.push((format!("{module}_{name}"), p, format!("{module}.{name}")));
+    }
+    // protocol 4 spelling: STACK_GLOBAL from two strings
+    let mut p = b"\x80\x04".to_vec();
+    p.extend_from_slice(&unicode("os"));
+    p.extend_from_slice(&unicode("system"));
+    p.push(0x93); // STACK_GLOBAL
+    p.extend_from_slice(&unicode(&cmd));
+    p.extend_from_slice(b"\x85R.");
+    cases.push(("stack_global_os_system".into(), p, "os.system".into()));
+    // INST: `os.system(cmd)` built as an instance of the "class" os.system
+    let mut p = b"(".to_vec(); // MARK
+    p.extend_from_slice(&unicode(&cmd));
+    p.extend_from_slice(b"ios\nsystem\n.");
+    cases.push(("inst_os_system".into(), p, "opcode: 0x69".into()));
+    // a state dict whose tensor is handed to os.system
+    cases.push((
+        "tensor_into_os_system".into(),
+        state_dict_with("conv1.weight", &call1("os", "system", &one_float_tensor())),
+        "os.system".into(),
+    ));
+
+    for (name, pickle, says) in cases {
+        let path = tmp.path().join(format!("{name}.pth"));
+        write_pth(&path, &pickle);
+        let err = load_err(&path);
+        assert!(matches!(err, ZooError::Weights { .. }), "{name}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{name}.pth")), "{name}: {msg}");
+        assert!(msg.contains(&says), "{name}: {msg}");
+        println!("REFUSED {name:<24} {msg}");
+        assert!(!marker.exists(), "{name}: the pickle's command ran");
+    }
+}
+
+#[test]
+fn hand_built_pth_is_read_up_to_the_missing_parameters() {
+    // The same zip and pickle framing with a legitimate tensor loads as far as the
+    // architecture check: the refusals above are about the global, not the container.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("one_tensor.pth");
+    write_pth(&path, &state_dict_with("fc.bias", &one_float_tensor()));
+    let msg = load_err(&path).to_string();
+    assert!(
+        msg.contains("head.linear.bias") && msg.contains("[1000]") && msg.contains("[1]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn pth_with_a_foreign_global_beside_the_weights_is_refused() {
+    // A complete-looking state dict plus an extra entry calling os.system: burn-store's reader
+    // alone would ignore the extra entry; the zoo refuses the file.
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("pwned");
+    let cmd = format!("touch {}", marker.display());
+    let mut p = b"\x80\x02".to_vec();
+    p.extend_from_slice(&global("collections", "OrderedDict"));
+    p.extend_from_slice(b")R");
+    p.extend_from_slice(&unicode("fc.bias"));
+    p.extend_from_slice(&one_float_tensor());
+    p.extend_from_slice(b"s");
+    p.extend_from_slice(&unicode("evil"));
+    p.extend_from_slice(&call1("os", "system", &unicode(&cmd)));
+    p.extend_from_slice(b"s.");
+    let path = tmp.path().join("beside.pth");
+    write_pth(&path, &p);
+    let msg = load_err(&path).to_string();
+    assert!(
+        msg.contains("os.system") && msg.contains("beside.pth"),
+        "{msg}"
+    );
+    assert!(!marker.exists());
+}
