@@ -1,5 +1,47 @@
 //! # grafter-onnx
 //!
-//! Any ONNX CNN as a trainable [`grafter_core::Backbone`], built at run time.
+//! Any ONNX CNN as a trainable [`grafter_core::Backbone`], built at run time with onnx-ir
+//! (no code generation), and a fine-tuned [`grafter_core::Classifier`] written back out as
+//! ONNX.
+//!
+//! Weighted nodes (Conv, BatchNormalization, Gemm/MatMul with constant weights) become Burn
+//! modules whose parameters train; every other node is run by a small interpreter over the
+//! graph. The graph is cut where the pretrained classifier begins ([`CutPoint`]) and split
+//! into stages where the resolution drops, so every `FreezePolicy` applies.
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use grafter_core::prelude::*;
+//! use grafter_onnx::{OnnxBackbone, OnnxBackboneOptions, export_classifier};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let device = Device::flex();
+//! let backbone = OnnxBackbone::load("mobilenet_v2.onnx", &OnnxBackboneOptions::default(), &device)?;
+//! println!("dropped classifier: {:?}", backbone.dropped_classifier());
+//! let head = LinearHeadConfig::new(backbone.feature_channels(), 10).try_init(&device)?;
+//! let model = Classifier::new(backbone, head)?;
+//! // … FineTune::new(config, TwoPhase { .. }).fit(model, &train, &valid, &device) …
+//! export_classifier(&model, "finetuned.onnx")?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
+
+mod backbone;
+mod cut;
+mod error;
+mod export;
+mod graph;
+mod import;
+mod interpret;
+mod options;
+mod parse;
+mod proto;
+mod stages;
+
+pub use backbone::{DroppedClassifier, OnnxBackbone};
+pub use error::{OnnxError, Result};
+pub use export::{OnnxHead, export_classifier};
+pub use interpret::Value;
+pub use options::{CutPoint, OnnxBackboneOptions};

@@ -1,0 +1,308 @@
+//! [`OnnxBackbone`]: an ONNX CNN as a trainable grafter backbone, built at run time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::module::{Module, Param, ParamGroup, RunningState};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor, TensorData};
+use grafter_core::{Backbone, Preprocess, Stage};
+
+use crate::cut::auto_cut;
+use crate::graph::{Graph, Op};
+use crate::import::{BnSpec, ConvSpec, Imported, LinearSpec, import};
+use crate::interpret::{Modules, Value, run};
+use crate::parse::{CutName, parse};
+use crate::stages::{Member, split};
+use crate::{CutPoint, OnnxBackboneOptions, OnnxError, Result};
+
+/// What was cut off the original graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedClassifier {
+    /// Number of nodes removed after the cut point.
+    pub nodes: usize,
+    /// Number of weights (and biases) those nodes held.
+    pub params: usize,
+}
+
+/// The non-trainable description of an [`OnnxBackbone`].
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    pub graph: Graph,
+    pub stages: Vec<(String, Vec<Member>)>,
+    pub feature_channels: usize,
+    pub preprocess: Preprocess,
+    pub dropped: DroppedClassifier,
+    pub cut_name: String,
+}
+
+/// Any ONNX CNN as a [`Backbone`]: convolutions, BatchNorms and fully connected layers are
+/// Burn modules with trainable parameters; every other node is a tensor op run by an
+/// interpreter over the graph, which is kept (without weights) beside the modules.
+#[derive(Module, Debug)]
+pub struct OnnxBackbone {
+    /// Convolutions, in graph order.
+    pub convs: Vec<Conv2d>,
+    /// BatchNorms, in graph order.
+    pub bns: Vec<BatchNorm>,
+    /// Fully connected layers kept before the cut (rare in a backbone), in graph order.
+    pub linears: Vec<Linear>,
+    #[module(skip)]
+    pub(crate) meta: Arc<Meta>,
+}
+
+impl OnnxBackbone {
+    /// Parses the ONNX file at `path` with onnx-ir and builds the backbone on `device`.
+    ///
+    /// Fails without building anything on an unreadable file, a graph without a single
+    /// `[N, 3, H, W]` float input, unsupported operators (all listed), or a cut point that
+    /// is not a feature map.
+    pub fn load(
+        path: impl AsRef<Path>,
+        options: &OnnxBackboneOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let named = match &options.cut {
+            CutPoint::Tensor(t) => Some(CutName::Tensor(t)),
+            CutPoint::Node(n) => Some(CutName::Node(n)),
+            _ => None,
+        };
+        let parsed = parse(path, named.as_ref())?;
+        let imported = import(path, &parsed)?;
+        Self::build(path, imported, options, device)
+    }
+
+    fn build(
+        path: &Path,
+        imported: Imported,
+        options: &OnnxBackboneOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let Imported {
+            mut graph,
+            convs,
+            bns,
+            linears,
+            outputs,
+        } = imported;
+        let bad = |reason: String| OnnxError::Graph {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cut = match &options.cut {
+            CutPoint::Full => graph.output,
+            CutPoint::Tensor(_) | CutPoint::Node(_) => *outputs.last().expect("one output"),
+            CutPoint::Auto => auto_cut(&graph, |i| {
+                let s = convs[i].weight.shape().to_vec();
+                s.len() == 4 && s[2] == 1 && s[3] == 1
+            })
+            .ok_or_else(|| {
+                bad("no feature map feeding a pooling → classifier chain was found; name the cut point".into())
+            })?,
+        };
+        if !matches!(options.cut, CutPoint::Full) && graph.value_ranks[cut] != 4 {
+            return Err(bad(format!(
+                "the cut point '{}' is not a feature map [N, C, h, w]",
+                graph.value_names[cut]
+            )));
+        }
+        let before = graph.steps.clone();
+        graph.prune_to(cut);
+        let kept: std::collections::HashSet<&str> =
+            graph.steps.iter().map(|s| s.name.as_str()).collect();
+        let mut dropped = DroppedClassifier {
+            nodes: 0,
+            params: 0,
+        };
+        for step in before.iter().filter(|s| !kept.contains(s.name.as_str())) {
+            dropped.nodes += 1;
+            dropped.params += match step.op {
+                Op::Conv { index, .. } => {
+                    convs[index].weight.num_elements()
+                        + convs[index].bias.as_ref().map_or(0, Vec::len)
+                }
+                Op::BatchNorm { index } => 2 * bns[index].gamma.len(),
+                Op::Linear { index } => {
+                    linears[index].weight.num_elements()
+                        + linears[index].bias.as_ref().map_or(0, Vec::len)
+                }
+                _ => 0,
+            };
+        }
+        // Keep only the modules the remaining steps use, renumbered in order.
+        let (mut conv_mods, mut bn_mods, mut lin_mods) = (Vec::new(), Vec::new(), Vec::new());
+        let mut strides = Vec::new();
+        let mut channels_of_cut = None;
+        for step in graph.steps.iter_mut() {
+            match &mut step.op {
+                Op::Conv { index, pads } => {
+                    let spec = &convs[*index];
+                    conv_mods.push(conv_module(spec, *pads, device));
+                    strides.push(spec.stride);
+                    *index = conv_mods.len() - 1;
+                }
+                Op::BatchNorm { index } => {
+                    bn_mods.push(bn_module(&bns[*index], device));
+                    *index = bn_mods.len() - 1;
+                }
+                Op::Linear { index } => {
+                    lin_mods.push(linear_module(&linears[*index], device));
+                    *index = lin_mods.len() - 1;
+                }
+                _ => {}
+            }
+        }
+        graph.conv_strides = strides;
+        let mut backbone = Self {
+            convs: conv_mods,
+            bns: bn_mods,
+            linears: lin_mods,
+            meta: Arc::new(Meta {
+                stages: split(&graph),
+                cut_name: graph.value_names[cut].clone(),
+                graph,
+                feature_channels: 0,
+                preprocess: options
+                    .preprocess
+                    .clone()
+                    .unwrap_or_else(Preprocess::imagenet),
+                dropped,
+            }),
+        };
+        // The channel count of the cut: one tiny forward pass (shapes are not always static).
+        let [h, w] = backbone.meta.preprocess.input_size;
+        let probe = Tensor::<4>::zeros([1, 3, h.max(32), w.max(32)], device);
+        let out = backbone.forward_value(probe);
+        channels_of_cut.get_or_insert(out.shape().get(1).copied().unwrap_or(1));
+        Arc::make_mut(&mut backbone.meta).feature_channels = channels_of_cut.unwrap_or(1);
+        let meta = &backbone.meta;
+        log::info!(
+            "{}: backbone of {} nodes cut at '{}' ({} channels, {} stages); dropped classifier: {} nodes, {} parameters",
+            path.display(),
+            meta.graph.steps.len(),
+            meta.cut_name,
+            meta.feature_channels,
+            meta.stages.len(),
+            meta.dropped.nodes,
+            meta.dropped.params
+        );
+        Ok(backbone)
+    }
+
+    /// Runs the kept graph, returning its output with its true rank.
+    pub fn forward_value(&self, images: Tensor<4>) -> Value {
+        let m = Modules {
+            convs: &self.convs,
+            bns: &self.bns,
+            linears: &self.linears,
+        };
+        let graph = &self.meta.graph;
+        run(graph, &m, images, &[graph.output]).remove(0)
+    }
+
+    /// The name (as onnx-ir renamed it) of the value the backbone ends at.
+    pub fn cut_tensor(&self) -> &str {
+        &self.meta.cut_name
+    }
+
+    /// What was cut off the original graph (the pretrained classifier).
+    pub fn dropped_classifier(&self) -> &DroppedClassifier {
+        &self.meta.dropped
+    }
+
+    /// Number of graph nodes the backbone runs.
+    pub fn num_nodes(&self) -> usize {
+        self.meta.graph.steps.len()
+    }
+
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+impl Backbone for OnnxBackbone {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
+        let v = self.forward_value(images);
+        if v.rank == 4 {
+            v.tensor
+        } else {
+            let t = v.into_rank2();
+            let [n, c] = t.dims();
+            t.reshape([n, c, 1, 1])
+        }
+    }
+
+    fn feature_channels(&self) -> usize {
+        self.meta.feature_channels
+    }
+
+    fn stages(&self) -> Vec<Stage> {
+        self.meta
+            .stages
+            .iter()
+            .map(|(name, members)| {
+                let groups = members.iter().map(|m| match *m {
+                    Member::Conv(i) => ParamGroup::ids_from_module(self.convs[i].clone()),
+                    Member::BatchNorm(i) => ParamGroup::ids_from_module(self.bns[i].clone()),
+                    Member::Linear(i) => ParamGroup::ids_from_module(self.linears[i].clone()),
+                });
+                Stage::of_many(name.clone(), groups)
+            })
+            .collect()
+    }
+
+    fn preprocess(&self) -> Preprocess {
+        self.meta.preprocess.clone()
+    }
+}
+
+fn tensor1(v: &[f32], device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
+}
+
+fn conv_module(spec: &ConvSpec, pads: [usize; 4], device: &Device) -> Conv2d {
+    let s = spec.weight.shape().to_vec();
+    let (out, in_per_group, kh, kw) = (s[0], s[1], s[2], s[3]);
+    let mut conv = Conv2dConfig::new([in_per_group * spec.groups, out], [kh, kw])
+        .with_stride(spec.stride)
+        .with_dilation(spec.dilation)
+        .with_groups(spec.groups)
+        .with_padding(PaddingConfig2d::Explicit(
+            pads[0], pads[1], pads[2], pads[3],
+        ))
+        .with_bias(spec.bias.is_some())
+        .init(device);
+    let w = Tensor::<4>::from_data(spec.weight.clone(), device);
+    conv.weight = Param::initialized(conv.weight.id, w).set_require_grad(true);
+    if let (Some(bias), Some(b)) = (conv.bias.as_mut(), spec.bias.as_ref()) {
+        *bias = Param::initialized(bias.id, tensor1(b, device)).set_require_grad(true);
+    }
+    conv
+}
+
+fn bn_module(spec: &BnSpec, device: &Device) -> BatchNorm {
+    let mut bn = BatchNormConfig::new(spec.gamma.len())
+        .with_epsilon(spec.epsilon)
+        .with_momentum(1.0 - spec.momentum)
+        .init(device);
+    bn.gamma = Param::initialized(bn.gamma.id, tensor1(&spec.gamma, device)).set_require_grad(true);
+    bn.beta = Param::initialized(bn.beta.id, tensor1(&spec.beta, device)).set_require_grad(true);
+    bn.running_mean = RunningState::new(tensor1(&spec.mean, device));
+    bn.running_var = RunningState::new(tensor1(&spec.var, device));
+    bn
+}
+
+fn linear_module(spec: &LinearSpec, device: &Device) -> Linear {
+    let s = spec.weight.shape().to_vec();
+    let mut linear = LinearConfig::new(s[0], s[1])
+        .with_bias(spec.bias.is_some())
+        .init(device);
+    let w = Tensor::<2>::from_data(spec.weight.clone(), device);
+    linear.weight = Param::initialized(linear.weight.id, w).set_require_grad(true);
+    if let (Some(bias), Some(b)) = (linear.bias.as_mut(), spec.bias.as_ref()) {
+        *bias = Param::initialized(bias.id, tensor1(b, device)).set_require_grad(true);
+    }
+    linear
+}

@@ -1,0 +1,97 @@
+//! Finding the cut point: the feature map a pretrained classifier starts from.
+//!
+//! Walking back from the graph's output: first the non-spatial tail (fully connected layers,
+//! activations, dropout, flatten/reshape/softmax), then the pooling that removed the spatial
+//! axes (global or plain average pooling, a mean over the spatial axes). When no fully
+//! connected layer was met, the classifier may be a 1×1 convolution before the pooling
+//! (SqueezeNet): it and its activation go too. What remains is the feature map.
+
+use crate::graph::{Graph, Op, Operand, Step};
+
+/// The slot of the automatically found feature map, or `None` when there is none.
+pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool) -> Option<usize> {
+    let single_input = |s: &Step| -> Option<usize> {
+        let values: Vec<usize> = s
+            .inputs
+            .iter()
+            .filter_map(|o| match o {
+                Operand::Value(v) => Some(*v),
+                Operand::Const(_) => None,
+            })
+            .collect();
+        (values.len() == 1).then(|| values[0])
+    };
+    let mut cur = graph.output;
+    let mut passed_linear = false;
+    // 1. the non-spatial tail
+    while graph.value_ranks[cur] < 4 {
+        let step = graph.producer(cur)?;
+        let tail = matches!(
+            step.op,
+            Op::Linear { .. }
+                | Op::BatchNorm { .. }
+                | Op::Flatten { .. }
+                | Op::Reshape { .. }
+                | Op::Squeeze { .. }
+                | Op::Unsqueeze { .. }
+                | Op::ReduceMean { .. }
+                | Op::Softmax { .. }
+                | Op::Add
+                | Op::Mul
+        ) || is_activation(&step.op);
+        if !tail {
+            return None;
+        }
+        passed_linear |= matches!(step.op, Op::Linear { .. });
+        cur = single_input(step)?;
+    }
+    // 2. the pooling that removed the spatial axes
+    while let Some(step) = graph.producer(cur) {
+        match step.op {
+            Op::GlobalAvgPool | Op::AvgPool { .. } | Op::ReduceMean { .. } | Op::Identity => {
+                cur = single_input(step)?;
+            }
+            _ => break,
+        }
+    }
+    // 3. a pointwise classifier convolution (SqueezeNet), with its activation
+    if !passed_linear {
+        let mut probe = cur;
+        while let Some(step) = graph.producer(probe) {
+            if is_activation(&step.op) {
+                probe = single_input(step)?;
+            } else {
+                break;
+            }
+        }
+        if let Some(step) = graph.producer(probe)
+            && let Op::Conv { index, .. } = step.op
+            && is_pointwise_conv(index)
+        {
+            cur = single_input(step)?;
+            while let Some(step) = graph.producer(cur) {
+                if matches!(step.op, Op::Identity) {
+                    cur = single_input(step)?;
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+    (graph.value_ranks[cur] == 4).then_some(cur)
+}
+
+fn is_activation(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Relu
+            | Op::LeakyRelu(_)
+            | Op::Clip { .. }
+            | Op::Sigmoid
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish
+            | Op::Swish
+            | Op::Tanh
+            | Op::Identity
+    )
+}

@@ -1,0 +1,370 @@
+//! Writing a fine-tuned [`Classifier`] back out as ONNX.
+//!
+//! The exporter re-emits the backbone's kept graph from the same step list the interpreter
+//! runs (with the fine-tuned weights), then the head (global pooling, flatten, Gemm…). The
+//! batch axis is a named dynamic dimension. burn-onnx's tracing exporter was not used: it
+//! needs Burn's `capture`/`extension`/`ir` features (which would rebuild all of Burn for the
+//! workspace) and bakes traced shapes, while the graph here already knows every ONNX op.
+
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::Tensor;
+use grafter_core::Classifier;
+use grafter_core::head::{LinearHead, MlpHead, Pooling};
+use onnx_ir::{Message, ModelProto};
+
+use crate::graph::{Op, Operand};
+use crate::proto::{Attr, Emitter, value_info};
+use crate::{OnnxBackbone, OnnxError, Result};
+
+/// A grafter head that can write itself as ONNX nodes.
+pub trait OnnxHead {
+    /// Emits nodes from `features` (`[N, C, h, w]`) to logits; returns the logits' name.
+    #[doc(hidden)]
+    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String;
+}
+
+/// Opaque node builder handed to [`OnnxHead::emit_onnx`].
+pub struct HeadEmitter(Emitter);
+
+fn host<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
+    let t = p.val();
+    let dims = t.dims().to_vec();
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    (dims, v)
+}
+
+fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
+    let (wd, w) = host(&linear.weight);
+    let wname = e.floats("W", &wd, &w);
+    let out = e.fresh("gemm");
+    match &linear.bias {
+        Some(b) => {
+            let (bd, bv) = host(b);
+            let bname = e.floats("B", &bd, &bv);
+            e.node("Gemm", &[x, &wname, &bname], &out, vec![]);
+        }
+        None => e.node("Gemm", &[x, &wname], &out, vec![]),
+    }
+    out
+}
+
+fn emit_bn(e: &mut Emitter, bn: &BatchNorm, x: &str, out: Option<&str>) -> String {
+    let (d, g) = host(&bn.gamma);
+    let (_, b) = host(&bn.beta);
+    let mean = bn.running_mean.value().into_data().convert::<f32>();
+    let var = bn.running_var.value().into_data().convert::<f32>();
+    let names = [
+        e.floats("gamma", &d, &g),
+        e.floats("beta", &d, &b),
+        e.floats("mean", &d, &mean.try_into_vec::<f32>().unwrap_or_default()),
+        e.floats("var", &d, &var.try_into_vec::<f32>().unwrap_or_default()),
+    ];
+    let out = out.map_or_else(|| e.fresh("bn"), str::to_string);
+    e.node(
+        "BatchNormalization",
+        &[x, &names[0], &names[1], &names[2], &names[3]],
+        &out,
+        vec![
+            ("epsilon", Attr::Float(bn.epsilon as f32)),
+            ("momentum", Attr::Float((1.0 - bn.momentum) as f32)),
+        ],
+    );
+    out
+}
+
+fn emit_pooling(e: &mut Emitter, pooling: Pooling, x: &str) -> String {
+    let pool = |e: &mut Emitter, op: &str| {
+        let p = e.fresh("pool");
+        e.node(op, &[x], &p, vec![]);
+        let f = e.fresh("flat");
+        e.node("Flatten", &[&p], &f, vec![("axis", Attr::Int(1))]);
+        f
+    };
+    match pooling {
+        Pooling::Avg => pool(e, "GlobalAveragePool"),
+        Pooling::Max => pool(e, "GlobalMaxPool"),
+        Pooling::AvgMax => {
+            let a = pool(e, "GlobalAveragePool");
+            let m = pool(e, "GlobalMaxPool");
+            let out = e.fresh("avgmax");
+            e.node("Concat", &[&a, &m], &out, vec![("axis", Attr::Int(1))]);
+            out
+        }
+    }
+}
+
+impl OnnxHead for LinearHead {
+    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String {
+        let pooled = emit_pooling(&mut e.0, self.pooling, features);
+        emit_linear(&mut e.0, &self.linear, &pooled)
+    }
+}
+
+impl OnnxHead for MlpHead {
+    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String {
+        let mut x = emit_pooling(&mut e.0, self.pooling, features);
+        for block in &self.blocks {
+            x = emit_linear(&mut e.0, &block.linear, &x);
+            if let Some(norm) = &block.norm {
+                x = emit_bn(&mut e.0, norm, &x, None);
+            }
+            let r = e.0.fresh("relu");
+            e.0.node("Relu", &[&x], &r, vec![]);
+            x = r;
+        }
+        emit_linear(&mut e.0, &self.out, &x)
+    }
+}
+
+/// Writes `model` to `path` as an ONNX model (opset 17) with input `input [N, 3, H, W]` and
+/// output `logits [N, K]`, `N` dynamic. The file is written atomically.
+pub fn export_classifier<H: OnnxHead + grafter_core::Head>(
+    model: &Classifier<OnnxBackbone, H>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = to_bytes(model).map_err(|reason| OnnxError::Export {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let tmp = path.with_extension("onnx.tmp");
+    let io = |source| OnnxError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn to_bytes<H: OnnxHead + grafter_core::Head>(
+    model: &Classifier<OnnxBackbone, H>,
+) -> std::result::Result<Vec<u8>, String> {
+    let b = &model.backbone;
+    let graph = &b.meta().graph;
+    let mut e = Emitter::default();
+    let names = &graph.value_names;
+    let name_of = |e: &mut Emitter, o: &Operand| -> String {
+        match o {
+            Operand::Value(v) => names[*v].clone(),
+            Operand::Const(c) => {
+                let c = &graph.constants[*c];
+                e.floats("const", &c.shape, &c.data)
+            }
+        }
+    };
+    let input_name = "input";
+    for step in &graph.steps {
+        let ins: Vec<String> = step
+            .inputs
+            .iter()
+            .map(|o| {
+                if *o == Operand::Value(graph.input) {
+                    input_name.to_string()
+                } else {
+                    name_of(&mut e, o)
+                }
+            })
+            .collect();
+        let x = ins[0].as_str();
+        let out = names[step.output].as_str();
+        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&d| d as i64).collect());
+        match &step.op {
+            Op::Conv { index, pads } => {
+                let conv = &b.convs[*index];
+                let (wd, w) = host(&conv.weight);
+                let wname = e.floats("W", &wd, &w);
+                let mut inputs = vec![x.to_string(), wname];
+                if let Some(bias) = &conv.bias {
+                    let (bd, bv) = host(bias);
+                    inputs.push(e.floats("B", &bd, &bv));
+                }
+                let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                e.node(
+                    "Conv",
+                    &refs,
+                    out,
+                    vec![
+                        ("kernel_shape", ints(&wd[2..])),
+                        ("strides", ints(&conv.stride)),
+                        ("pads", ints(pads)),
+                        ("dilations", ints(&conv.dilation)),
+                        ("group", Attr::Int(conv.groups as i64)),
+                    ],
+                );
+            }
+            Op::BatchNorm { index } => {
+                emit_bn(&mut e, &b.bns[*index], x, Some(out));
+            }
+            Op::Linear { index } => {
+                let lin = &b.linears[*index];
+                let (wd, w) = host(&lin.weight);
+                let wname = e.floats("W", &wd, &w);
+                match &lin.bias {
+                    Some(bias) => {
+                        let mm = e.fresh("matmul");
+                        e.node("MatMul", &[x, &wname], &mm, vec![]);
+                        let (bd, bv) = host(bias);
+                        let bname = e.floats("B", &bd, &bv);
+                        e.node("Add", &[&mm, &bname], out, vec![]);
+                    }
+                    None => e.node("MatMul", &[x, &wname], out, vec![]),
+                }
+            }
+            Op::Relu => e.node("Relu", &[x], out, vec![]),
+            Op::LeakyRelu(a) => e.node("LeakyRelu", &[x], out, vec![("alpha", Attr::Float(*a))]),
+            Op::Clip { min, max } => {
+                let lo = min.map(|v| e.floats("min", &[], &[v])).unwrap_or_default();
+                let hi = max.map(|v| e.floats("max", &[], &[v])).unwrap_or_default();
+                e.node("Clip", &[x, &lo, &hi], out, vec![]);
+            }
+            Op::Sigmoid => e.node("Sigmoid", &[x], out, vec![]),
+            Op::HardSigmoid { alpha, beta } => e.node(
+                "HardSigmoid",
+                &[x],
+                out,
+                vec![("alpha", Attr::Float(*alpha)), ("beta", Attr::Float(*beta))],
+            ),
+            Op::HardSwish => e.node("HardSwish", &[x], out, vec![]),
+            Op::Swish => {
+                let s = e.fresh("sigmoid");
+                e.node("Sigmoid", &[x], &s, vec![]);
+                e.node("Mul", &[x, &s], out, vec![]);
+            }
+            Op::Tanh => e.node("Tanh", &[x], out, vec![]),
+            Op::MaxPool {
+                kernel,
+                stride,
+                pads,
+                dilation,
+                ceil,
+            } => e.node(
+                "MaxPool",
+                &[x],
+                out,
+                vec![
+                    ("kernel_shape", ints(kernel)),
+                    ("strides", ints(stride)),
+                    ("pads", ints(pads)),
+                    ("dilations", ints(dilation)),
+                    ("ceil_mode", Attr::Int(*ceil as i64)),
+                ],
+            ),
+            Op::AvgPool {
+                kernel,
+                stride,
+                pads,
+                count_include_pad,
+                ceil,
+            } => e.node(
+                "AveragePool",
+                &[x],
+                out,
+                vec![
+                    ("kernel_shape", ints(kernel)),
+                    ("strides", ints(stride)),
+                    ("pads", ints(pads)),
+                    ("count_include_pad", Attr::Int(*count_include_pad as i64)),
+                    ("ceil_mode", Attr::Int(*ceil as i64)),
+                ],
+            ),
+            Op::GlobalAvgPool => e.node("GlobalAveragePool", &[x], out, vec![]),
+            Op::Add | Op::Sub | Op::Mul | Op::Div => {
+                let op = match step.op {
+                    Op::Add => "Add",
+                    Op::Sub => "Sub",
+                    Op::Mul => "Mul",
+                    _ => "Div",
+                };
+                e.node(op, &[x, &ins[1]], out, vec![]);
+            }
+            Op::Concat { axis } => {
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                e.node(
+                    "Concat",
+                    &refs,
+                    out,
+                    vec![("axis", Attr::Int(*axis as i64))],
+                );
+            }
+            Op::Flatten { axis } => e.node(
+                "Flatten",
+                &[x],
+                out,
+                vec![("axis", Attr::Int(*axis as i64))],
+            ),
+            Op::Reshape { shape } => {
+                let s = e.ints("shape", shape);
+                e.node("Reshape", &[x, &s], out, vec![]);
+            }
+            Op::Transpose { perm } => e.node("Transpose", &[x], out, vec![("perm", ints(perm))]),
+            Op::Pad { pads, value } => {
+                let mut p: Vec<i64> = pads.iter().map(|(b, _)| *b as i64).collect();
+                p.extend(pads.iter().map(|(_, a)| *a as i64));
+                let pname = e.ints("pads", &p);
+                let vname = e.floats("pad_value", &[], &[*value]);
+                e.node("Pad", &[x, &pname, &vname], out, vec![]);
+            }
+            Op::Identity => e.node("Identity", &[x], out, vec![]),
+            Op::Softmax { axis } => e.node(
+                "Softmax",
+                &[x],
+                out,
+                vec![("axis", Attr::Int(*axis as i64))],
+            ),
+            Op::ReduceMean { axes, keepdims } => e.node(
+                "ReduceMean",
+                &[x],
+                out,
+                vec![
+                    ("axes", ints(axes)),
+                    ("keepdims", Attr::Int(*keepdims as i64)),
+                ],
+            ),
+            Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+                let op = if matches!(step.op, Op::Squeeze { .. }) {
+                    "Squeeze"
+                } else {
+                    "Unsqueeze"
+                };
+                let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
+                let aname = e.ints("axes", &a);
+                e.node(op, &[x, &aname], out, vec![]);
+            }
+        }
+    }
+    let features = if graph.output == graph.input {
+        input_name.to_string()
+    } else {
+        names[graph.output].clone()
+    };
+    if graph.value_ranks[graph.output] != 4 {
+        return Err("the backbone does not end at a feature map [N, C, h, w]".into());
+    }
+    let mut head = HeadEmitter(e);
+    let logits = model.head.emit_onnx(&mut head, &features);
+    let mut e = head.0;
+    e.node("Identity", &[&logits], "logits", vec![]);
+    let mut graph_proto = e.graph;
+    graph_proto.name = "grafter".into();
+    graph_proto.input.push(value_info(
+        input_name,
+        &[Err("N"), Ok(3), Err("H"), Err("W")],
+    ));
+    graph_proto
+        .output
+        .push(value_info("logits", &[Err("N"), Ok(model.num_outputs())]));
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    m.producer_name = "grafter".into();
+    m.opset_import.push(Default::default());
+    m.opset_import[0].version = 17;
+    m.graph = Some(graph_proto).into();
+    m.write_to_bytes().map_err(|e| e.to_string())
+}

@@ -1,0 +1,623 @@
+//! Translating onnx-ir's typed nodes into [`Graph`] steps and host-side weights.
+//!
+//! Every node is looked at before anything is built: unsupported operators are collected
+//! (with counts) and reported together, so a user sees the whole list at once and no
+//! half-built backbone ever exists.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::tensor::TensorData;
+use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
+
+use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
+use crate::{OnnxError, Result};
+
+/// A convolution's weights and geometry, before it becomes a Burn module.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvSpec {
+    pub weight: TensorData,
+    pub bias: Option<Vec<f32>>,
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+/// A BatchNormalization's parameters and statistics.
+#[derive(Clone, Debug)]
+pub(crate) struct BnSpec {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub epsilon: f64,
+    /// ONNX momentum (weight of the old running value).
+    pub momentum: f64,
+}
+
+/// A fully connected layer, weight in Burn's `[in, out]` layout.
+#[derive(Clone, Debug)]
+pub(crate) struct LinearSpec {
+    pub weight: TensorData,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// The graph and the weights its steps point to.
+pub(crate) struct Imported {
+    pub graph: Graph,
+    pub convs: Vec<ConvSpec>,
+    pub bns: Vec<BnSpec>,
+    pub linears: Vec<LinearSpec>,
+    /// Slots of the graph outputs, in order.
+    pub outputs: Vec<usize>,
+}
+
+struct Builder<'a> {
+    path: &'a Path,
+    slots: HashMap<String, usize>,
+    names: Vec<String>,
+    ranks: Vec<usize>,
+    constants: Vec<Constant>,
+    steps: Vec<Step>,
+    convs: Vec<ConvSpec>,
+    bns: Vec<BnSpec>,
+    linears: Vec<LinearSpec>,
+    unsupported: BTreeMap<String, usize>,
+}
+
+/// Translates a parsed graph.
+pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
+    let input = find_image_input(path, parsed)?;
+    let mut b = Builder {
+        path,
+        slots: HashMap::new(),
+        names: Vec::new(),
+        ranks: Vec::new(),
+        constants: Vec::new(),
+        steps: Vec::new(),
+        convs: Vec::new(),
+        bns: Vec::new(),
+        linears: Vec::new(),
+        unsupported: BTreeMap::new(),
+    };
+    let input_slot = b.new_value(input)?;
+    for node in &parsed.nodes {
+        b.node(node)?;
+    }
+    if !b.unsupported.is_empty() {
+        return Err(OnnxError::UnsupportedOps {
+            path: path.to_path_buf(),
+            ops: b.unsupported.into_iter().collect(),
+        });
+    }
+    let mut outputs = Vec::new();
+    for out in &parsed.outputs {
+        let slot = b
+            .slots
+            .get(&out.name)
+            .copied()
+            .ok_or_else(|| OnnxError::Graph {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "graph output '{}' is not computed from the image input",
+                    out.name
+                ),
+            })?;
+        outputs.push(slot);
+    }
+    if outputs.is_empty() {
+        return Err(b.graph_err("the graph has no output".into()));
+    }
+    let conv_strides = b.convs.iter().map(|c| c.stride).collect();
+    Ok(Imported {
+        graph: Graph {
+            steps: b.steps,
+            value_names: b.names,
+            value_ranks: b.ranks,
+            input: input_slot,
+            output: outputs[0],
+            constants: b.constants,
+            conv_strides,
+        },
+        convs: b.convs,
+        bns: b.bns,
+        linears: b.linears,
+        outputs,
+    })
+}
+
+fn find_image_input<'g>(path: &Path, parsed: &'g OnnxGraph) -> Result<&'g Argument> {
+    let dynamic: Vec<&Argument> = parsed
+        .inputs
+        .iter()
+        .filter(|a| a.value().is_none())
+        .collect();
+    let image = dynamic.iter().find(|a| match &a.ty {
+        ArgType::Tensor(t) => t.rank == 4 && t.dtype.is_float(),
+        _ => false,
+    });
+    match image {
+        Some(a) if dynamic.len() == 1 => Ok(a),
+        _ => Err(OnnxError::NoImageInput {
+            path: path.to_path_buf(),
+            found: if dynamic.is_empty() {
+                "no input".into()
+            } else {
+                dynamic
+                    .iter()
+                    .map(|a| format!("'{}': {:?}", a.name, a.ty))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }),
+    }
+}
+
+fn floats(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+}
+
+fn pads4(p: &onnx_ir::padding::PaddingConfig2d) -> Pads {
+    match p {
+        onnx_ir::padding::PaddingConfig2d::Valid => [0; 4],
+        onnx_ir::padding::PaddingConfig2d::Explicit(t, l, b, r) => [*t, *l, *b, *r],
+    }
+}
+
+impl Builder<'_> {
+    fn graph_err(&self, reason: String) -> OnnxError {
+        OnnxError::Graph {
+            path: self.path.to_path_buf(),
+            reason,
+        }
+    }
+
+    /// Records an unsupported node, and gives its outputs slots so later nodes still
+    /// translate (and report their own problems) instead of failing on a missing input.
+    fn skip(&mut self, node: &Node, what: impl Into<String>) {
+        *self.unsupported.entry(what.into()).or_default() += 1;
+        for out in node.outputs() {
+            let slot = self.names.len();
+            self.names.push(out.name.clone());
+            self.ranks.push(out.ty.rank().clamp(1, 4));
+            self.slots.insert(out.name.clone(), slot);
+        }
+    }
+
+    fn new_value(&mut self, arg: &Argument) -> Result<usize> {
+        let rank = arg.ty.rank();
+        if rank == 0 || rank > 4 {
+            return Err(self.graph_err(format!(
+                "value '{}' has rank {rank}; only tensors of rank 1 to 4 are supported",
+                arg.name
+            )));
+        }
+        let slot = self.names.len();
+        self.names.push(arg.name.clone());
+        self.ranks.push(rank);
+        self.slots.insert(arg.name.clone(), slot);
+        Ok(slot)
+    }
+
+    /// A constant weight input, as `f32` data.
+    fn weight(&self, node: &str, inputs: &[Argument], i: usize) -> Result<TensorData> {
+        let arg = inputs
+            .get(i)
+            .ok_or_else(|| self.graph_err(format!("node {node} lacks input {i}")))?;
+        arg.value().map(|d| d.convert::<f32>()).ok_or_else(|| {
+            self.graph_err(format!(
+                "node {node}: input '{}' is computed at run time, not a stored weight",
+                arg.name
+            ))
+        })
+    }
+
+    fn optional_weight(
+        &self,
+        node: &str,
+        inputs: &[Argument],
+        i: usize,
+    ) -> Result<Option<Vec<f32>>> {
+        match inputs.get(i) {
+            Some(a) if !a.is_optional() && (a.value().is_some() || !a.name.is_empty()) => {
+                Ok(Some(floats(self.weight(node, inputs, i)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn operand(&mut self, arg: &Argument) -> Option<Operand> {
+        if let Some(&slot) = self.slots.get(&arg.name) {
+            return Some(Operand::Value(slot));
+        }
+        let data = arg.value()?;
+        let shape = data.shape().to_vec();
+        self.constants.push(Constant {
+            data: floats(data),
+            shape,
+        });
+        Some(Operand::Const(self.constants.len() - 1))
+    }
+
+    /// Adds a step whose data inputs are `inputs` (indices into the node's inputs).
+    fn step(&mut self, node: &Node, op: Op, inputs: &[usize]) -> Result<()> {
+        let mut operands = Vec::new();
+        for &i in inputs {
+            let Some(arg) = node.inputs().get(i) else {
+                return Err(self.graph_err(format!("node {} lacks input {i}", node.name())));
+            };
+            match self.operand(arg) {
+                Some(o) => operands.push(o),
+                // Not computed from the image (a second graph input): cannot run.
+                None => {
+                    return Err(self.graph_err(format!(
+                        "node {}: input '{}' is neither computed from the image nor constant",
+                        node.name(),
+                        arg.name
+                    )));
+                }
+            }
+        }
+        let out = node
+            .outputs()
+            .first()
+            .ok_or_else(|| self.graph_err(format!("node {} has no output", node.name())))?;
+        let output = self.new_value(out)?;
+        self.steps.push(Step {
+            name: node.name().to_string(),
+            op,
+            inputs: operands,
+            output,
+        });
+        Ok(())
+    }
+
+    fn static_input(&self, node: &Node, i: usize) -> Option<Vec<i64>> {
+        let data = node.inputs().get(i)?.value()?;
+        data.convert::<i64>().try_into_vec::<i64>().ok()
+    }
+
+    fn node(&mut self, node: &Node) -> Result<()> {
+        let kind = format!("{:?}", node.node_type());
+        match node {
+            Node::Constant(_) => Ok(()),
+            Node::Conv2d(n) => {
+                let c = &n.config;
+                if c.auto_pad != onnx_ir::padding::AutoPad::NotSet
+                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid
+                {
+                    self.skip(node, "Conv (auto_pad SAME)");
+                    return Ok(());
+                }
+                let weight = self.weight(&n.name, &n.inputs, 1)?;
+                let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
+                self.convs.push(ConvSpec {
+                    weight,
+                    bias,
+                    stride: c.stride,
+                    dilation: c.dilation,
+                    groups: c.groups,
+                });
+                let op = Op::Conv {
+                    index: self.convs.len() - 1,
+                    pads: pads4(&c.padding),
+                };
+                self.step(node, op, &[0])
+            }
+            Node::BatchNormalization(n) => {
+                let (epsilon, momentum) = match &n.config {
+                    onnx_ir::batch_norm::BatchNormConfig::Static(c) => (c.epsilon, c.momentum),
+                    onnx_ir::batch_norm::BatchNormConfig::Runtime(c) => (c.epsilon, c.momentum),
+                };
+                let get = |k| self.weight(&n.name, &n.inputs, k).map(floats);
+                let spec = BnSpec {
+                    gamma: get(1)?,
+                    beta: get(2)?,
+                    mean: get(3)?,
+                    var: get(4)?,
+                    epsilon,
+                    momentum,
+                };
+                self.bns.push(spec);
+                let op = Op::BatchNorm {
+                    index: self.bns.len() - 1,
+                };
+                self.step(node, op, &[0])
+            }
+            Node::Linear(n) => {
+                let w = self.weight(&n.name, &n.inputs, 1)?;
+                let weight = if n.config.transpose_weight {
+                    transpose2(w)
+                } else {
+                    w
+                };
+                let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
+                self.push_linear(node, weight, bias)
+            }
+            Node::Gemm(n) => {
+                let c = &n.config;
+                let constant_b = n.inputs.get(1).is_some_and(|a| a.value().is_some());
+                if c.alpha != 1.0 || c.beta != 1.0 || c.trans_a != 0 || !constant_b {
+                    self.skip(node, "Gemm (alpha/beta ≠ 1, transA or non-constant B)");
+                    return Ok(());
+                }
+                let w = self.weight(&n.name, &n.inputs, 1)?;
+                let weight = if c.trans_b != 0 { transpose2(w) } else { w };
+                let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
+                self.push_linear(node, weight, bias)
+            }
+            Node::MatMul(n) => {
+                let constant = n.inputs.get(1).and_then(|a| a.value());
+                match constant {
+                    Some(w) if w.shape().len() == 2 => {
+                        self.push_linear(node, w.convert::<f32>(), None)
+                    }
+                    _ => {
+                        self.skip(node, "MatMul (without a constant 2-D weight)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Relu(_) => self.step(node, Op::Relu, &[0]),
+            Node::LeakyRelu(n) => self.step(node, Op::LeakyRelu(n.config.alpha as f32), &[0]),
+            Node::Clip(n) => {
+                let bound = |b: &Option<onnx_ir::clip::ClipInput>| -> Option<Option<f32>> {
+                    match b {
+                        None => Some(None),
+                        Some(onnx_ir::clip::ClipInput::Static(v)) => Some(Some(*v as f32)),
+                        Some(onnx_ir::clip::ClipInput::Runtime(r)) => {
+                            let v = n.inputs.get(r.input_index)?.value()?;
+                            Some(floats(v).first().copied())
+                        }
+                    }
+                };
+                match (bound(&n.config.min), bound(&n.config.max)) {
+                    (Some(min), Some(max)) => self.step(node, Op::Clip { min, max }, &[0]),
+                    _ => {
+                        self.skip(node, "Clip (bounds computed at run time)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Sigmoid(_) => self.step(node, Op::Sigmoid, &[0]),
+            Node::HardSigmoid(n) => {
+                let op = Op::HardSigmoid {
+                    alpha: n.config.alpha as f32,
+                    beta: n.config.beta as f32,
+                };
+                self.step(node, op, &[0])
+            }
+            Node::HardSwish(_) => self.step(node, Op::HardSwish, &[0]),
+            Node::Swish(_) => self.step(node, Op::Swish, &[0]),
+            Node::Tanh(_) => self.step(node, Op::Tanh, &[0]),
+            Node::MaxPool2d(n) => {
+                let c = &n.config;
+                if c.auto_pad != onnx_ir::padding::AutoPad::NotSet
+                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid
+                {
+                    self.skip(node, "MaxPool (auto_pad SAME)");
+                    return Ok(());
+                }
+                let op = Op::MaxPool {
+                    kernel: c.kernel_size,
+                    stride: c.strides,
+                    pads: pads4(&c.padding),
+                    dilation: c.dilation,
+                    ceil: c.ceil_mode,
+                };
+                self.step(node, op, &[0])
+            }
+            Node::AveragePool2d(n) => {
+                let c = &n.config;
+                if (c.auto_pad != onnx_ir::padding::AutoPad::NotSet
+                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid)
+                    || c.dilation != [1, 1]
+                {
+                    self.skip(node, "AveragePool (auto_pad SAME or dilation)");
+                    return Ok(());
+                }
+                let op = Op::AvgPool {
+                    kernel: c.kernel_size,
+                    stride: c.strides,
+                    pads: pads4(&c.padding),
+                    count_include_pad: c.count_include_pad,
+                    ceil: c.ceil_mode,
+                };
+                self.step(node, op, &[0])
+            }
+            Node::GlobalAveragePool(_) => self.step(node, Op::GlobalAvgPool, &[0]),
+            Node::Add(_) => self.step(node, Op::Add, &[0, 1]),
+            Node::Sub(_) => self.step(node, Op::Sub, &[0, 1]),
+            Node::Mul(_) => self.step(node, Op::Mul, &[0, 1]),
+            Node::Div(_) => self.step(node, Op::Div, &[0, 1]),
+            Node::Concat(n) => {
+                let idx: Vec<usize> = (0..n.inputs.len()).collect();
+                self.step(
+                    node,
+                    Op::Concat {
+                        axis: n.config.axis,
+                    },
+                    &idx,
+                )
+            }
+            Node::Flatten(n) => self.step(
+                node,
+                Op::Flatten {
+                    axis: n.config.axis,
+                },
+                &[0],
+            ),
+            Node::Reshape(n) => {
+                let shape = match &n.config.shape {
+                    onnx_ir::reshape::ReshapeInput::Static(s) => Some(s.clone()),
+                    onnx_ir::reshape::ReshapeInput::Runtime(r) => {
+                        self.static_input(node, r.input_index)
+                    }
+                };
+                match shape {
+                    Some(shape) => self.step(node, Op::Reshape { shape }, &[0]),
+                    None => {
+                        self.skip(node, "Reshape (shape computed at run time)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Transpose(n) => {
+                let perm = n.config.perm.iter().map(|&p| p as usize).collect();
+                self.step(node, Op::Transpose { perm }, &[0])
+            }
+            Node::Pad(n) => {
+                use onnx_ir::pad::{ConstantValueInput, PadInput, PadMode};
+                let pads = match &n.config.pads {
+                    PadInput::Static(p) => Some(p.clone()),
+                    PadInput::Runtime { .. } => None,
+                };
+                let value = match &n.config.constant_value {
+                    ConstantValueInput::Static(v) => Some(*v),
+                    ConstantValueInput::Runtime(_) => None,
+                };
+                match (pads, value, &n.config.mode) {
+                    (Some(pads), Some(value), PadMode::Constant) => {
+                        self.step(node, Op::Pad { pads, value }, &[0])
+                    }
+                    _ => {
+                        self.skip(node, "Pad (non-constant mode or run-time pads)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Dropout(_) | Node::Identity(_) => self.step(node, Op::Identity, &[0]),
+            Node::Softmax(n) => self.step(
+                node,
+                Op::Softmax {
+                    axis: n.config.axis,
+                },
+                &[0],
+            ),
+            Node::ReduceMean(n) => {
+                let rank = n.inputs[0].ty.rank();
+                let axes = match &n.config.axes {
+                    onnx_ir::reduce::ReduceAxes::Static(a) if a.is_empty() => {
+                        Some((0..rank).collect())
+                    }
+                    onnx_ir::reduce::ReduceAxes::Static(a) => Some(a.clone()),
+                    onnx_ir::reduce::ReduceAxes::Runtime(r) => {
+                        self.static_input(node, r.input_index).map(|v| {
+                            v.iter()
+                                .map(|&a| {
+                                    if a < 0 {
+                                        (a + rank as i64) as usize
+                                    } else {
+                                        a as usize
+                                    }
+                                })
+                                .collect()
+                        })
+                    }
+                };
+                match axes {
+                    Some(axes) => {
+                        let op = Op::ReduceMean {
+                            axes,
+                            keepdims: n.config.keepdims,
+                        };
+                        self.step(node, op, &[0])
+                    }
+                    None => {
+                        self.skip(node, "ReduceMean (axes computed at run time)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Squeeze(n) => {
+                let rank = n.inputs[0].ty.rank() as i64;
+                let axes = match &n.config.axes {
+                    Some(onnx_ir::squeeze::SqueezeInput::Static(a)) => Some(a.clone()),
+                    Some(onnx_ir::squeeze::SqueezeInput::Runtime(r)) => {
+                        self.static_input(node, r.input_index)
+                    }
+                    None => None,
+                };
+                match axes {
+                    Some(a) => {
+                        let axes = a
+                            .iter()
+                            .map(|&x| {
+                                if x < 0 {
+                                    (x + rank) as usize
+                                } else {
+                                    x as usize
+                                }
+                            })
+                            .collect();
+                        self.step(node, Op::Squeeze { axes }, &[0])
+                    }
+                    None => {
+                        self.skip(node, "Squeeze (without static axes)");
+                        Ok(())
+                    }
+                }
+            }
+            Node::Unsqueeze(n) => {
+                let out_rank = n.outputs[0].ty.rank() as i64;
+                let axes = match &n.config {
+                    onnx_ir::unsqueeze::UnsqueezeConfig::Static(a) => Some(a.clone()),
+                    onnx_ir::unsqueeze::UnsqueezeConfig::Runtime(r) => {
+                        self.static_input(node, r.input_index)
+                    }
+                };
+                match axes {
+                    Some(a) => {
+                        let axes = a
+                            .iter()
+                            .map(|&x| {
+                                if x < 0 {
+                                    (x + out_rank) as usize
+                                } else {
+                                    x as usize
+                                }
+                            })
+                            .collect();
+                        self.step(node, Op::Unsqueeze { axes }, &[0])
+                    }
+                    None => {
+                        self.skip(node, "Unsqueeze (axes computed at run time)");
+                        Ok(())
+                    }
+                }
+            }
+            _ => {
+                self.skip(node, kind);
+                Ok(())
+            }
+        }
+    }
+
+    fn push_linear(
+        &mut self,
+        node: &Node,
+        weight: TensorData,
+        bias: Option<Vec<f32>>,
+    ) -> Result<()> {
+        self.linears.push(LinearSpec { weight, bias });
+        let op = Op::Linear {
+            index: self.linears.len() - 1,
+        };
+        self.step(node, op, &[0])
+    }
+}
+
+fn transpose2(data: TensorData) -> TensorData {
+    let shape = data.shape().to_vec();
+    let (r, c) = (shape[0], shape[1]);
+    let v = floats(data);
+    let mut t = vec![0f32; v.len()];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = v[i * c + j];
+        }
+    }
+    TensorData::new(t, [c, r])
+}

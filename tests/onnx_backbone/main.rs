@@ -1,0 +1,31 @@
+//! grafter-onnx: any ONNX CNN as a trainable backbone — parity with onnxruntime on the
+//! project's random-weight fixtures, trainability and freezing, export round trip, and
+//! typed errors for bad files.
+
+#[path = "../zoo/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+mod errors;
+mod export;
+mod ops;
+mod parity;
+mod train;
+
+use std::path::PathBuf;
+
+/// The ONNX file of a fixture model, or `None` (SKIPPED) when fixtures were not made.
+pub fn model_file(model: &str) -> Option<PathBuf> {
+    let dir = fixtures::dir(model)?;
+    let file = match model {
+        "resnet18" | "vgg16" => dir.join(format!("{model}_unfolded.onnx")),
+        _ => dir.join(format!("{model}.onnx")),
+    };
+    Some(file)
+}
+
+/// Models are loaded and trained one at a time (Burn's flex RNG is per process).
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,56 @@
+//! Every supported operator, on the small `ops_mix` fixture: parity of the full graph and of
+//! the automatic cut with onnxruntime, and export of every op back to ONNX.
+
+use burn::tensor::Device;
+use grafter::{Backbone, Classifier, MlpHeadConfig};
+use grafter_onnx::{CutPoint, OnnxBackbone, OnnxBackboneOptions, export_classifier};
+
+use crate::fixtures::{Reference, dir, host, max_rel_err};
+
+#[test]
+fn every_supported_operator_matches_onnxruntime_and_exports() {
+    let model = "ops_mix";
+    let Some(file) = crate::model_file(model) else {
+        return;
+    };
+    let _l = crate::lock();
+    let device = Device::flex();
+    let r = Reference::load(&dir(model).unwrap());
+    let input = r.tensor4("input", &device);
+
+    let full = OnnxBackbone::load(
+        &file,
+        &OnnxBackboneOptions::default().with_cut(CutPoint::Full),
+        &device,
+    )
+    .unwrap();
+    let err = max_rel_err(
+        &host(full.forward_value(input.clone()).into_rank2()),
+        &r.host("logits").0,
+    );
+    println!("PARITY {model} onnx-backbone logits (full graph) max rel err {err:.3e}");
+    assert!(err <= 1e-4);
+
+    let cut = OnnxBackbone::load(&file, &OnnxBackboneOptions::default(), &device).unwrap();
+    assert_eq!(cut.feature_channels(), 16);
+    assert_eq!(cut.stages().len(), 3);
+    let feats = host(cut.forward_features(input));
+    let err = max_rel_err(&feats, &r.host("features").0);
+    println!("PARITY {model} onnx-backbone features (auto cut) max rel err {err:.3e}");
+    assert!(err <= 1e-4);
+
+    device.seed(9);
+    let head = MlpHeadConfig::new(16, 4, vec![8])
+        .with_batch_norm(true)
+        .try_init(&device)
+        .unwrap();
+    let model_k = Classifier::new(cut, head).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = tmp.path().join("ops_mix_mlp.onnx");
+    export_classifier(&model_k, &onnx).unwrap();
+    let Some(err) = crate::export::ort_round_trip(&model_k, &onnx, 16) else {
+        return;
+    };
+    println!("PARITY {model} onnx-export logits (MLP head) max rel err {err:.3e}");
+    assert!(err <= 1e-4);
+}
