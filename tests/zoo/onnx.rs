@@ -171,3 +171,31 @@ fn unsupported_truncated_and_random_files_are_typed_errors() {
         Err(ZooError::Io { .. })
     ));
 }
+
+#[test]
+fn onnx_loaded_parameters_receive_gradients() {
+    use burn::optim::GradientsParams;
+    use burn::tensor::Tensor;
+    let Some(dir) = dir("resnet18") else { return };
+    let device = Device::flex();
+    let model = load_resnet_onnx(
+        dir.join("resnet18_folded.onnx"),
+        &ResNetConfig::resnet18(),
+        &device,
+    )
+    .unwrap();
+    let model = model.for_training(&device);
+    let x = Tensor::<4>::ones([1, 3, 64, 64], &device.autodiff());
+    let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
+    assert!(
+        grads.get::<4>(model.backbone.conv1.weight.id).is_some(),
+        "stem conv got no gradient"
+    );
+    assert!(
+        grads.get::<2>(model.head.linear.weight.id).is_some(),
+        "fc got no gradient"
+    );
+    // every parameter tensor: 20 conv kernels, 20 BatchNorms × (γ, β), fc weight and bias
+    // (running statistics are buffers, not parameters)
+    assert_eq!(grads.len(), 20 + 40 + 2);
+}

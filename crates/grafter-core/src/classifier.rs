@@ -44,6 +44,16 @@ impl<B: Backbone, H: Head> Classifier<B, H> {
         self.backbone.stages()
     }
 
+    /// The model on `device`'s autodiff counterpart with every parameter trainable, for a
+    /// training loop of your own ([`FineTune`](crate::FineTune) does this itself).
+    ///
+    /// Burn's `fork` keeps a parameter's gradient flag only when its tensor already tracks
+    /// gradients; weights loaded from files are plain tensors, so after `fork(..).train()`
+    /// they would silently receive no gradient. This re-enables them.
+    pub fn for_training(self, device: &burn::tensor::Device) -> Self {
+        self.fork(&device.clone().autodiff()).train().unfreeze()
+    }
+
     /// Every parameter and flag of the head.
     pub fn head_params(&self) -> ParamGroup {
         ParamGroup::ids_from_module(self.head.clone())
