@@ -7,4 +7,5 @@ mod fixtures;
 mod onnx;
 mod parity;
 mod pth;
+mod resnet_v1;
 mod shapes;

@@ -217,15 +217,21 @@ fn assign_block<'a>(
     let Some(ds) = downsample.as_mut() else {
         return assign_seq(path, &mut main, convs, device);
     };
-    let ds_shape = ds.conv.weight.dims();
+    // Kernel shapes decide; a shortcut may share its shape with conv3 (layer1.0 of a
+    // ResNet-50: [256, 64, 1, 1]), so the whole block is compared, not its first unit.
+    let ds_shape = ds.conv.weight.dims().to_vec();
+    let main_shapes: Vec<Vec<usize>> = main.iter().map(|s| s.conv.weight.dims().to_vec()).collect();
+    let ahead: Vec<Vec<usize>> = convs
+        .clone()
+        .take(main.len() + 1)
+        .map(|u| u.weight.shape().to_vec())
+        .collect();
+    let main_first: Vec<&Vec<usize>> = main_shapes.iter().chain([&ds_shape]).collect();
+    let shortcut_first_order: Vec<&Vec<usize>> =
+        [&ds_shape].into_iter().chain(&main_shapes).collect();
+    let fits = |order: &[&Vec<usize>]| order.iter().copied().eq(ahead.iter());
+    let shortcut_first = !fits(&main_first) && fits(&shortcut_first_order);
     let n = main.len();
-    let ahead: Vec<&ConvUnit> = convs.clone().take(n + 1).collect();
-    let shortcut_first = ahead
-        .first()
-        .is_some_and(|u| u.weight.shape().to_vec() == ds_shape.to_vec())
-        && ahead
-            .get(n)
-            .is_none_or(|u| u.weight.shape().to_vec() != ds_shape.to_vec());
     let shortcut = Slot {
         name: format!("{name}.downsample"),
         conv: &mut ds.conv,
