@@ -1,0 +1,290 @@
+//! [`ImageLoader`]: a [`DataSource`] that decodes and transforms images in parallel, a few
+//! batches ahead of the training loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
+
+use grafter_core::Preprocess;
+use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels, mix_seed};
+use rayon::prelude::*;
+
+use crate::decode::decode_file;
+use crate::{Augment, BadFiles, FoundAt, ImageDataset, Target, Transform};
+
+/// RNG stream of the per-sample augmentation seeds (stream 0 is the shuffle).
+const AUGMENT_STREAM: u64 = 0xA06;
+
+/// Loads an [`ImageDataset`] as batches for [`FineTune`](grafter_core::FineTune).
+///
+/// * **Order**: evaluation passes keep dataset order; training passes shuffle with
+///   `EpochRequest::rng(0)`, exactly as `InMemoryDataset` does.
+/// * **Content**: the augmentation of sample `i` draws from its own RNG seeded by
+///   `mix_seed(mix_seed(seed, epoch, AUGMENT_STREAM), i, 0)`, so a batch is the same whatever
+///   the number of threads or their scheduling, and a resumed run sees the same pixels.
+/// * **Parallelism**: a background thread assembles batches, each decoded by rayon's workers
+///   in parallel, and keeps up to [`prefetch`](Self::prefetch) batches ready in a bounded
+///   channel — decoding overlaps training without unbounded memory.
+/// * **Bad files**: see [`BadFiles`]. A file that fails to decode is dropped from its batch
+///   (the batch comes out one short), reported with the epoch, and skipped afterwards. A
+///   batch whose every file failed is not emitted.
+#[derive(Clone, Debug)]
+pub struct ImageLoader {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dataset: ImageDataset,
+    transform: Transform,
+    augment: Augment,
+    prefetch: usize,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    failed: Vec<AtomicBool>,
+    report: Mutex<BadFiles>,
+}
+
+impl ImageLoader {
+    /// A loader of `dataset` for a backbone expecting `preprocess`, without augmentation
+    /// (add it with [`augment`](Self::augment)), prefetching 4 batches, decoding on rayon's
+    /// global pool.
+    pub fn new(dataset: ImageDataset, preprocess: Preprocess) -> Self {
+        let failed = (0..dataset.len()).map(|_| AtomicBool::new(false)).collect();
+        Self {
+            inner: Arc::new(Inner {
+                transform: Transform::new(preprocess),
+                augment: Augment::none(),
+                prefetch: 4,
+                pool: None,
+                failed,
+                report: Mutex::new(dataset.bad_files().clone()),
+                dataset,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("configure a loader before cloning it");
+        f(inner);
+        self
+    }
+
+    /// Training augmentation (evaluation passes never augment).
+    pub fn augment(self, augment: Augment) -> Self {
+        self.edit(|i| i.augment = augment)
+    }
+
+    /// Batches kept ready ahead of the consumer (at least 1).
+    pub fn prefetch(self, batches: usize) -> Self {
+        self.edit(|i| i.prefetch = batches.max(1))
+    }
+
+    /// Decodes on a dedicated pool of `threads` threads instead of rayon's global pool.
+    pub fn threads(self, threads: usize) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("grafter-data-{i}"))
+            .build()
+            .ok()
+            .map(Arc::new);
+        self.edit(|i| i.pool = pool)
+    }
+
+    /// Uses another transform (e.g. another resize engine).
+    pub fn transform(self, transform: Transform) -> Self {
+        self.edit(|i| i.transform = transform)
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &ImageDataset {
+        &self.inner.dataset
+    }
+
+    /// The training augmentation.
+    pub fn augmentation(&self) -> Augment {
+        self.inner.augment
+    }
+
+    /// The transform.
+    pub fn transform_ref(&self) -> &Transform {
+        &self.inner.transform
+    }
+
+    /// Every file skipped so far: at scan time, and while loading (with the epoch).
+    pub fn bad_files(&self) -> BadFiles {
+        self.inner
+            .report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The batches of one pass in a fixed order (dataset order), augmented when `augment`
+    /// with seeds from `(seed, epoch)`: what a feature cache needs for its augmented views.
+    pub fn fixed_order_batches(
+        &self,
+        seed: u64,
+        epoch: usize,
+        batch_size: usize,
+        augment: bool,
+    ) -> Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'static> {
+        let request = EpochRequest {
+            epoch,
+            seed,
+            batch_size,
+            train: augment,
+        };
+        let order: Vec<usize> = (0..self.inner.dataset.len()).collect();
+        self.run(request, order, augment)
+    }
+
+    fn run(
+        &self,
+        request: EpochRequest,
+        order: Vec<usize>,
+        augment: bool,
+    ) -> Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'static> {
+        let inner = self.inner.clone();
+        let (tx, rx) = sync_channel(inner.prefetch);
+        let spawned = std::thread::Builder::new()
+            .name("grafter-data-prefetch".into())
+            .spawn(move || {
+                let before = inner.report.lock().map(|r| r.len()).unwrap_or(0);
+                for chunk in order.chunks(request.batch_size.max(1)) {
+                    let batch = match &inner.pool {
+                        Some(pool) => pool.install(|| inner.load_batch(chunk, &request, augment)),
+                        None => inner.load_batch(chunk, &request, augment),
+                    };
+                    let Some(batch) = batch else { continue };
+                    if tx.send(Ok(batch)).is_err() {
+                        return; // the consumer stopped early
+                    }
+                }
+                let report = inner.report.lock().unwrap_or_else(|p| p.into_inner());
+                if report.len() > before {
+                    log::warn!(
+                        "epoch {}: {} file(s) failed to load and were skipped; {}",
+                        request.epoch,
+                        report.len() - before,
+                        report.summary()
+                    );
+                }
+            });
+        match spawned {
+            Ok(_) => Box::new(rx.into_iter()),
+            Err(e) => Box::new(std::iter::once(Err(grafter_core::GrafterError::Data(
+                format!("cannot start the prefetch thread: {e}"),
+            )))),
+        }
+    }
+}
+
+impl Inner {
+    /// Decodes and transforms `indices` in parallel; drops (and reports) the failures.
+    fn load_batch(
+        &self,
+        indices: &[usize],
+        request: &EpochRequest,
+        augment: bool,
+    ) -> Option<HostBatch> {
+        let limits = self.dataset.limits();
+        let base = mix_seed(request.seed, request.epoch as u64, AUGMENT_STREAM);
+        let results: Vec<(usize, Result<Vec<f32>, String>)> = indices
+            .par_iter()
+            .filter(|&&i| !self.failed[i].load(Ordering::Relaxed))
+            .map(|&i| {
+                let sample = &self.dataset.samples()[i];
+                let out = decode_file(&sample.path, &limits).map(|img| {
+                    if augment {
+                        self.transform
+                            .train(&img, &self.augment, mix_seed(base, i as u64, 0))
+                    } else {
+                        self.transform.eval(&img)
+                    }
+                });
+                (i, out)
+            })
+            .collect();
+        let [h, w] = self.transform.preprocess().input_size;
+        let mut images = Vec::with_capacity(results.len() * 3 * h * w);
+        let mut kept = Vec::with_capacity(results.len());
+        for (i, r) in results {
+            match r {
+                Ok(pixels) => {
+                    images.extend_from_slice(&pixels);
+                    kept.push(i);
+                }
+                Err(reason) => self.mark_failed(i, reason, request.epoch),
+            }
+        }
+        if kept.is_empty() {
+            return None;
+        }
+        let labels = self.labels(&kept);
+        Some(HostBatch {
+            images,
+            shape: [kept.len(), 3, h, w],
+            labels,
+        })
+    }
+
+    fn mark_failed(&self, index: usize, reason: String, epoch: usize) {
+        if !self.failed[index].swap(true, Ordering::Relaxed) {
+            let path: PathBuf = self.dataset.samples()[index].path.clone();
+            log::warn!("{}: skipped while loading: {reason}", path.display());
+            self.report.lock().unwrap_or_else(|p| p.into_inner()).push(
+                path,
+                reason,
+                FoundAt::Load { epoch },
+            );
+        }
+    }
+
+    fn labels(&self, kept: &[usize]) -> Labels {
+        let samples = self.dataset.samples();
+        if self.dataset.is_multi_label() {
+            let k = self.dataset.classes().len();
+            let mut values = vec![0f32; kept.len() * k];
+            for (row, &i) in kept.iter().enumerate() {
+                if let Target::Multi(v) = &samples[i].target {
+                    for &c in v {
+                        values[row * k + c] = 1.0;
+                    }
+                }
+            }
+            Labels::MultiHot {
+                values,
+                num_classes: k,
+            }
+        } else {
+            Labels::Classes(
+                kept.iter()
+                    .map(|&i| samples[i].target.primary().unwrap_or(0))
+                    .collect(),
+            )
+        }
+    }
+}
+
+impl DataSource for ImageLoader {
+    fn len(&self) -> usize {
+        self.inner.dataset.len()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.inner.dataset.classes().len()
+    }
+
+    fn batches<'a>(
+        &'a self,
+        request: EpochRequest,
+    ) -> Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'a> {
+        let mut order: Vec<usize> = (0..self.inner.dataset.len()).collect();
+        if request.train {
+            use rand::seq::SliceRandom;
+            order.shuffle(&mut request.rng(0));
+        }
+        self.run(request, order, request.train)
+    }
+}

@@ -1,0 +1,9 @@
+//! The image pipeline (grafter-data) end to end: dataset layouts, transforms against a PIL
+//! reference, the parallel loader, bad files, and the feature cache.
+
+mod bad_files;
+mod common;
+mod eval_reference;
+mod feature_cache;
+mod layouts;
+mod loader;
