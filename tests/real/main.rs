@@ -6,5 +6,6 @@
 #[allow(dead_code)]
 mod fixtures;
 mod keras_vgg16;
+mod mobilenet_sanity;
 mod real_data;
 mod transfer;
