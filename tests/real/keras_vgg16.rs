@@ -8,6 +8,7 @@ use crate::fixtures::{Reference, host, max_rel_err};
 /// custom dense/BatchNorm head that is ignored): features equal onnxruntime's.
 #[test]
 fn keras_vgg16_conv_base_matches_onnxruntime() {
+    let _rng = crate::real_data::rng_lock();
     let Some(dir) = crate::real_data::dir() else {
         return;
     };
@@ -29,4 +30,40 @@ fn keras_vgg16_conv_base_matches_onnxruntime() {
         "PARITY keras-vgg16 (real weights) onnx conv base features [2,512,7,7] max rel err {err:.3e}"
     );
     assert!(err <= 1e-4, "max rel err {err:e}");
+}
+
+/// The same real file through the generic ONNX path: the channels-last input transpose is
+/// absorbed, and with the cut named at Keras' last pooling its head (shape arithmetic the
+/// importer does not run) is never imported. Features equal onnxruntime's.
+#[test]
+fn keras_vgg16_as_onnx_backbone_matches_onnxruntime() {
+    let _rng = crate::real_data::rng_lock();
+    use grafter::onnx::{CutPoint, OnnxBackbone, OnnxBackboneOptions};
+    let Some(dir) = crate::real_data::dir() else {
+        return;
+    };
+    let device = Device::flex();
+    let options = OnnxBackboneOptions::default()
+        .with_cut(CutPoint::Tensor(
+            "functional_1/block5_pool_1/MaxPool2d:0".into(),
+        ))
+        .with_preprocess(Preprocess::caffe());
+    let backbone = OnnxBackbone::load(dir.join("vgg16_keras.onnx"), &options, &device).unwrap();
+    assert_eq!(backbone.feature_channels(), 512);
+    assert_eq!(backbone.stages().len(), 5);
+    assert_eq!(backbone.preprocess().channel_order, ChannelOrder::Bgr);
+    let r = Reference::load_file(&dir.join("vgg16_keras_ref.safetensors"));
+    let features = host(backbone.forward_features(r.tensor4("input_nchw", &device)));
+    let err = max_rel_err(&features, &r.host("features").0);
+    println!("PARITY keras-vgg16 (real weights) OnnxBackbone features max rel err {err:.3e}");
+    assert!(err <= 1e-4, "max rel err {err:e}");
+
+    // Without a named cut the unsupported head is reported, op by op, not half-built.
+    let err = OnnxBackbone::load(
+        dir.join("vgg16_keras.onnx"),
+        &OnnxBackboneOptions::default(),
+        &device,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Shape"), "{err}");
 }

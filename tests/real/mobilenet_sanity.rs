@@ -25,6 +25,7 @@ fn argmax(row: &[f32]) -> usize {
 
 #[test]
 fn mobilenet_v2_imagenet_classifies_real_photos() {
+    let _rng = crate::real_data::rng_lock();
     let Some(dir) = crate::real_data::dir() else {
         return;
     };

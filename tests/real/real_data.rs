@@ -21,3 +21,10 @@ pub fn dir() -> Option<PathBuf> {
     eprintln!("SKIPPED: {msg}");
     None
 }
+
+/// Burn's flex backend has one random generator per process: tests that build or train
+/// models take this lock so that each one's numbers are reproducible.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -100,6 +100,7 @@ fn linear_probe(backbone: &Vgg, preprocess: &Preprocess, r: &Reference, device: 
 /// same architecture from random initialisation, trained the same way, is the control.
 #[test]
 fn pretrained_keras_vgg16_beats_random_init_on_fashion_mnist() {
+    let _rng = crate::real_data::rng_lock();
     let Some(dir) = crate::real_data::dir() else {
         return;
     };

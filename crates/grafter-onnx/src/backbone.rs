@@ -52,6 +52,25 @@ pub struct OnnxBackbone {
     pub(crate) meta: Arc<Meta>,
 }
 
+/// With a named cut point, only what computes it matters: a head the importer cannot run
+/// (Keras' shape arithmetic before its Flatten, say) must not prevent using the trunk.
+fn keep_ancestors_of_last_output(graph: &mut onnx_ir::OnnxGraph) {
+    let Some(cut) = graph.outputs.last().cloned() else {
+        return;
+    };
+    let mut needed: std::collections::HashSet<String> = [cut.name.clone()].into();
+    let mut keep = vec![false; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate().rev() {
+        if node.outputs().iter().any(|o| needed.contains(&o.name)) {
+            keep[i] = true;
+            needed.extend(node.inputs().iter().map(|a| a.name.clone()));
+        }
+    }
+    let mut flags = keep.into_iter();
+    graph.nodes.retain(|_| flags.next().unwrap_or(false));
+    graph.outputs = vec![cut];
+}
+
 impl OnnxBackbone {
     /// Parses the ONNX file at `path` with onnx-ir and builds the backbone on `device`.
     ///
@@ -69,7 +88,10 @@ impl OnnxBackbone {
             CutPoint::Node(n) => Some(CutName::Node(n)),
             _ => None,
         };
-        let parsed = parse(path, named.as_ref())?;
+        let mut parsed = parse(path, named.as_ref())?;
+        if named.is_some() {
+            keep_ancestors_of_last_output(&mut parsed);
+        }
         let imported = import(path, &parsed)?;
         Self::build(path, imported, options, device)
     }

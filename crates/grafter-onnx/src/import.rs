@@ -63,6 +63,8 @@ struct Builder<'a> {
     bns: Vec<BnSpec>,
     linears: Vec<LinearSpec>,
     unsupported: BTreeMap<String, usize>,
+    /// The image input's name and slot, to recognise a channels-last (NHWC) input.
+    image: Option<(String, usize)>,
 }
 
 /// Translates a parsed graph.
@@ -79,8 +81,10 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         bns: Vec::new(),
         linears: Vec::new(),
         unsupported: BTreeMap::new(),
+        image: None,
     };
     let input_slot = b.new_value(input)?;
+    b.image = Some((input.name.clone(), input_slot));
     for node in &parsed.nodes {
         b.node(node)?;
     }
@@ -465,7 +469,18 @@ impl Builder<'_> {
                 }
             }
             Node::Transpose(n) => {
-                let perm = n.config.perm.iter().map(|&p| p as usize).collect();
+                let perm: Vec<usize> = n.config.perm.iter().map(|&p| p as usize).collect();
+                // A channels-last export (Keras via tf2onnx) takes NHWC and transposes it to
+                // NCHW first: the backbone takes NCHW like every other, so that transpose
+                // becomes the identity on the image input.
+                if let Some((name, slot)) = &self.image
+                    && perm == [0, 3, 1, 2]
+                    && n.inputs.first().is_some_and(|a| &a.name == name)
+                    && let Some(out) = n.outputs.first()
+                {
+                    self.slots.insert(out.name.clone(), *slot);
+                    return Ok(());
+                }
                 self.step(node, Op::Transpose { perm }, &[0])
             }
             Node::Pad(n) => {
