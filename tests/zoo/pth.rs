@@ -3,108 +3,31 @@
 //! globals. The `.pth` fixtures are written by `tests/fixtures/make_fixtures.py` without torch
 //! (same tensors as the `.safetensors`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::Backbone;
-use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet, load_vgg};
+use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet};
 
-use crate::fixtures::{Reference, dir, host, max_rel_err};
-
-const TOLERANCE: f64 = 1e-4;
-
-fn check(model: &str, what: &str, ours: Vec<f32>, reference: &[f32]) {
-    let err = max_rel_err(&ours, reference);
-    println!("PARITY {model:<10} pth {what:<20} max rel err {err:.3e}");
-    assert!(err <= TOLERANCE, "{model} {what}: max rel err {err:e}");
-}
-
-/// The fixture's `.pth`, or `None` (with a message) when the fixtures predate it.
-fn pth(dir: &Path, model: &str) -> Option<PathBuf> {
-    let path = dir.join(format!("{model}.pth"));
-    if path.is_file() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{} not found: the fixtures predate the .pth files; regenerate them with `python3 tests/fixtures/make_fixtures.py`",
-        path.display()
-    );
-    if std::env::var("GRAFTER_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-fn resnet(name: &str, cfg: ResNetConfig) {
-    let Some(dir) = dir(name) else { return };
-    let Some(path) = pth(&dir, name) else { return };
-    let device = Device::flex();
-    let model = load_resnet(&path, &cfg, 1000, &device).unwrap();
-    let r = Reference::load(&dir);
-    let input = r.tensor4("input", &device);
-    check(
-        name,
-        "features",
-        host(model.backbone.forward_features(input.clone())),
-        &r.host("features").0,
-    );
-    check(
-        name,
-        "logits",
-        host(model.forward(input)),
-        &r.host("logits").0,
-    );
-    let ns = r.tensor4("input_nonsquare", &device);
-    let feats = model.backbone.forward_features(ns);
-    assert_eq!(feats.dims(), [1, cfg.feature_channels(), 5, 7]);
-    check(
-        name,
-        "features 160x208",
-        host(feats),
-        &r.host("features_nonsquare").0,
-    );
-}
-
-fn vgg(name: &str, cfg: VggConfig) {
-    let Some(dir) = dir(name) else { return };
-    let Some(path) = pth(&dir, name) else { return };
-    let device = Device::flex();
-    let model = load_vgg(&path, &cfg, 1000, &device).unwrap();
-    let r = Reference::load(&dir);
-    let input = r.tensor4("input", &device);
-    check(
-        name,
-        "features",
-        host(model.backbone.forward_features(input.clone())),
-        &r.host("features").0,
-    );
-    check(
-        name,
-        "logits",
-        host(model.forward(input)),
-        &r.host("logits").0,
-    );
-}
+use crate::parity::{resnet, vgg};
 
 #[test]
 fn resnet18_pth_matches_onnxruntime() {
-    resnet("resnet18", ResNetConfig::resnet18());
+    resnet("resnet18", ResNetConfig::resnet18(), "pth");
 }
 
 #[test]
 fn resnet50_pth_matches_onnxruntime() {
-    resnet("resnet50", ResNetConfig::resnet50());
+    resnet("resnet50", ResNetConfig::resnet50(), "pth");
 }
 
 #[test]
 fn vgg16_pth_matches_onnxruntime() {
-    vgg("vgg16", VggConfig::vgg16());
+    vgg("vgg16", VggConfig::vgg16(), "pth");
 }
 
 #[test]
 fn vgg16_bn_pth_matches_onnxruntime() {
-    vgg("vgg16_bn", VggConfig::vgg16().with_batch_norm(true));
+    vgg("vgg16_bn", VggConfig::vgg16().with_batch_norm(true), "pth");
 }
 
 // ---------------------------------------------------------------------------------------------
