@@ -1,6 +1,6 @@
 //! A tiny CNN backbone and a synthetic, separable image set shared by the loop tests.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -10,6 +10,8 @@ use grafter::data::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
 use grafter::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+pub use crate::params::params;
 
 pub const CLASSES: usize = 4;
 pub const SIDE: usize = 16;
@@ -112,31 +114,6 @@ pub fn dataset(per_class: usize, seed: u64) -> InMemoryDataset {
         labels.push(class);
     }
     InMemoryDataset::new(images, [3, SIDE, SIDE], labels, CLASSES).unwrap()
-}
-
-/// Every float parameter and running statistic of a module, in visiting order.
-pub fn params<M: Module>(module: &M) -> Vec<(String, Vec<f32>)> {
-    struct Collect(Vec<(String, Vec<f32>)>, Vec<String>);
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.1.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.1.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let v = p
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap();
-            self.0.push((self.1.join("."), v));
-        }
-    }
-    let mut c = Collect(Vec::new(), Vec::new());
-    module.visit(&mut c);
-    c.0
 }
 
 /// A data source that poisons one epoch with NaN pixels.

@@ -6,4 +6,6 @@ mod common;
 mod convergence;
 mod faults;
 mod freezing;
+#[path = "../support/params.rs"]
+mod params;
 mod resume;

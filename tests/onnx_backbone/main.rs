@@ -5,6 +5,8 @@
 #[path = "../zoo/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+#[path = "../support/params.rs"]
+mod params;
 
 mod errors;
 mod export;

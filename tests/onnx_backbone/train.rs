@@ -6,6 +6,8 @@ use grafter::prelude::*;
 use grafter::{LinearHead, LinearHeadConfig};
 use grafter_onnx::{OnnxBackbone, OnnxBackboneOptions};
 
+use crate::params::params;
+
 pub const SIDE: usize = 64;
 pub const CLASSES: usize = 3;
 
@@ -46,31 +48,6 @@ pub fn config(epochs: usize) -> FineTuneConfig {
         .with_batch_size(6)
         .with_lr(1e-2)
         .with_progress(false)
-}
-
-/// Every float parameter and running statistic, with its module path.
-pub fn params<M: Module>(module: &M) -> Vec<(String, Vec<f32>)> {
-    struct Collect(Vec<(String, Vec<f32>)>, Vec<String>);
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.1.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.1.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let v = p
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap();
-            self.0.push((self.1.join("."), v));
-        }
-    }
-    let mut c = Collect(Vec::new(), Vec::new());
-    module.visit(&mut c);
-    c.0
 }
 
 /// Every convolution, BatchNorm and fully connected weight of the imported graphs gets a

@@ -1,7 +1,9 @@
 use burn::tensor::Device;
-use grafter::Backbone;
+use std::path::Path;
+
 use grafter::zoo::onnx_weights::OnnxWeights;
 use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet_onnx, load_vgg_onnx};
+use grafter::{Backbone, Classifier, Head};
 use onnx_ir::{Message, ModelProto};
 
 use crate::fixtures::{Reference, dir, host, max_rel_err};
@@ -20,22 +22,17 @@ fn check(model: &str, variant: &str, what: &str, ours: Vec<f32>, reference: &[f3
 /// Both exports: BatchNorm nodes present ("unfolded") and folded into the convolutions.
 const VARIANTS: [(&str, &str); 2] = [("unfolded", ""), ("folded", "_folded")];
 
-fn resnet(name: &str, cfg: ResNetConfig) {
+/// Loads both exports of `name` with `load` and compares features and logits.
+fn compare<B: Backbone, H: Head>(name: &str, load: impl Fn(&Path) -> Classifier<B, H>) {
     let Some(dir) = dir(name) else { return };
     let device = Device::flex();
     let r = Reference::load(&dir);
     let input = r.tensor4("input", &device);
     for (variant, suffix) in VARIANTS {
-        let model =
-            load_resnet_onnx(dir.join(format!("{name}_{variant}.onnx")), &cfg, &device).unwrap();
+        let model = load(&dir.join(format!("{name}_{variant}.onnx")));
         let features = host(model.backbone.forward_features(input.clone()));
-        check(
-            name,
-            variant,
-            "features",
-            features,
-            &r.host(&format!("features{suffix}")).0,
-        );
+        let reference = r.host(&format!("features{suffix}")).0;
+        check(name, variant, "features", features, &reference);
         let logits = host(model.forward(input.clone()));
         check(
             name,
@@ -47,31 +44,14 @@ fn resnet(name: &str, cfg: ResNetConfig) {
     }
 }
 
+fn resnet(name: &str, cfg: ResNetConfig) {
+    compare(name, |p| {
+        load_resnet_onnx(p, &cfg, &Device::flex()).unwrap()
+    });
+}
+
 fn vgg(name: &str, cfg: VggConfig) {
-    let Some(dir) = dir(name) else { return };
-    let device = Device::flex();
-    let r = Reference::load(&dir);
-    let input = r.tensor4("input", &device);
-    for (variant, suffix) in VARIANTS {
-        let model =
-            load_vgg_onnx(dir.join(format!("{name}_{variant}.onnx")), &cfg, &device).unwrap();
-        let features = host(model.backbone.forward_features(input.clone()));
-        check(
-            name,
-            variant,
-            "features",
-            features,
-            &r.host(&format!("features{suffix}")).0,
-        );
-        let logits = host(model.forward(input.clone()));
-        check(
-            name,
-            variant,
-            "logits",
-            logits,
-            &r.host(&format!("logits{suffix}")).0,
-        );
-    }
+    compare(name, |p| load_vgg_onnx(p, &cfg, &Device::flex()).unwrap());
 }
 
 #[test]

@@ -557,16 +557,7 @@ impl Builder<'_> {
                 };
                 match axes {
                     Some(a) => {
-                        let axes = a
-                            .iter()
-                            .map(|&x| {
-                                if x < 0 {
-                                    (x + rank) as usize
-                                } else {
-                                    x as usize
-                                }
-                            })
-                            .collect();
+                        let axes = normalize_axes(&a, rank);
                         self.step(node, Op::Squeeze { axes }, &[0])
                     }
                     None => {
@@ -585,16 +576,7 @@ impl Builder<'_> {
                 };
                 match axes {
                     Some(a) => {
-                        let axes = a
-                            .iter()
-                            .map(|&x| {
-                                if x < 0 {
-                                    (x + out_rank) as usize
-                                } else {
-                                    x as usize
-                                }
-                            })
-                            .collect();
+                        let axes = normalize_axes(&a, out_rank);
                         self.step(node, Op::Unsqueeze { axes }, &[0])
                     }
                     None => {
@@ -635,4 +617,17 @@ fn transpose2(data: TensorData) -> TensorData {
         }
     }
     TensorData::new(t, [c, r])
+}
+
+/// ONNX axes may count from the end (`-1` = last): make them absolute for a tensor of `rank`.
+fn normalize_axes(axes: &[i64], rank: i64) -> Vec<usize> {
+    axes.iter()
+        .map(|&x| {
+            if x < 0 {
+                (x + rank) as usize
+            } else {
+                x as usize
+            }
+        })
+        .collect()
 }
