@@ -60,7 +60,9 @@ fn head_trained_from_the_cache_equals_head_trained_through_the_frozen_backbone()
 
     let live_head_start = head.clone();
     let live = Classifier::new(backbone.clone(), head.clone()).unwrap();
+    // Live means through the backbone: the loop's own automatic cache is switched off.
     let live = FineTune::new(cfg.clone(), Frozen)
+        .feature_cache(false)
         .fit(live, &train, &valid, &device)
         .unwrap();
 

@@ -5,6 +5,7 @@ mod bad_config;
 mod common;
 mod convergence;
 mod faults;
+mod feature_cache;
 mod freezing;
 #[path = "../support/params.rs"]
 mod params;

@@ -128,6 +128,37 @@ pub trait DataSource: Send + Sync {
         &'a self,
         request: EpochRequest,
     ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a>;
+
+    /// True when every pass yields the same images and labels, only in another order: no
+    /// augmentation, no randomness besides shuffling. A frozen backbone's features of such a
+    /// source can be computed once and reused by every epoch (the feature cache of
+    /// [`FineTune`](crate::FineTune)).
+    ///
+    /// A cacheable source must also say, through [`sample_order`](Self::sample_order), in
+    /// which order each pass yields its samples. Default: `false`.
+    fn cacheable(&self) -> bool {
+        false
+    }
+
+    /// For a [cacheable](Self::cacheable) source: the samples that the pass `request` yields,
+    /// in order, each named by its position in the evaluation pass (`train: false`, which
+    /// yields every sample once). The pass must cut this order into batches of
+    /// `request.batch_size` (the last one may be smaller), as [`InMemoryDataset`] does.
+    /// Default: `None` (unknown).
+    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
+        let _ = request;
+        None
+    }
+}
+
+/// The order of a pass over `len` samples as [`InMemoryDataset`] (and grafter-data's loader)
+/// draw it: dataset order for evaluation, a shuffle by `request.rng(0)` for training.
+pub fn shuffled_order(len: usize, request: &EpochRequest) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if request.train {
+        order.shuffle(&mut request.rng(0));
+    }
+    order
 }
 
 /// A dataset of equally sized, already normalised images held in memory.
@@ -218,10 +249,7 @@ impl DataSource for InMemoryDataset {
         &'a self,
         request: EpochRequest,
     ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a> {
-        let mut order: Vec<usize> = (0..self.labels.len()).collect();
-        if request.train {
-            order.shuffle(&mut request.rng(0));
-        }
+        let order = shuffled_order(self.labels.len(), &request);
         let per = self.image_shape.iter().product::<usize>();
         let [c, h, w] = self.image_shape;
         let batch = request.batch_size.max(1);
@@ -237,5 +265,14 @@ impl DataSource for InMemoryDataset {
                 labels: Labels::Classes(idx.iter().map(|&i| self.labels[i]).collect()),
             })
         }))
+    }
+
+    /// Always: the images are fixed, only their order changes.
+    fn cacheable(&self) -> bool {
+        true
+    }
+
+    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
+        Some(shuffled_order(self.labels.len(), &request))
     }
 }

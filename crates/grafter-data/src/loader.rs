@@ -7,7 +7,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use grafter_core::Preprocess;
-use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels, mix_seed};
+use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels, mix_seed, shuffled_order};
 use rayon::prelude::*;
 
 use crate::decode::decode_file;
@@ -280,11 +280,19 @@ impl DataSource for ImageLoader {
         &'a self,
         request: EpochRequest,
     ) -> Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'a> {
-        let mut order: Vec<usize> = (0..self.inner.dataset.len()).collect();
-        if request.train {
-            use rand::seq::SliceRandom;
-            order.shuffle(&mut request.rng(0));
-        }
+        let order = shuffled_order(self.inner.dataset.len(), &request);
         self.run(request, order, request.train)
+    }
+
+    /// True without augmentation: training passes then transform exactly as evaluation
+    /// passes, only shuffled. (Files that fail to load make a pass come out short; the fine-tune
+    /// loop's feature cache notices and trains live instead.)
+    fn cacheable(&self) -> bool {
+        self.inner.augment == Augment::none()
+    }
+
+    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
+        self.cacheable()
+            .then(|| shuffled_order(self.inner.dataset.len(), &request))
     }
 }

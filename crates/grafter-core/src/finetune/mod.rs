@@ -2,10 +2,12 @@
 
 mod config;
 mod evaluate;
+mod feature_cache;
 mod run_state;
 mod runner;
 
 pub use config::{EarlyStopping, FineTuneConfig};
 pub use evaluate::evaluate;
+pub use feature_cache::FeatureCacheUse;
 pub use run_state::BestEpoch;
 pub use runner::{FineTune, FitOutcome};

@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::optim::{GradientsParams, OptimizerRecord};
+use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 
 use super::config::FineTuneConfig;
 use super::evaluate::evaluate;
+use super::feature_cache::{CachedFeatures, CachedSource, FeatureCacheUse, Features, blocker};
 use super::run_state::{BestEpoch, RunState, STATE_VERSION};
 use crate::checkpoint::{CheckpointDir, FileWriter, FsWriter, files, read_file, write_atomic};
 use crate::data::{DataSource, EpochRequest, mix_seed};
@@ -30,7 +31,9 @@ const DEVICE_RNG_STREAM: u64 = 1;
 /// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
 ///
 /// A run is reproducible bit for bit from its seed, and a resumed run equals an uninterrupted
-/// one. Burn's CPU backend keeps one random generator per process, so this holds for one
+/// one. When the policy keeps the backbone frozen throughout and the data are fixed (no
+/// augmentation), the head trains from backbone features computed once (see
+/// [`feature_cache`](Self::feature_cache)). Burn's CPU backend keeps one random generator per process, so this holds for one
 /// training at a time per process: concurrent runs in one process draw from the same stream.
 ///
 /// ```no_run
@@ -53,6 +56,7 @@ pub struct FineTune {
     writer: Arc<dyn FileWriter>,
     resume: bool,
     pause_after: Option<usize>,
+    feature_cache: bool,
 }
 
 /// What a finished (or early-stopped) run returns.
@@ -81,6 +85,7 @@ impl FineTune {
             writer: Arc::new(FsWriter),
             resume: false,
             pause_after: None,
+            feature_cache: true,
         }
     }
 
@@ -99,6 +104,7 @@ impl FineTune {
             writer: Arc::new(FsWriter),
             resume: true,
             pause_after: None,
+            feature_cache: true,
         })
     }
 
@@ -119,6 +125,56 @@ impl FineTune {
     /// resumable run: for time-boxed sessions on shared or preemptible machines.
     pub fn pause_after(mut self, epochs: usize) -> Self {
         self.pause_after = Some(epochs);
+        self
+    }
+
+    /// Lets [`fit`](Self::fit) train the head from cached backbone features when that gives
+    /// the same result as running the backbone every step (on by default).
+    ///
+    /// When the policy keeps every backbone stage frozen for the whole run and both data
+    /// sources are [cacheable](DataSource::cacheable) (no augmentation), the loop computes the
+    /// backbone's features once, in inference mode, keeps them in memory and trains the head
+    /// from them: one backbone pass instead of one per epoch. The head sees the features of
+    /// exactly the images, batches and order it would have seen, so the weights, metrics,
+    /// checkpoints and `metrics.jsonl` are those of the uncached run (up to floating-point
+    /// rounding), and the run directory resumes either way. The loop says (log and progress
+    /// output) when it uses the cache, and when it does not although on, why;
+    /// [`feature_cache_use`](Self::feature_cache_use) tells in advance.
+    ///
+    /// ```
+    /// use grafter_core::FineTune;
+    /// use grafter_core::finetune::FeatureCacheUse;
+    /// use grafter_core::policy::{Frozen, TwoPhase};
+    /// use grafter_core::prelude::*;
+    /// # use burn::tensor::Device;
+    /// # use grafter_core::Stage;
+    /// # #[derive(burn::module::Module, Debug)]
+    /// # struct Id { c: usize }
+    /// # impl Backbone for Id {
+    /// #     fn forward_features(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> { x }
+    /// #     fn feature_channels(&self) -> usize { self.c }
+    /// #     fn stages(&self) -> Vec<Stage> { vec![Stage::of("all", self)] }
+    /// #     fn preprocess(&self) -> Preprocess { Preprocess::imagenet() }
+    /// # }
+    /// let device = Device::flex();
+    /// let head = LinearHeadConfig::new(3, 2).try_init(&device)?;
+    /// let model = Classifier::new(Id { c: 3 }, head)?;
+    /// let data = InMemoryDataset::new(vec![0.5; 4 * 3 * 2 * 2], [3, 2, 2], vec![0, 1, 0, 1], 2)?;
+    /// let config = FineTuneConfig::new().with_epochs(2).with_progress(false);
+    ///
+    /// // frozen backbone, fixed images: the head trains from features computed once
+    /// let frozen = FineTune::new(config.clone(), Frozen);
+    /// assert!(frozen.feature_cache_use(&model, &data, &data)?.is_on());
+    /// // the second phase unfreezes the backbone: live training
+    /// let two_phase = FineTune::new(config.clone(), TwoPhase::new(1, 10.0));
+    /// assert!(!two_phase.feature_cache_use(&model, &data, &data)?.is_on());
+    /// // or turned off by hand
+    /// let live = FineTune::new(config, Frozen).feature_cache(false);
+    /// assert!(matches!(live.feature_cache_use(&model, &data, &data)?, FeatureCacheUse::Off(_)));
+    /// # Ok::<(), grafter_core::GrafterError>(())
+    /// ```
+    pub fn feature_cache(mut self, on: bool) -> Self {
+        self.feature_cache = on;
         self
     }
 
@@ -213,20 +269,196 @@ impl FineTune {
         }
         state.plans = plans.clone();
 
-        let ad = device.clone().autodiff();
-        let mut model = model.fork(&ad).train();
-        let mut best_record: Option<ModuleRecord> = match (&checkpoints, &state.best) {
+        let best_record: Option<ModuleRecord> = match (&checkpoints, &state.best) {
             (Some(ck), Some(_)) => {
                 let path = ck.root().join("best.bpk");
                 Some(record_from_bytes(&path, read_file(&path)?)?)
             }
             _ => None,
         };
-        let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-        let mut last_checkpoint = match &checkpoints {
+        let last_checkpoint = match &checkpoints {
             Some(ck) => ck.latest()?,
             None => None,
         };
+        let mut run = Run {
+            state,
+            optim,
+            best_record,
+            last_checkpoint,
+            checkpoints,
+        };
+
+        let mut model = model;
+        // an epoch will run: only then is a feature pass worth its cost
+        let left = !run.state.stopped_early
+            && run.state.epochs_done < cfg.epochs
+            && self.pause_after != Some(0);
+        if left {
+            match self.cache_use(&model.backbone, &stages, &plans, train, valid) {
+                FeatureCacheUse::On => {
+                    let Classifier { backbone, head } = model;
+                    match self.cache_features(&backbone, train, valid, device)? {
+                        Ok((ctrain, cvalid)) => {
+                            let ctrain = CachedSource {
+                                features: ctrain,
+                                original: train,
+                            };
+                            let cvalid = CachedSource {
+                                features: cvalid,
+                                original: valid,
+                            };
+                            let head_only = Classifier {
+                                backbone: CachedFeatures::of(&backbone),
+                                head,
+                            };
+                            let graft = |m: &Classifier<CachedFeatures, H>| Classifier {
+                                backbone: backbone.clone(),
+                                head: m.head.clone(),
+                            };
+                            let trained = self.run_epochs(
+                                head_only, &ctrain, &cvalid, device, &plans, &mut run, graft,
+                            )?;
+                            let model = graft(&trained);
+                            return self.outcome(model, run, device);
+                        }
+                        Err(why) => {
+                            self.say(&format!("feature cache off: {why}"));
+                            model = Classifier { backbone, head };
+                        }
+                    }
+                }
+                FeatureCacheUse::Off(why) if self.feature_cache => {
+                    self.say(&format!("feature cache off: {why}"));
+                }
+                FeatureCacheUse::Off(_) => {}
+            }
+        }
+        let trained = self.run_epochs(
+            model,
+            train,
+            valid,
+            device,
+            &plans,
+            &mut run,
+            |m: &Classifier<B, H>| m.clone(),
+        )?;
+        self.outcome(trained, run, device)
+    }
+
+    /// Whether [`fit`](Self::fit) would train `model`'s head from cached backbone features
+    /// with these data, and if not, why.
+    ///
+    /// The cache is used when it is on ([`feature_cache`](Self::feature_cache)), the policy
+    /// freezes every backbone stage in every epoch, the stages cover every parameter and
+    /// training flag of the backbone, and both sources are
+    /// [cacheable](DataSource::cacheable). `fit` falls back to live training, saying so, when
+    /// the feature pass does not yield every sample (files that fail to load).
+    pub fn feature_cache_use<B: Backbone, H: Head>(
+        &self,
+        model: &Classifier<B, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+    ) -> Result<FeatureCacheUse> {
+        let stages = model.stages();
+        let plans: Vec<EpochPlan> = (0..self.config.epochs)
+            .map(|e| self.policy.plan(e, stages.len()))
+            .collect();
+        check_plans(&plans, stages.len())?;
+        Ok(self.cache_use(&model.backbone, &stages, &plans, train, valid))
+    }
+
+    fn cache_use<B: Backbone>(
+        &self,
+        backbone: &B,
+        stages: &[Stage],
+        plans: &[EpochPlan],
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+    ) -> FeatureCacheUse {
+        if !self.feature_cache {
+            return FeatureCacheUse::Off("turned off with FineTune::feature_cache(false)".into());
+        }
+        match blocker(backbone, stages, plans, train, valid) {
+            Some(why) => FeatureCacheUse::Off(why),
+            None => FeatureCacheUse::On,
+        }
+    }
+
+    /// One inference pass of the backbone over both sources. The inner `Err` says why the
+    /// features cannot be used (the loop then trains live).
+    fn cache_features<B: Backbone>(
+        &self,
+        backbone: &B,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+        device: &Device,
+    ) -> Result<CachedOrWhyNot> {
+        let cfg = &self.config;
+        self.say(&format!(
+            "feature cache: backbone frozen for all {} epochs; computing features of {} + {} images once",
+            cfg.epochs,
+            train.len(),
+            valid.len()
+        ));
+        let started = Instant::now();
+        let backbone = backbone.valid().to_device(device);
+        let bar = PassProgress::new("features".into(), train.len() + valid.len(), cfg.progress);
+        let result = (|| {
+            let Some(ctrain) = Features::compute(&backbone, train, cfg.batch_size, device, &bar)?
+            else {
+                return Ok(Err(
+                    "the feature pass did not yield every training image (files failed to load)"
+                        .to_string(),
+                ));
+            };
+            let Some(cvalid) = Features::compute(&backbone, valid, cfg.batch_size, device, &bar)?
+            else {
+                return Ok(Err(
+                    "the feature pass did not yield every validation image (files failed to load)"
+                        .to_string(),
+                ));
+            };
+            Ok(Ok((ctrain, cvalid)))
+        })();
+        bar.finish();
+        if let Ok(Ok((t, v))) = &result {
+            self.say(&format!(
+                "feature cache: {:.1} MB of features in {:.1}s; training the head from them",
+                t.megabytes() + v.megabytes(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        result
+    }
+
+    /// Logs `line`, and prints it when progress output is on.
+    fn say(&self, line: &str) {
+        log::info!("{line}");
+        if self.config.progress {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The epochs left, on `model` (any backbone: the real one, or the cached features'
+    /// identity). `full` turns the trained model into the classifier whose weights are
+    /// checkpointed and restored.
+    #[allow(clippy::too_many_arguments)]
+    fn run_epochs<BB: Backbone, B: Backbone, H: Head>(
+        &self,
+        model: Classifier<BB, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+        device: &Device,
+        plans: &[EpochPlan],
+        run: &mut Run,
+        full: impl Fn(&Classifier<BB, H>) -> Classifier<B, H>,
+    ) -> Result<Classifier<BB, H>> {
+        let cfg = &self.config;
+        let outputs = model.num_outputs();
+        let ad = device.clone().autodiff();
+        let mut model = model.fork(&ad).train();
+        let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+        let state = &mut run.state;
 
         let first_epoch = state.epochs_done;
         for epoch in first_epoch..cfg.epochs {
@@ -239,7 +471,7 @@ impl FineTune {
             model = apply_plan(model, plan, &stages);
             ad.seed(mix_seed(cfg.seed, epoch as u64, DEVICE_RNG_STREAM));
 
-            let (phase_start, phase_len) = phase_span(&plans, epoch);
+            let (phase_start, phase_len) = phase_span(plans, epoch);
             let phase_steps = phase_len * steps_per_epoch;
             let mut acc = MetricsAccumulator::new(cfg.task, train.num_classes());
             let bar = PassProgress::new(
@@ -272,7 +504,7 @@ impl FineTune {
                         epoch,
                         step: state.step,
                         loss: loss_value,
-                        last_checkpoint,
+                        last_checkpoint: run.last_checkpoint.clone(),
                     });
                 }
                 let mut grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -281,7 +513,7 @@ impl FineTune {
                 }
                 let step_in_phase = state.step - phase_start * steps_per_epoch;
                 lr = cfg.lr * cfg.schedule.factor(step_in_phase, phase_steps);
-                model = optim.step(stage_lrs(lr, plan, &stages), model, grads);
+                model = run.optim.step(stage_lrs(lr, plan, &stages), model, grads);
                 state.step += 1;
 
                 let host = logits
@@ -311,12 +543,12 @@ impl FineTune {
             if improved {
                 state.best = Some(BestEpoch { epoch, value });
                 state.bad_epochs = 0;
-                let record = model.clone().into_record();
-                if let Some(ck) = &checkpoints {
+                let record = full(&model).into_record();
+                if let Some(ck) = &run.checkpoints {
                     let bytes = record.clone().into_bytes().map_err(record_err)?;
                     write_atomic(self.writer.as_ref(), &ck.root().join("best.bpk"), &bytes)?;
                 }
-                best_record = Some(record);
+                run.best_record = Some(record);
             } else {
                 state.bad_epochs += 1;
             }
@@ -348,16 +580,15 @@ impl FineTune {
             state.history.push(record);
             state.epochs_done = epoch + 1;
 
-            if let Some(ck) = &checkpoints {
-                let model_bytes = model
-                    .clone()
+            if let Some(ck) = &run.checkpoints {
+                let model_bytes = full(&model)
                     .into_record()
                     .into_bytes()
                     .map_err(record_err)?;
-                let optim_bytes = optim.to_record().into_bytes().map_err(record_err)?;
-                let state_bytes = serde_json::to_vec_pretty(&state)
+                let optim_bytes = run.optim.to_record().into_bytes().map_err(record_err)?;
+                let state_bytes = serde_json::to_vec_pretty(&*state)
                     .map_err(|e| GrafterError::Config(e.to_string()))?;
-                last_checkpoint = Some(ck.save(
+                run.last_checkpoint = Some(ck.save(
                     state.epochs_done,
                     &[
                         (files::MODEL, &model_bytes),
@@ -383,18 +614,28 @@ impl FineTune {
                 );
             }
         }
+        Ok(model)
+    }
 
+    /// The trained classifier in inference mode on `device` (the best epoch's weights when
+    /// `restore_best`), with the run's history.
+    fn outcome<B: Backbone, H: Head>(
+        &self,
+        model: Classifier<B, H>,
+        run: Run,
+        device: &Device,
+    ) -> Result<FitOutcome<B, H>> {
         let mut model = model.valid().to_device(device);
-        if cfg.restore_best
-            && let Some(record) = best_record
+        if self.config.restore_best
+            && let Some(record) = run.best_record
         {
             model = model.try_load_record(record).map_err(record_err)?;
         }
         Ok(FitOutcome {
             model,
-            history: state.history,
-            best: state.best,
-            stopped_early: state.stopped_early,
+            history: run.state.history,
+            best: run.state.best,
+            stopped_early: run.state.stopped_early,
             run_dir: self.out_dir.clone(),
         })
     }
@@ -413,6 +654,19 @@ impl FineTune {
             plans: Vec::new(),
         }
     }
+}
+
+/// The features of the training and validation data, or why they cannot stand in for the
+/// backbone.
+type CachedOrWhyNot = std::result::Result<(Features, Features), String>;
+
+/// What the epochs of a run carry from one to the next.
+struct Run {
+    state: RunState,
+    optim: ModuleOptimizer,
+    best_record: Option<ModuleRecord>,
+    last_checkpoint: Option<PathBuf>,
+    checkpoints: Option<CheckpointDir>,
 }
 
 fn record_err(e: burn::store::RecordError) -> GrafterError {
