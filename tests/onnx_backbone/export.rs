@@ -57,16 +57,25 @@ fn fine_tuned_model_exports_to_onnx_that_onnxruntime_runs() {
 
 /// Runs the exported file in onnxruntime on a random batch of 3 and returns the max relative
 /// error against `model`'s own logits; `None` (SKIPPED) when onnxruntime is not available.
-pub fn ort_round_trip<H: grafter::Head>(
-    model: &Classifier<OnnxBackbone, H>,
+pub fn ort_round_trip<B: grafter::Backbone, H: grafter::Head>(
+    model: &Classifier<B, H>,
     onnx: &std::path::Path,
     side: usize,
+) -> Option<f64> {
+    ort_round_trip_hw(model, onnx, [side, side])
+}
+
+/// [`ort_round_trip`] on a (possibly non-square) `[height, width]` input.
+pub fn ort_round_trip_hw<B: grafter::Backbone, H: grafter::Head>(
+    model: &Classifier<B, H>,
+    onnx: &std::path::Path,
+    [height, width]: [usize; 2],
 ) -> Option<f64> {
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
     let n = 3;
     let x = Tensor::<4>::random(
-        [n, 3, side, side],
+        [n, 3, height, width],
         burn::tensor::Distribution::Default,
         &device,
     );
@@ -80,7 +89,7 @@ pub fn ort_round_trip<H: grafter::Head>(
         .arg(&script)
         .arg(onnx)
         .arg(&input)
-        .args([n, 3, side, side].map(|d| d.to_string()))
+        .args([n, 3, height, width].map(|d| d.to_string()))
         .arg(&out)
         .output();
     let result = match status {

@@ -1,6 +1,6 @@
 //! grafter-onnx: any ONNX CNN as a trainable backbone — parity with onnxruntime on the
 //! project's random-weight fixtures, trainability and freezing, export round trip, and
-//! typed errors for bad files.
+//! typed errors for bad files; export of the zoo's ResNet and VGG backbones.
 
 #[path = "../zoo/fixtures.rs"]
 #[allow(dead_code)]
@@ -10,6 +10,7 @@ mod params;
 
 mod errors;
 mod export;
+mod export_zoo;
 mod ops;
 mod parity;
 mod train;

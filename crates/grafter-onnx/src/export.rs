@@ -1,5 +1,8 @@
 //! Writing a fine-tuned [`Classifier`] back out as ONNX.
 //!
+//! Any backbone implementing [`OnnxBackboneExport`] can be written: the [`OnnxBackbone`]
+//! below, the zoo's ResNet and VGG in `zoo.rs`.
+//!
 //! The exporter re-emits the backbone's kept graph from the same step list the interpreter
 //! runs (with the fine-tuned weights), then the head (global pooling, flatten, Gemm…). The
 //! batch axis is a named dynamic dimension. burn-onnx's tracing exporter was not used: it
@@ -26,10 +29,26 @@ pub trait OnnxHead {
     fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String;
 }
 
-/// Opaque node builder handed to [`OnnxHead::emit_onnx`].
-pub struct HeadEmitter(Emitter);
+/// A backbone that can write itself as ONNX nodes.
+///
+/// Implemented for [`OnnxBackbone`], [`grafter_zoo::ResNet`] and [`grafter_zoo::Vgg`];
+/// [`export_classifier`] takes any backbone implementing it.
+pub trait OnnxBackboneExport: grafter_core::Backbone {
+    /// Emits nodes from `input` (`[N, 3, H, W]`) to the feature map (`[N, C, h, w]`);
+    /// returns the features' value name, or why the backbone cannot be written.
+    #[doc(hidden)]
+    fn emit_backbone(
+        &self,
+        e: &mut HeadEmitter,
+        input: &str,
+    ) -> std::result::Result<String, String>;
+}
 
-fn host<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
+/// Opaque node builder handed to [`OnnxHead::emit_onnx`] and
+/// [`OnnxBackboneExport::emit_backbone`].
+pub struct HeadEmitter(pub(crate) Emitter);
+
+pub(crate) fn host<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
     let t = p.val();
     let dims = t.dims().to_vec();
     let v = t
@@ -40,7 +59,7 @@ fn host<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
     (dims, v)
 }
 
-fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
+pub(crate) fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
     let (wd, w) = host(&linear.weight);
     let wname = e.floats("W", &wd, &w);
     let out = e.fresh("gemm");
@@ -55,7 +74,7 @@ fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
     out
 }
 
-fn emit_bn(e: &mut Emitter, bn: &BatchNorm, x: &str, out: Option<&str>) -> String {
+pub(crate) fn emit_bn(e: &mut Emitter, bn: &BatchNorm, x: &str, out: Option<&str>) -> String {
     let (d, g) = host(&bn.gamma);
     let (_, b) = host(&bn.beta);
     let mean = bn.running_mean.value().into_data().convert::<f32>();
@@ -124,9 +143,22 @@ impl OnnxHead for MlpHead {
 }
 
 /// Writes `model` to `path` as an ONNX model (opset 17) with input `input [N, 3, H, W]` and
-/// output `logits [N, K]`, `N` dynamic. The file is written atomically.
-pub fn export_classifier<H: OnnxHead + grafter_core::Head>(
-    model: &Classifier<OnnxBackbone, H>,
+/// output `logits [N, K]`; `N`, `H` and `W` are named dynamic dimensions. The file is written
+/// atomically (a temporary file beside `path`, then a rename).
+///
+/// The backbone can be an [`OnnxBackbone`] (its kept graph is re-emitted with the fine-tuned
+/// weights) or one of the zoo's typed backbones, [`grafter_zoo::ResNet`] (basic and
+/// bottleneck blocks, v1 or v1.5 strides) and [`grafter_zoo::Vgg`] (with or without
+/// BatchNorm); any [`OnnxBackboneExport`] works. BatchNorms are written as
+/// `BatchNormalization` nodes with their running statistics (inference mode), not folded.
+/// The head is a [`LinearHead`], an [`MlpHead`], a [`grafter_zoo::VggClassifier`] (dropout
+/// omitted) or any other [`OnnxHead`].
+///
+/// Errors: [`OnnxError::Export`] when the model cannot be expressed (a backbone that does
+/// not end at a feature map, `Same` padding…), [`OnnxError::Io`] naming `path` when the file
+/// cannot be written (a missing directory, say).
+pub fn export_classifier<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head>(
+    model: &Classifier<B, H>,
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
@@ -140,214 +172,232 @@ pub fn export_classifier<H: OnnxHead + grafter_core::Head>(
         source,
     };
     std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        io(source)
+    })
 }
 
-fn to_bytes<H: OnnxHead + grafter_core::Head>(
-    model: &Classifier<OnnxBackbone, H>,
-) -> std::result::Result<Vec<u8>, String> {
-    let b = &model.backbone;
-    let graph = &b.meta().graph;
-    let mut e = Emitter::default();
-    let names = &graph.value_names;
-    let name_of = |e: &mut Emitter, o: &Operand| -> String {
-        match o {
-            Operand::Value(v) => names[*v].clone(),
-            Operand::Const(c) => {
-                let c = &graph.constants[*c];
-                e.floats("const", &c.shape, &c.data)
+impl OnnxBackboneExport for OnnxBackbone {
+    fn emit_backbone(
+        &self,
+        e: &mut HeadEmitter,
+        input: &str,
+    ) -> std::result::Result<String, String> {
+        let b = self;
+        let e = &mut e.0;
+        let graph = &b.meta().graph;
+        let names = &graph.value_names;
+        let name_of = |e: &mut Emitter, o: &Operand| -> String {
+            match o {
+                Operand::Value(v) => names[*v].clone(),
+                Operand::Const(c) => {
+                    let c = &graph.constants[*c];
+                    e.floats("const", &c.shape, &c.data)
+                }
             }
-        }
-    };
-    let input_name = "input";
-    for step in &graph.steps {
-        let ins: Vec<String> = step
-            .inputs
-            .iter()
-            .map(|o| {
-                if *o == Operand::Value(graph.input) {
-                    input_name.to_string()
-                } else {
-                    name_of(&mut e, o)
+        };
+        let input_name = input;
+        for step in &graph.steps {
+            let ins: Vec<String> = step
+                .inputs
+                .iter()
+                .map(|o| {
+                    if *o == Operand::Value(graph.input) {
+                        input_name.to_string()
+                    } else {
+                        name_of(e, o)
+                    }
+                })
+                .collect();
+            let x = ins[0].as_str();
+            let out = names[step.output].as_str();
+            let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&d| d as i64).collect());
+            match &step.op {
+                Op::Conv { index, pads } => {
+                    let conv = &b.convs[*index];
+                    let (wd, w) = host(&conv.weight);
+                    let wname = e.floats("W", &wd, &w);
+                    let mut inputs = vec![x.to_string(), wname];
+                    if let Some(bias) = &conv.bias {
+                        let (bd, bv) = host(bias);
+                        inputs.push(e.floats("B", &bd, &bv));
+                    }
+                    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                    e.node(
+                        "Conv",
+                        &refs,
+                        out,
+                        vec![
+                            ("kernel_shape", ints(&wd[2..])),
+                            ("strides", ints(&conv.stride)),
+                            ("pads", ints(pads)),
+                            ("dilations", ints(&conv.dilation)),
+                            ("group", Attr::Int(conv.groups as i64)),
+                        ],
+                    );
                 }
-            })
-            .collect();
-        let x = ins[0].as_str();
-        let out = names[step.output].as_str();
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&d| d as i64).collect());
-        match &step.op {
-            Op::Conv { index, pads } => {
-                let conv = &b.convs[*index];
-                let (wd, w) = host(&conv.weight);
-                let wname = e.floats("W", &wd, &w);
-                let mut inputs = vec![x.to_string(), wname];
-                if let Some(bias) = &conv.bias {
-                    let (bd, bv) = host(bias);
-                    inputs.push(e.floats("B", &bd, &bv));
+                Op::BatchNorm { index } => {
+                    emit_bn(e, &b.bns[*index], x, Some(out));
                 }
-                let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                e.node(
-                    "Conv",
-                    &refs,
+                Op::Linear { index } => {
+                    let lin = &b.linears[*index];
+                    let (wd, w) = host(&lin.weight);
+                    let wname = e.floats("W", &wd, &w);
+                    match &lin.bias {
+                        Some(bias) => {
+                            let mm = e.fresh("matmul");
+                            e.node("MatMul", &[x, &wname], &mm, vec![]);
+                            let (bd, bv) = host(bias);
+                            let bname = e.floats("B", &bd, &bv);
+                            e.node("Add", &[&mm, &bname], out, vec![]);
+                        }
+                        None => e.node("MatMul", &[x, &wname], out, vec![]),
+                    }
+                }
+                Op::Relu => e.node("Relu", &[x], out, vec![]),
+                Op::LeakyRelu(a) => {
+                    e.node("LeakyRelu", &[x], out, vec![("alpha", Attr::Float(*a))])
+                }
+                Op::Clip { min, max } => {
+                    let lo = min.map(|v| e.floats("min", &[], &[v])).unwrap_or_default();
+                    let hi = max.map(|v| e.floats("max", &[], &[v])).unwrap_or_default();
+                    e.node("Clip", &[x, &lo, &hi], out, vec![]);
+                }
+                Op::Sigmoid => e.node("Sigmoid", &[x], out, vec![]),
+                Op::HardSigmoid { alpha, beta } => e.node(
+                    "HardSigmoid",
+                    &[x],
+                    out,
+                    vec![("alpha", Attr::Float(*alpha)), ("beta", Attr::Float(*beta))],
+                ),
+                Op::HardSwish => e.node("HardSwish", &[x], out, vec![]),
+                Op::Swish => {
+                    let s = e.fresh("sigmoid");
+                    e.node("Sigmoid", &[x], &s, vec![]);
+                    e.node("Mul", &[x, &s], out, vec![]);
+                }
+                Op::Tanh => e.node("Tanh", &[x], out, vec![]),
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    pads,
+                    dilation,
+                    ceil,
+                } => e.node(
+                    "MaxPool",
+                    &[x],
                     out,
                     vec![
-                        ("kernel_shape", ints(&wd[2..])),
-                        ("strides", ints(&conv.stride)),
+                        ("kernel_shape", ints(kernel)),
+                        ("strides", ints(stride)),
                         ("pads", ints(pads)),
-                        ("dilations", ints(&conv.dilation)),
-                        ("group", Attr::Int(conv.groups as i64)),
+                        ("dilations", ints(dilation)),
+                        ("ceil_mode", Attr::Int(*ceil as i64)),
                     ],
-                );
-            }
-            Op::BatchNorm { index } => {
-                emit_bn(&mut e, &b.bns[*index], x, Some(out));
-            }
-            Op::Linear { index } => {
-                let lin = &b.linears[*index];
-                let (wd, w) = host(&lin.weight);
-                let wname = e.floats("W", &wd, &w);
-                match &lin.bias {
-                    Some(bias) => {
-                        let mm = e.fresh("matmul");
-                        e.node("MatMul", &[x, &wname], &mm, vec![]);
-                        let (bd, bv) = host(bias);
-                        let bname = e.floats("B", &bd, &bv);
-                        e.node("Add", &[&mm, &bname], out, vec![]);
-                    }
-                    None => e.node("MatMul", &[x, &wname], out, vec![]),
+                ),
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    pads,
+                    count_include_pad,
+                    ceil,
+                } => e.node(
+                    "AveragePool",
+                    &[x],
+                    out,
+                    vec![
+                        ("kernel_shape", ints(kernel)),
+                        ("strides", ints(stride)),
+                        ("pads", ints(pads)),
+                        ("count_include_pad", Attr::Int(*count_include_pad as i64)),
+                        ("ceil_mode", Attr::Int(*ceil as i64)),
+                    ],
+                ),
+                Op::GlobalAvgPool => e.node("GlobalAveragePool", &[x], out, vec![]),
+                Op::Add | Op::Sub | Op::Mul | Op::Div => {
+                    let op = match step.op {
+                        Op::Add => "Add",
+                        Op::Sub => "Sub",
+                        Op::Mul => "Mul",
+                        _ => "Div",
+                    };
+                    e.node(op, &[x, &ins[1]], out, vec![]);
                 }
-            }
-            Op::Relu => e.node("Relu", &[x], out, vec![]),
-            Op::LeakyRelu(a) => e.node("LeakyRelu", &[x], out, vec![("alpha", Attr::Float(*a))]),
-            Op::Clip { min, max } => {
-                let lo = min.map(|v| e.floats("min", &[], &[v])).unwrap_or_default();
-                let hi = max.map(|v| e.floats("max", &[], &[v])).unwrap_or_default();
-                e.node("Clip", &[x, &lo, &hi], out, vec![]);
-            }
-            Op::Sigmoid => e.node("Sigmoid", &[x], out, vec![]),
-            Op::HardSigmoid { alpha, beta } => e.node(
-                "HardSigmoid",
-                &[x],
-                out,
-                vec![("alpha", Attr::Float(*alpha)), ("beta", Attr::Float(*beta))],
-            ),
-            Op::HardSwish => e.node("HardSwish", &[x], out, vec![]),
-            Op::Swish => {
-                let s = e.fresh("sigmoid");
-                e.node("Sigmoid", &[x], &s, vec![]);
-                e.node("Mul", &[x, &s], out, vec![]);
-            }
-            Op::Tanh => e.node("Tanh", &[x], out, vec![]),
-            Op::MaxPool {
-                kernel,
-                stride,
-                pads,
-                dilation,
-                ceil,
-            } => e.node(
-                "MaxPool",
-                &[x],
-                out,
-                vec![
-                    ("kernel_shape", ints(kernel)),
-                    ("strides", ints(stride)),
-                    ("pads", ints(pads)),
-                    ("dilations", ints(dilation)),
-                    ("ceil_mode", Attr::Int(*ceil as i64)),
-                ],
-            ),
-            Op::AvgPool {
-                kernel,
-                stride,
-                pads,
-                count_include_pad,
-                ceil,
-            } => e.node(
-                "AveragePool",
-                &[x],
-                out,
-                vec![
-                    ("kernel_shape", ints(kernel)),
-                    ("strides", ints(stride)),
-                    ("pads", ints(pads)),
-                    ("count_include_pad", Attr::Int(*count_include_pad as i64)),
-                    ("ceil_mode", Attr::Int(*ceil as i64)),
-                ],
-            ),
-            Op::GlobalAvgPool => e.node("GlobalAveragePool", &[x], out, vec![]),
-            Op::Add | Op::Sub | Op::Mul | Op::Div => {
-                let op = match step.op {
-                    Op::Add => "Add",
-                    Op::Sub => "Sub",
-                    Op::Mul => "Mul",
-                    _ => "Div",
-                };
-                e.node(op, &[x, &ins[1]], out, vec![]);
-            }
-            Op::Concat { axis } => {
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                e.node(
-                    "Concat",
-                    &refs,
+                Op::Concat { axis } => {
+                    let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                    e.node(
+                        "Concat",
+                        &refs,
+                        out,
+                        vec![("axis", Attr::Int(*axis as i64))],
+                    );
+                }
+                Op::Flatten { axis } => e.node(
+                    "Flatten",
+                    &[x],
                     out,
                     vec![("axis", Attr::Int(*axis as i64))],
-                );
-            }
-            Op::Flatten { axis } => e.node(
-                "Flatten",
-                &[x],
-                out,
-                vec![("axis", Attr::Int(*axis as i64))],
-            ),
-            Op::Reshape { shape } => {
-                let s = e.ints("shape", shape);
-                e.node("Reshape", &[x, &s], out, vec![]);
-            }
-            Op::Transpose { perm } => e.node("Transpose", &[x], out, vec![("perm", ints(perm))]),
-            Op::Pad { pads, value } => {
-                let mut p: Vec<i64> = pads.iter().map(|(b, _)| *b as i64).collect();
-                p.extend(pads.iter().map(|(_, a)| *a as i64));
-                let pname = e.ints("pads", &p);
-                let vname = e.floats("pad_value", &[], &[*value]);
-                e.node("Pad", &[x, &pname, &vname], out, vec![]);
-            }
-            Op::Identity => e.node("Identity", &[x], out, vec![]),
-            Op::Softmax { axis } => e.node(
-                "Softmax",
-                &[x],
-                out,
-                vec![("axis", Attr::Int(*axis as i64))],
-            ),
-            Op::ReduceMean { axes, keepdims } => e.node(
-                "ReduceMean",
-                &[x],
-                out,
-                vec![
-                    ("axes", ints(axes)),
-                    ("keepdims", Attr::Int(*keepdims as i64)),
-                ],
-            ),
-            Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
-                let op = if matches!(step.op, Op::Squeeze { .. }) {
-                    "Squeeze"
-                } else {
-                    "Unsqueeze"
-                };
-                let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
-                let aname = e.ints("axes", &a);
-                e.node(op, &[x, &aname], out, vec![]);
+                ),
+                Op::Reshape { shape } => {
+                    let s = e.ints("shape", shape);
+                    e.node("Reshape", &[x, &s], out, vec![]);
+                }
+                Op::Transpose { perm } => {
+                    e.node("Transpose", &[x], out, vec![("perm", ints(perm))])
+                }
+                Op::Pad { pads, value } => {
+                    let mut p: Vec<i64> = pads.iter().map(|(b, _)| *b as i64).collect();
+                    p.extend(pads.iter().map(|(_, a)| *a as i64));
+                    let pname = e.ints("pads", &p);
+                    let vname = e.floats("pad_value", &[], &[*value]);
+                    e.node("Pad", &[x, &pname, &vname], out, vec![]);
+                }
+                Op::Identity => e.node("Identity", &[x], out, vec![]),
+                Op::Softmax { axis } => e.node(
+                    "Softmax",
+                    &[x],
+                    out,
+                    vec![("axis", Attr::Int(*axis as i64))],
+                ),
+                Op::ReduceMean { axes, keepdims } => e.node(
+                    "ReduceMean",
+                    &[x],
+                    out,
+                    vec![
+                        ("axes", ints(axes)),
+                        ("keepdims", Attr::Int(*keepdims as i64)),
+                    ],
+                ),
+                Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+                    let op = if matches!(step.op, Op::Squeeze { .. }) {
+                        "Squeeze"
+                    } else {
+                        "Unsqueeze"
+                    };
+                    let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
+                    let aname = e.ints("axes", &a);
+                    e.node(op, &[x, &aname], out, vec![]);
+                }
             }
         }
+        if graph.value_ranks[graph.output] != 4 {
+            return Err("the backbone does not end at a feature map [N, C, h, w]".into());
+        }
+        Ok(if graph.output == graph.input {
+            input_name.to_string()
+        } else {
+            names[graph.output].clone()
+        })
     }
-    let features = if graph.output == graph.input {
-        input_name.to_string()
-    } else {
-        names[graph.output].clone()
-    };
-    if graph.value_ranks[graph.output] != 4 {
-        return Err("the backbone does not end at a feature map [N, C, h, w]".into());
-    }
-    let mut head = HeadEmitter(e);
+}
+
+fn to_bytes<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head>(
+    model: &Classifier<B, H>,
+) -> std::result::Result<Vec<u8>, String> {
+    let input_name = "input";
+    let mut head = HeadEmitter(Emitter::default());
+    let features = model.backbone.emit_backbone(&mut head, input_name)?;
     let logits = model.head.emit_onnx(&mut head, &features);
     let mut e = head.0;
     e.node("Identity", &[&logits], "logits", vec![]);

@@ -9,6 +9,10 @@
 //! graph. The graph is cut where the pretrained classifier begins ([`CutPoint`]) and split
 //! into stages where the resolution drops, so every `FreezePolicy` applies.
 //!
+//! [`export_classifier`] writes a fine-tuned classifier back out as ONNX, whether its
+//! backbone is an [`OnnxBackbone`] or one of the zoo's typed backbones
+//! ([`grafter_zoo::ResNet`], [`grafter_zoo::Vgg`]) — any [`OnnxBackboneExport`].
+//!
 //! ```no_run
 //! use burn::tensor::Device;
 //! use grafter_core::prelude::*;
@@ -39,9 +43,10 @@ mod options;
 mod parse;
 mod proto;
 mod stages;
+mod zoo;
 
 pub use backbone::{DroppedClassifier, OnnxBackbone};
 pub use error::{OnnxError, Result};
-pub use export::{OnnxHead, export_classifier};
+pub use export::{HeadEmitter, OnnxBackboneExport, OnnxHead, export_classifier};
 pub use interpret::Value;
 pub use options::{CutPoint, OnnxBackboneOptions};
