@@ -7,3 +7,4 @@ mod eval_reference;
 mod feature_cache;
 mod layouts;
 mod loader;
+mod predict;

@@ -15,6 +15,9 @@
 //!   decodes in parallel with bounded prefetch, in an order and with a content that depend
 //!   only on `(seed, epoch)`;
 //! * **bad files** — skipped with their path and reason, counted, summarised ([`BadFiles`]);
+//! * **prediction** — top-k classes of image files, with optional flip TTA
+//!   ([`predict::Predictor`]);
+//! * **archives** — safe extraction of downloaded data sets ([`archive::extract_tar`]);
 //! * **feature cache** — a frozen backbone's features computed once and reused by every epoch
 //!   ([`FeatureCache`]).
 //!
@@ -32,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 mod bad_files;
 mod classes;
 mod dataset;
@@ -42,6 +46,7 @@ mod folder;
 mod food101;
 mod list;
 mod loader;
+pub mod predict;
 mod resize;
 mod scan;
 mod split;
