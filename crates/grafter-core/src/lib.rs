@@ -15,6 +15,7 @@ mod backbone;
 pub mod checkpoint;
 mod classifier;
 pub mod data;
+pub mod device;
 mod error;
 pub mod finetune;
 pub mod head;

@@ -1,0 +1,309 @@
+//! Choosing the compute device at run time.
+//!
+//! Burn keeps the backend in the [`Device`], so the same model code trains on the CPU or a GPU;
+//! what differs is which backends a build compiled in. grafter always has Burn's `flex` CPU
+//! backend; its cargo features `wgpu` (Vulkan, Metal, DX12 through wgpu) and `cuda` add the GPU
+//! ones. [`parse_device`] turns a name such as the `--device` flag of the examples into a
+//! [`Device`], and never panics: a backend that this build lacks, or that the machine cannot
+//! run (no GPU adapter, no CUDA driver), is a [`GrafterError::Config`] naming the backend.
+//!
+//! ```
+//! use grafter_core::device::parse_device;
+//!
+//! // Always available.
+//! let cpu = parse_device("cpu").unwrap();
+//! assert_eq!(cpu, burn::tensor::Device::flex());
+//!
+//! // The best backend this build and this machine offer; the CPU at worst.
+//! let best = parse_device("auto").unwrap();
+//! # let _ = best;
+//!
+//! // A backend left out of the build is an error that says which feature to enable.
+//! # #[cfg(not(feature = "cuda"))]
+//! assert!(parse_device("cuda").unwrap_err().to_string().contains("--features cuda"));
+//! ```
+
+use burn::tensor::Device;
+
+use crate::{GrafterError, Result};
+
+/// The device names [`parse_device`] understands.
+pub const DEVICE_NAMES: [&str; 5] = ["cpu", "flex", "wgpu", "cuda", "auto"];
+
+/// The backends compiled into this build, in the order `"auto"` tries them.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut backends = Vec::new();
+    if cfg!(feature = "cuda") {
+        backends.push("cuda");
+    }
+    if cfg!(feature = "wgpu") {
+        backends.push("wgpu");
+    }
+    backends.push("flex");
+    backends
+}
+
+/// The device called `name`:
+///
+/// - `"cpu"` or `"flex"`: Burn's flex CPU backend, always compiled in.
+/// - `"wgpu"`: the default wgpu adapter (a discrete GPU if there is one); needs the `wgpu`
+///   feature. `CUBECL_WGPU_DEFAULT_DEVICE` (e.g. `IntegratedGpu(0)`, `Cpu`) overrides the choice.
+/// - `"cuda"`: CUDA device 0; needs the `cuda` feature.
+/// - `"auto"`: the best that works here: CUDA, then a hardware wgpu adapter, then the CPU. The
+///   choice, and why the better ones were passed over, is logged at `info` level.
+///
+/// Names are case-insensitive. GPU backends are probed with a tiny computation before they are
+/// returned, so a device returned here works.
+///
+/// # Errors
+///
+/// [`GrafterError::Config`] for an unknown name, for a backend this build does not have
+/// (naming the cargo feature that adds it), and for a backend the machine cannot run (no
+/// adapter, no driver), with the backend's own explanation.
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "cpu" | "flex" => Ok(Device::flex()),
+        "wgpu" => wgpu().map(|(device, _)| device),
+        "cuda" => cuda(),
+        "auto" => Ok(auto()),
+        other => Err(GrafterError::Config(format!(
+            "unknown device `{other}`: expected one of {}",
+            DEVICE_NAMES.join(", ")
+        ))),
+    }
+}
+
+fn auto() -> Device {
+    match cuda() {
+        Ok(device) => {
+            log::info!("device auto: using cuda (CUDA device 0)");
+            return device;
+        }
+        Err(e) => log::info!("device auto: not cuda: {e}"),
+    }
+    match wgpu() {
+        Ok((device, adapter)) if !adapter.software => {
+            log::info!("device auto: using wgpu ({})", adapter.description);
+            return device;
+        }
+        Ok((_, adapter)) => log::info!(
+            "device auto: not wgpu: its only adapter, {}, is a software renderer running on the CPU; flex is the better CPU backend",
+            adapter.description
+        ),
+        Err(e) => log::info!("device auto: not wgpu: {e}"),
+    }
+    log::info!("device auto: using the CPU (flex)");
+    Device::flex()
+}
+
+/// What the wgpu probe found.
+#[allow(dead_code)] // built only without the `wgpu` feature, where it is never constructed
+#[derive(Clone, Debug)]
+struct Adapter {
+    description: String,
+    /// A CPU adapter (lavapipe/llvmpipe, WARP, SwiftShader).
+    software: bool,
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu() -> Result<(Device, Adapter)> {
+    Err(not_compiled("wgpu"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<Device> {
+    Err(not_compiled("cuda"))
+}
+
+#[allow(dead_code)] // unused when every backend is compiled in
+fn not_compiled(backend: &str) -> GrafterError {
+    GrafterError::Config(format!(
+        "device `{backend}`: this build of grafter has no {backend} backend; rebuild with \
+         `--features {backend}` (cargo feature `{backend}` of grafter or grafter-core), or use \
+         `cpu`"
+    ))
+}
+
+/// Initialises the default wgpu adapter once per process and checks it computes.
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Result<(Device, Adapter)> {
+    use std::sync::OnceLock;
+
+    use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::WgpuInitError;
+
+    static PROBE: OnceLock<std::result::Result<Adapter, String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        let initialised = quietly(|| match Device::wgpu_options().init_with_setup() {
+            Ok((device, setup)) => {
+                let info = setup.adapter.get_info();
+                let adapter = Adapter {
+                    description: format!(
+                        "{} ({:?}, {:?}, driver {} {})",
+                        info.name, info.backend, info.device_type, info.driver, info.driver_info
+                    ),
+                    software: info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
+                };
+                Ok((device, adapter))
+            }
+            // Someone (a tensor op, another crate) initialised the default runtime first: it is
+            // registered and usable; the smoke test below checks it.
+            Err(WgpuInitError::Registration { .. }) => Ok((
+                Device::wgpu(DeviceKind::DefaultDevice),
+                Adapter {
+                    description: "default adapter (initialised before grafter probed it)".into(),
+                    software: false,
+                },
+            )),
+            Err(e) => Err(e.to_string()),
+        });
+        let (device, adapter) = match initialised {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => return Err(panic),
+        };
+        match quietly(|| smoke(&device)) {
+            Ok(Ok(())) => {
+                log::debug!("wgpu: {}", adapter.description);
+                Ok(adapter)
+            }
+            Ok(Err(e)) | Err(e) => Err(format!("{} does not compute: {e}", adapter.description)),
+        }
+    });
+    match probe {
+        Ok(adapter) => Ok((Device::wgpu(DeviceKind::DefaultDevice), adapter.clone())),
+        Err(e) => Err(GrafterError::Config(format!(
+            "device `wgpu`: no usable wgpu adapter: {e}. Install a Vulkan, Metal or DX12 driver \
+             (on Linux without a GPU, Mesa's lavapipe: `mesa-vulkan-drivers`), or use `cpu`"
+        ))),
+    }
+}
+
+/// Opens CUDA device 0 once per process and checks it computes.
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<Device> {
+    use std::sync::OnceLock;
+
+    static PROBE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| match quietly(|| smoke(&Device::cuda(0))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) | Err(e) => Err(e),
+    });
+    match probe {
+        Ok(()) => Ok(Device::cuda(0)),
+        Err(e) => Err(GrafterError::Config(format!(
+            "device `cuda`: CUDA device 0 is not usable: {e}. Check the NVIDIA driver \
+             (`nvidia-smi`), or use `wgpu` or `cpu`"
+        ))),
+    }
+}
+
+/// Adds two numbers on `device` and reads them back.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn smoke(device: &Device) -> std::result::Result<(), String> {
+    use burn::tensor::Tensor;
+
+    let sum = Tensor::<1>::from_floats([1.0, 2.0], device).sum();
+    let data = sum.try_into_data().map_err(|e| format!("{e:?}"))?;
+    let value = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?;
+    if value == [3.0] {
+        Ok(())
+    } else {
+        Err(format!("1 + 2 gave {value:?}"))
+    }
+}
+
+/// Runs `f`, turning a panic into an error with the panic's message, without printing it.
+///
+/// Burn and its GPU runtimes panic when a device cannot be opened. The panic hook is
+/// process-wide, so it is swapped for one that stays silent on this thread only (other threads'
+/// panics still print), and the swap is serialised.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::{Arc, Mutex};
+
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _serial = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let previous: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> =
+        Arc::from(panic::take_hook());
+    let delegate = Arc::clone(&previous);
+    let quiet_thread = std::thread::current().id();
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != quiet_thread {
+            delegate(info);
+        }
+    }));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    panic::set_hook(Box::new(move |info| previous(info)));
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the backend panicked".into());
+        format!("the backend panicked: {message}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_flex_are_the_flex_device() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::flex());
+        assert_eq!(parse_device("flex").unwrap(), Device::flex());
+        assert_eq!(parse_device(" CPU ").unwrap(), Device::flex());
+    }
+
+    #[test]
+    fn unknown_names_are_a_config_error_listing_the_choices() {
+        let err = parse_device("tpu").unwrap_err();
+        assert!(matches!(err, GrafterError::Config(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("tpu"), "{msg}");
+        for name in DEVICE_NAMES {
+            assert!(msg.contains(name), "{msg}");
+        }
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn wgpu_without_the_feature_names_the_backend_and_the_feature() {
+        let err = parse_device("wgpu").unwrap_err();
+        assert!(matches!(err, GrafterError::Config(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("no wgpu backend"), "{msg}");
+        assert!(msg.contains("--features wgpu"), "{msg}");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_names_the_backend_and_the_feature() {
+        let err = parse_device("CUDA").unwrap_err();
+        assert!(matches!(err, GrafterError::Config(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("no cuda backend"), "{msg}");
+        assert!(msg.contains("--features cuda"), "{msg}");
+    }
+
+    #[test]
+    fn auto_always_finds_a_device() {
+        let device = parse_device("auto").unwrap();
+        if compiled_backends() == ["flex"] {
+            assert_eq!(device, Device::flex());
+        }
+    }
+
+    #[test]
+    fn compiled_backends_end_with_flex() {
+        let backends = compiled_backends();
+        assert_eq!(backends.last(), Some(&"flex"));
+        assert_eq!(backends.contains(&"wgpu"), cfg!(feature = "wgpu"));
+        assert_eq!(backends.contains(&"cuda"), cfg!(feature = "cuda"));
+    }
+}

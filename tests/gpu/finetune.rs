@@ -1,0 +1,117 @@
+//! The fine-tune loop on wgpu: it learns, frozen stages stay bit-identical, and checkpoints
+//! move between wgpu and flex.
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use grafter::prelude::*;
+
+use crate::adapter::{secs, serial, wgpu};
+use crate::common::{classifier, config, dataset, params};
+
+#[test]
+fn fine_tune_on_wgpu_learns_and_keeps_frozen_stages_bit_identical() {
+    let _serial = serial();
+    let Some(device) = wgpu() else { return };
+    let model = classifier(&device, 11, 0.0);
+    let before = params(&model);
+    let t = Instant::now();
+    let outcome = FineTune::new(config(4), FreezeFirst(1))
+        .fit(model, &dataset(16, 1), &dataset(8, 2), &device)
+        .unwrap();
+    let losses: Vec<f64> = outcome.history.iter().map(|r| r.train.loss).collect();
+    println!(
+        "TIMING fine-tune 4 epochs x 64 images on wgpu: {:.2}s; train loss {losses:?}, valid top1 {:?}",
+        secs(t),
+        outcome
+            .history
+            .iter()
+            .map(|r| r.valid.top1)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        losses.last().unwrap() < losses.first().unwrap(),
+        "loss did not decrease: {losses:?}"
+    );
+    let after = params(&outcome.model);
+    assert_eq!(before.len(), after.len());
+    let (mut frozen, mut trained) = (0, 0);
+    for ((name, a), (name2, b)) in before.iter().zip(&after) {
+        assert_eq!(name, name2);
+        if name.starts_with("backbone.stem") {
+            assert!(a == b, "frozen parameter {name} changed on wgpu");
+            frozen += 1;
+        } else {
+            assert!(a != b, "trainable parameter {name} did not change on wgpu");
+            trained += 1;
+        }
+    }
+    // conv weight, BN gamma, beta, running mean, running var
+    assert_eq!(frozen, 5);
+    // stage1 (5) + stage2 (5) + head weight and bias (2)
+    assert_eq!(trained, 12);
+}
+
+/// One epoch on `first`, checkpointed; the remaining two resumed on `second`.
+fn move_checkpoint(first: &Device, second: &Device) {
+    let train = dataset(16, 1);
+    let valid = dataset(8, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let paused = FineTune::new(config(3), FreezeFirst(1))
+        .out_dir(dir.path())
+        .pause_after(1)
+        .fit(classifier(first, 5, 0.0), &train, &valid, first)
+        .unwrap();
+    assert_eq!(paused.history.len(), 1);
+    let t1 = secs(t);
+    let t = Instant::now();
+    let resumed = FineTune::resume(dir.path(), FreezeFirst(1))
+        .unwrap()
+        .progress(false)
+        .fit(classifier(second, 999, 0.0), &train, &valid, second)
+        .unwrap();
+    println!(
+        "TIMING checkpoint {first:?} -> {second:?}: 1 epoch {t1:.2}s, resumed 2 epochs {:.2}s; train loss {:?}",
+        secs(t),
+        resumed
+            .history
+            .iter()
+            .map(|r| r.train.loss)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(resumed.history.len(), 3);
+    assert_eq!(resumed.history[0], paused.history[0], "epoch 0 record lost");
+    for r in &resumed.history {
+        assert!(
+            r.train.loss.is_finite() && r.valid.loss.is_finite(),
+            "{r:?}"
+        );
+        assert!((0.0..=1.0).contains(&r.valid.top1));
+    }
+    // the frozen stem came through the move unchanged
+    let stem = |m: &[(String, Vec<f32>)]| -> Vec<Vec<f32>> {
+        m.iter()
+            .filter(|(n, _)| n.starts_with("backbone.stem"))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(stem(&params(&paused.model)), stem(&params(&resumed.model)));
+    let m =
+        grafter::evaluate(&resumed.model, &valid, Task::SingleLabel, 16, second, false).unwrap();
+    assert!(m.loss.is_finite());
+}
+
+#[test]
+fn checkpoint_written_on_wgpu_resumes_on_flex() {
+    let _serial = serial();
+    let Some(device) = wgpu() else { return };
+    move_checkpoint(&device, &Device::flex());
+}
+
+#[test]
+fn checkpoint_written_on_flex_resumes_on_wgpu() {
+    let _serial = serial();
+    let Some(device) = wgpu() else { return };
+    move_checkpoint(&Device::flex(), &device);
+}

@@ -1,0 +1,19 @@
+//! The GPU test set: grafter on Burn's wgpu backend (`cargo test --features wgpu --test gpu`).
+//!
+//! Every test asks [`grafter::device::parse_device`] for `wgpu`. Without a usable adapter the
+//! tests print `SKIPPED` and pass, unless `GRAFTER_REQUIRE_GPU=1` (as in CI, where Mesa's
+//! lavapipe provides a software Vulkan adapter), which makes them fail with the reason.
+#![cfg(feature = "wgpu")]
+
+mod adapter;
+#[allow(dead_code)]
+#[path = "../finetune/common.rs"]
+mod common;
+mod f16;
+mod finetune;
+#[allow(dead_code)]
+#[path = "../zoo/fixtures.rs"]
+mod fixtures;
+#[path = "../support/params.rs"]
+mod params;
+mod parity;
