@@ -1,0 +1,405 @@
+//! Backbone throughput on the flex (CPU) backend: forward passes of ResNet-18/50 and VGG-16 at
+//! 224×224 (full ImageNet models: backbone + torchvision's classifier, random weights), and one
+//! fine-tune step of ResNet-18 at batch 32 with the backbone frozen and with everything trained.
+//!
+//! `benches/run_backbone_comparison.sh` runs this and `benches/backbones_reference.py`
+//! (onnxruntime, and PyTorch where importable) on the same shapes and thread count, and prints
+//! the ratios. Besides criterion's report, each case prints one line
+//! `RUST_BENCH name=<group/case> img_per_s=<median> ms_per_iter=<median>` taken from the very
+//! samples criterion measured.
+//!
+//! `GRAFTER_BENCH_QUICK=1` runs only `forward/resnet18/b1` and `/b8` (a smoke test).
+//! `GRAFTER_BENCH_PROFILE=<batch>` skips criterion and times every op of a ResNet-18 forward
+//! one by one (`RUST_OP` lines: each convolution with its GFLOP/s, then totals per kind of op);
+//! `benches/backbones_reference.py --ops` times the same convolutions alone on onnxruntime.
+//! It also times the stem's max-pool against the same pool built from strided slices.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, ParamGroup};
+use burn::nn::conv::Conv2d;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::relu;
+use burn::tensor::ops::PadMode;
+use burn::tensor::s;
+use burn::tensor::{Device, Distribution, Tensor};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use grafter::data::Labels;
+use grafter::zoo::resnet::Block;
+use grafter::zoo::{ResNetClassifier, ResNetConfig, VggClassifier, VggConfig};
+use grafter::{Backbone, Classifier, Head, LinearHeadConfig, Task};
+
+const SIDE: usize = 224;
+/// Classes of the fine-tune head (Food-101).
+const CLASSES: usize = 101;
+const LR: f64 = 1e-3;
+
+fn quick() -> bool {
+    std::env::var("GRAFTER_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn images(batch: usize, device: &Device) -> Tensor<4> {
+    Tensor::random([batch, 3, SIDE, SIDE], Distribution::Default, device)
+}
+
+/// Runs one case through criterion with `iter_custom`, keeps every (iterations, time) pair it
+/// measured (warm-up included), and prints the median per-iteration rate.
+fn bench_case(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    group: &str,
+    case: &str,
+    batch: usize,
+    mut f: impl FnMut(),
+) {
+    let mut samples: Vec<f64> = Vec::new();
+    g.throughput(Throughput::Elements(batch as u64));
+    g.bench_function(case, |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            let d = t.elapsed();
+            samples.push(d.as_secs_f64() / iters as f64);
+            d
+        })
+    });
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    println!(
+        "RUST_BENCH name={group}/{case} img_per_s={:.2} ms_per_iter={:.1} samples={}",
+        batch as f64 / median,
+        median * 1e3,
+        samples.len()
+    );
+}
+
+fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
+    // Slow iterations (up to seconds each): one iteration per sample, ten samples.
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3));
+}
+
+fn forward<B: Backbone, H: Head>(
+    c: &mut Criterion,
+    name: &str,
+    model: &Classifier<B, H>,
+    batches: &[usize],
+    device: &Device,
+) {
+    let group = format!("forward/{name}");
+    let mut g = c.benchmark_group(&group);
+    configure(&mut g);
+    for &batch in batches {
+        let x = images(batch, device);
+        bench_case(&mut g, &group, &format!("b{batch}"), batch, || {
+            let logits = model.forward(x.clone());
+            std::hint::black_box(logits.into_data());
+        });
+    }
+    g.finish();
+}
+
+/// A ResNet-18 with a 101-class head on the autodiff device, AdamW, one fixed batch: the
+/// fine-tune loop's step without the data loader. `frozen`: backbone parameters take no
+/// gradient and its BatchNorms run in inference mode (what `FreezePolicy` does to a frozen
+/// stage); only the head is updated.
+struct StepBench {
+    model: Option<ResNetClassifier>,
+    optim: ModuleOptimizer,
+    images: Tensor<4>,
+    targets: Tensor<2>,
+}
+
+/// Wall time of the phases of one step.
+struct StepTimes {
+    forward: f64,
+    backward: f64,
+    optimizer: f64,
+}
+
+impl StepBench {
+    fn new(frozen: bool, batch: usize) -> Self {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let backbone = ResNetConfig::resnet18().init(&device);
+        let head = LinearHeadConfig::new(backbone.feature_channels(), CLASSES)
+            .try_init(&device)
+            .unwrap();
+        let mut model = Classifier::new(backbone, head)
+            .unwrap()
+            .for_training(&device);
+        if frozen {
+            let backbone_params = ParamGroup::ids_from_module(model.backbone.clone());
+            model = model.freeze_group(backbone_params);
+        }
+        let labels = Labels::Classes((0..batch).map(|i| i % CLASSES).collect());
+        Self {
+            model: Some(model),
+            optim: AdamWConfig::new().init(),
+            images: images(batch, &ad),
+            targets: Task::SingleLabel
+                .targets(&labels, CLASSES, 0.0, &ad)
+                .unwrap(),
+        }
+    }
+
+    /// Forward, cross-entropy, backward, AdamW step.
+    fn step(&mut self) -> StepTimes {
+        let t = Instant::now();
+        let model = self.model.take().unwrap();
+        let logits = model.forward(self.images.clone());
+        let loss = Task::SingleLabel.loss(logits, self.targets.clone());
+        let forward = t.elapsed().as_secs_f64();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward = t.elapsed().as_secs_f64();
+        self.model = Some(self.optim.step(LR, model, grads));
+        let total = t.elapsed().as_secs_f64();
+        StepTimes {
+            forward,
+            backward: backward - forward,
+            optimizer: total - backward,
+        }
+    }
+}
+
+fn finetune_step(c: &mut Criterion, frozen: bool, batch: usize) {
+    let mut step = StepBench::new(frozen, batch);
+    let group = "finetune_step/resnet18";
+    let case = format!("{}/b{batch}", if frozen { "frozen" } else { "full" });
+    let mut g = c.benchmark_group(group);
+    configure(&mut g);
+    bench_case(&mut g, group, &case, batch, || {
+        step.step();
+    });
+    g.finish();
+}
+
+/// Wall time of each op of a ResNet-18 forward, run op by op (flex executes eagerly).
+#[derive(Default)]
+struct OpTimer {
+    /// kind → (seconds, FLOPs)
+    kinds: BTreeMap<String, (f64, f64)>,
+    print: bool,
+}
+
+impl OpTimer {
+    fn time<const D: usize>(&mut self, kind: &str, f: impl FnOnce() -> Tensor<D>) -> Tensor<D> {
+        let t = Instant::now();
+        let y = f();
+        self.kinds.entry(kind.to_string()).or_default().0 += t.elapsed().as_secs_f64();
+        y
+    }
+
+    /// Times a convolution; when printing, also times it once more on its own and prints it.
+    fn conv(&mut self, name: &str, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        let [n, cin, h, w] = x.dims();
+        let [cout, _, kh, kw] = conv.weight.dims();
+        let kind = format!("conv{kh}x{kw}");
+        let y = self.time(&kind, || conv.forward(x));
+        let [_, _, oh, ow] = y.dims();
+        let flops = 2.0 * (n * cout * cin * kh * kw * oh * ow) as f64;
+        self.kinds.get_mut(&kind).unwrap().1 += flops;
+        if self.print {
+            let t = Instant::now();
+            drop(conv.forward(Tensor::zeros([n, cin, h, w], &y.device())));
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "RUST_OP conv name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
+                h / oh,
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        }
+        y
+    }
+
+    fn block(&mut self, name: &str, b: &Block, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &b.downsample {
+            Some(d) => {
+                let y = self.conv(&format!("{name}.downsample"), &d.conv, x.clone());
+                self.time("batchnorm", || d.bn.forward(y))
+            }
+            None => x.clone(),
+        };
+        let y = self.conv(&format!("{name}.conv1"), &b.conv1, x);
+        let y = self.time("batchnorm", || b.bn1.forward(y));
+        let y = self.time("relu", || relu(y));
+        let y = self.conv(&format!("{name}.conv2"), &b.conv2, y);
+        let y = self.time("batchnorm", || b.bn2.forward(y));
+        let y = self.time("add", || y + identity);
+        self.time("relu", || relu(y))
+    }
+}
+
+/// ResNet's stem max-pool (3×3, stride 2, padding 1) as the maximum of nine strided slices of
+/// the (−∞)-padded input: element-wise flex ops only, no indices. A candidate replacement for
+/// flex's `max_pool2d`, which computes indices and runs scalar (see docs/BENCHMARKS.md).
+fn max_pool_3x3s2_by_slices(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    let padded = x.pad((1, 1, 1, 1), PadMode::Constant(f32::NEG_INFINITY));
+    let mut out: Option<Tensor<4>> = None;
+    for kh in 0..3 {
+        for kw in 0..3 {
+            let window = padded
+                .clone()
+                .slice(s![.., .., kh..kh + 2 * oh - 1;2, kw..kw + 2 * ow - 1;2]);
+            out = Some(match out {
+                None => window,
+                Some(o) => o.max_pair(window),
+            });
+        }
+    }
+    out.unwrap()
+}
+
+/// `GRAFTER_BENCH_PROFILE=<batch>`: where the time of a ResNet-18 forward goes, op by op.
+fn profile_resnet18(batch: usize) {
+    let device = Device::flex();
+    let backbone = ResNetConfig::resnet18().init(&device);
+    let head = LinearHeadConfig::new(512, 1000).try_init(&device).unwrap();
+    let model = Classifier::new(backbone, head).unwrap();
+    let r = &model.backbone;
+    let x = images(batch, &device);
+    let whole = |x: Tensor<4>| {
+        let t = Instant::now();
+        std::hint::black_box(model.forward(x).into_data());
+        t.elapsed().as_secs_f64()
+    };
+    whole(x.clone());
+    let whole_secs = (0..3).map(|_| whole(x.clone())).fold(f64::MAX, f64::min);
+    // Pass 0 warms up, pass 1 prints each conv (timed on its own), pass 2 is the breakdown.
+    let mut timer = OpTimer::default();
+    for pass in 0..3 {
+        timer = OpTimer {
+            print: pass == 1,
+            ..OpTimer::default()
+        };
+        let y = timer.conv("conv1", &r.conv1, x.clone());
+        let y = timer.time("batchnorm", || r.bn1.forward(y));
+        let y = timer.time("relu", || relu(y));
+        let mut y = timer.time("maxpool", || r.maxpool.forward(y));
+        for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]
+            .into_iter()
+            .enumerate()
+        {
+            for (i, b) in layer.iter().enumerate() {
+                y = timer.block(&format!("layer{}.{i}", l + 1), b, y);
+            }
+        }
+        let logits = timer.time("head", || model.head.forward(y));
+        std::hint::black_box(logits.into_data());
+    }
+    // The stem's max-pool again, by flex and by strided slices.
+    let stem = relu(r.bn1.forward(r.conv1.forward(x.clone())));
+    let reference = r.maxpool.forward(stem.clone());
+    let (mut t_flex, mut t_slices) = (f64::MAX, f64::MAX);
+    let mut sliced = reference.clone();
+    for _ in 0..3 {
+        let t = Instant::now();
+        drop(r.maxpool.forward(stem.clone()));
+        t_flex = t_flex.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        sliced = max_pool_3x3s2_by_slices(stem.clone());
+        t_slices = t_slices.min(t.elapsed().as_secs_f64());
+    }
+    let diff: f32 = (sliced - reference).abs().max().into_scalar();
+    println!(
+        "RUST_OP maxpool-stem b={batch} flex_ms={:.1} slices_ms={:.1} max_abs_diff={diff:e}",
+        t_flex * 1e3,
+        t_slices * 1e3
+    );
+
+    let total: f64 = timer.kinds.values().map(|v| v.0).sum();
+    for (kind, (secs, flops)) in &timer.kinds {
+        let gflops = if *flops > 0.0 {
+            format!(" gflops={:.1}", flops / secs / 1e9)
+        } else {
+            String::new()
+        };
+        println!(
+            "RUST_OP kind={kind} b={batch} ms={:.1} share={:.1}%{gflops}",
+            secs * 1e3,
+            100.0 * secs / total
+        );
+    }
+    println!(
+        "RUST_OP total b={batch} ops_ms={:.1} whole_forward_ms={:.1} img_per_s={:.2}",
+        total * 1e3,
+        whole_secs * 1e3,
+        batch as f64 / whole_secs
+    );
+}
+
+/// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.
+fn profile_step(batch: usize) {
+    let mut step = StepBench::new(false, batch);
+    step.step();
+    let runs: Vec<StepTimes> = (0..2).map(|_| step.step()).collect();
+    let phases = [
+        ("forward", runs.iter().map(|r| r.forward).sum::<f64>()),
+        ("backward", runs.iter().map(|r| r.backward).sum()),
+        ("optimizer", runs.iter().map(|r| r.optimizer).sum()),
+    ];
+    let total: f64 = phases.iter().map(|p| p.1).sum();
+    for (name, secs) in phases {
+        println!(
+            "RUST_STEP phase={name} b={batch} ms={:.1} share={:.1}%",
+            secs * 1e3 / runs.len() as f64,
+            100.0 * secs / total
+        );
+    }
+}
+
+fn main() {
+    if let Some(batch) = std::env::var("GRAFTER_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        profile_resnet18(batch);
+        profile_step(batch);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    let device = Device::flex();
+    let quick = quick();
+
+    let resnet = |cfg: ResNetConfig| {
+        let backbone = cfg.init(&device);
+        let head = LinearHeadConfig::new(backbone.feature_channels(), 1000)
+            .try_init(&device)
+            .unwrap();
+        Classifier::new(backbone, head).unwrap()
+    };
+    let batches: &[usize] = if quick { &[1, 8] } else { &[1, 8, 32] };
+    forward(
+        &mut c,
+        "resnet18",
+        &resnet(ResNetConfig::resnet18()),
+        batches,
+        &device,
+    );
+    if !quick {
+        forward(
+            &mut c,
+            "resnet50",
+            &resnet(ResNetConfig::resnet50()),
+            batches,
+            &device,
+        );
+        let vgg = Classifier::new(
+            VggConfig::vgg16().init(&device),
+            VggClassifier::new(1000, 0.5, &device),
+        )
+        .unwrap();
+        forward(&mut c, "vgg16", &vgg, batches, &device);
+        drop(vgg);
+        finetune_step(&mut c, true, 32);
+        finetune_step(&mut c, false, 32);
+    }
+    c.final_summary();
+}
