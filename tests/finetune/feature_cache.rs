@@ -390,3 +390,37 @@ fn an_image_loader_without_augmentation_is_cached_exactly() {
     assert!(diff <= 1e-5, "heads differ by {diff}");
     assert_eq!(live.history, cached.history);
 }
+
+/// Features that would not fit the memory budget are not cached: the loop trains live (and
+/// says so) instead of running the machine out of memory.
+#[test]
+fn features_over_the_memory_budget_are_not_cached() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let train = Counting::new(dataset(24, 1));
+    let valid = Counting::new(dataset(8, 2));
+    let cfg = config(2).with_restore_best(false);
+    let live = FineTune::new(cfg.clone(), Frozen)
+        .feature_cache(false)
+        .fit(classifier(&device, 7, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(train.train_passes(), 2);
+    let fine_tune = FineTune::new(cfg, Frozen).feature_cache_budget(1_000);
+    let model = classifier(&device, 7, 0.0);
+    // the decision before training cannot know the feature size: it says On ...
+    assert!(
+        fine_tune
+            .feature_cache_use(&model, &train, &valid)
+            .unwrap()
+            .is_on()
+    );
+    let over = fine_tune.fit(model, &train, &valid, &device).unwrap();
+    // ... and the feature pass stops at the first batch and the run goes through the source.
+    assert_eq!(train.train_passes(), 4, "over budget: trained live");
+    assert_eq!(live.history, over.history);
+    assert_eq!(
+        grafter::DEFAULT_FEATURE_CACHE_BUDGET,
+        4_000_000_000,
+        "documented default"
+    );
+}

@@ -33,7 +33,9 @@ pub mod weights;
 pub use backbone::{Backbone, Stage};
 pub use classifier::Classifier;
 pub use error::{GrafterError, Result};
-pub use finetune::{EarlyStopping, FineTune, FineTuneConfig, FitOutcome, evaluate};
+pub use finetune::{
+    DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, FineTune, FineTuneConfig, FitOutcome, evaluate,
+};
 pub use head::{Head, LinearHead, LinearHeadConfig, MlpHead, MlpHeadConfig, Pooling};
 pub use metrics::{Metrics, Monitor};
 pub use optimizer::OptimizerConfig;

@@ -128,12 +128,17 @@ impl Features {
     /// One evaluation pass of `source` through `backbone` (already in inference mode on
     /// `device`). `Ok(None)` when the pass did not yield every sample (files failed to load),
     /// since the samples can then no longer be told apart.
+    /// `budget` is the number of bytes the features may still take; it is checked after the
+    /// first batch (the feature size is known then) and the pass stops with `Ok(None)` and
+    /// `*over_budget` set when the whole source would exceed it.
     pub(crate) fn compute<B: Backbone>(
         backbone: &B,
         source: &dyn DataSource,
         batch_size: usize,
         device: &Device,
         bar: &PassProgress,
+        budget: &mut u64,
+        over_budget: &mut Option<u64>,
     ) -> Result<Option<Self>> {
         let request = EpochRequest {
             epoch: 0,
@@ -158,6 +163,12 @@ impl Features {
             let [n, c, h, w] = features.dims();
             if out.len == 0 {
                 out.shape = [c, h, w];
+                let needed = (source.len() * c * h * w * 4) as u64;
+                if needed > *budget {
+                    *over_budget = Some(needed);
+                    return Ok(None);
+                }
+                *budget -= needed;
             } else if out.shape != [c, h, w] {
                 return Err(GrafterError::Data(format!(
                     "the backbone gave features {:?} then {:?}: the feature cache needs equally sized inputs",

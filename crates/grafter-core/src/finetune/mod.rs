@@ -10,4 +10,4 @@ pub use config::{EarlyStopping, FineTuneConfig};
 pub use evaluate::evaluate;
 pub use feature_cache::FeatureCacheUse;
 pub use run_state::BestEpoch;
-pub use runner::{FineTune, FitOutcome};
+pub use runner::{DEFAULT_FEATURE_CACHE_BUDGET, FineTune, FitOutcome};

@@ -57,7 +57,11 @@ pub struct FineTune {
     resume: bool,
     pause_after: Option<usize>,
     feature_cache: bool,
+    feature_cache_budget: u64,
 }
+
+/// Default memory budget of the automatic feature cache: 4 GB.
+pub const DEFAULT_FEATURE_CACHE_BUDGET: u64 = 4_000_000_000;
 
 /// What a finished (or early-stopped) run returns.
 #[derive(Debug)]
@@ -86,6 +90,7 @@ impl FineTune {
             resume: false,
             pause_after: None,
             feature_cache: true,
+            feature_cache_budget: DEFAULT_FEATURE_CACHE_BUDGET,
         }
     }
 
@@ -105,6 +110,7 @@ impl FineTune {
             resume: true,
             pause_after: None,
             feature_cache: true,
+            feature_cache_budget: DEFAULT_FEATURE_CACHE_BUDGET,
         })
     }
 
@@ -175,6 +181,15 @@ impl FineTune {
     /// ```
     pub fn feature_cache(mut self, on: bool) -> Self {
         self.feature_cache = on;
+        self
+    }
+
+    /// Bytes the automatic feature cache may hold in memory (default 4 GB, see
+    /// [`DEFAULT_FEATURE_CACHE_BUDGET`]). Checked after the first batch, when the feature size
+    /// is known; above it the loop says so and trains live. Un-pooled ResNet-50 features at
+    /// 224 take 400 kB per image, so the full Food-101 would need 30 GB.
+    pub fn feature_cache_budget(mut self, bytes: u64) -> Self {
+        self.feature_cache_budget = bytes;
         self
     }
 
@@ -404,19 +419,48 @@ impl FineTune {
         let backbone = backbone.valid().to_device(device);
         let bar = PassProgress::new("features".into(), train.len() + valid.len(), cfg.progress);
         let result = (|| {
-            let Some(ctrain) = Features::compute(&backbone, train, cfg.batch_size, device, &bar)?
-            else {
-                return Ok(Err(
-                    "the feature pass did not yield every training image (files failed to load)"
-                        .to_string(),
-                ));
+            let mut budget = self.feature_cache_budget;
+            let mut over = None;
+            let too_big = |needed: u64| {
+                format!(
+                    "the features would take {:.1} GB, more than the {:.1} GB budget \
+                     (FineTune::feature_cache_budget; grafter_data::FeatureCache can keep them \
+                     in an f16 file instead)",
+                    needed as f64 / 1e9,
+                    self.feature_cache_budget as f64 / 1e9
+                )
             };
-            let Some(cvalid) = Features::compute(&backbone, valid, cfg.batch_size, device, &bar)?
-            else {
-                return Ok(Err(
-                    "the feature pass did not yield every validation image (files failed to load)"
-                        .to_string(),
-                ));
+            let ctrain = Features::compute(
+                &backbone,
+                train,
+                cfg.batch_size,
+                device,
+                &bar,
+                &mut budget,
+                &mut over,
+            )?;
+            let Some(ctrain) = ctrain else {
+                return Ok(Err(over.map(too_big).unwrap_or_else(|| {
+                    "the feature pass did not yield every training image (files failed to load)"
+                        .to_string()
+                })));
+            };
+            let cvalid = Features::compute(
+                &backbone,
+                valid,
+                cfg.batch_size,
+                device,
+                &bar,
+                &mut budget,
+                &mut over,
+            )?;
+            let Some(cvalid) = cvalid else {
+                return Ok(Err(over
+                    .map(|n| too_big(n + (ctrain.megabytes() * 1e6) as u64))
+                    .unwrap_or_else(|| {
+                        "the feature pass did not yield every validation image (files failed to load)"
+                            .to_string()
+                    })));
             };
             Ok(Ok((ctrain, cvalid)))
         })();
