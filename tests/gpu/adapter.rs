@@ -11,8 +11,9 @@ pub fn wgpu() -> Option<Device> {
     match grafter::device::parse_device("wgpu") {
         Ok(device) => {
             eprintln!(
-                "wgpu device {device:?} ready in {:.2}s",
-                started.elapsed().as_secs_f64()
+                "wgpu device {device:?} ready in {:.2}s: {:?}",
+                started.elapsed().as_secs_f64(),
+                device.identity()
             );
             Some(device)
         }
@@ -43,6 +44,9 @@ fn wgpu_is_found_or_skipped_with_a_reason() {
         assert_ne!(device, Device::flex());
         // a second call is answered from the cached probe
         assert_eq!(grafter::device::parse_device("wgpu").unwrap(), device);
+        // a software adapter (lavapipe) is passed over by `auto`; a hardware one is taken
+        let auto = grafter::device::parse_device("auto").unwrap();
+        println!("auto picked {auto:?}");
     }
 }
 
