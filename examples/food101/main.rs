@@ -84,7 +84,8 @@ pub struct Args {
     /// Fraction of each class of the training list held out for validation.
     #[arg(long, default_value_t = 0.1)]
     valid_fraction: f64,
-    /// cpu (Burn's flex backend) or wgpu (a GPU; needs the `wgpu` feature).
+    /// cpu (Burn's flex backend), wgpu or cuda (need the `wgpu` / `cuda` cargo feature), or
+    /// auto (the best available).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Continue the run saved in this folder (same options as when it started).
