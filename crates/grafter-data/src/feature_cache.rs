@@ -15,10 +15,9 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels};
-use grafter_core::{Backbone, Classifier, Head, Preprocess, Stage};
+use grafter_core::{Backbone, Classifier, Head, Preprocess};
 use serde::{Deserialize, Serialize};
 
 use crate::{DataError, ImageLoader, Result};
@@ -317,10 +316,7 @@ impl FeatureCache {
         preprocess: Preprocess,
     ) -> grafter_core::Result<Classifier<CachedFeatures, H>> {
         Classifier::new(
-            CachedFeatures {
-                channels: self.header.feature_shape[0],
-                preprocess,
-            },
+            CachedFeatures::new(self.header.feature_shape[0], preprocess),
             head,
         )
     }
@@ -486,32 +482,9 @@ impl Sink {
     }
 }
 
-/// The identity "backbone" of a [`FeatureCache`]: its input *is* the cached feature map. No
-/// parameters, no stages — so `FineTune` with any policy trains the head alone.
-#[derive(Module, Debug)]
-pub struct CachedFeatures {
-    channels: usize,
-    #[module(skip)]
-    preprocess: Preprocess,
-}
-
-impl Backbone for CachedFeatures {
-    fn forward_features(&self, features: Tensor<4>) -> Tensor<4> {
-        features
-    }
-
-    fn feature_channels(&self) -> usize {
-        self.channels
-    }
-
-    fn stages(&self) -> Vec<Stage> {
-        Vec::new()
-    }
-
-    fn preprocess(&self) -> Preprocess {
-        self.preprocess.clone()
-    }
-}
+/// The identity "backbone" of a [`FeatureCache`] (grafter-core's, shared with the loop's
+/// automatic cache).
+pub use grafter_core::finetune::CachedFeatures;
 
 /// Trains `model`'s head on cached features of its frozen backbone, then grafts the trained
 /// head back: the whole of a feature-extraction run (policy [`Frozen`]) at the cost of one

@@ -282,21 +282,29 @@ impl DataSource for CachedSource<'_> {
     }
 }
 
-/// The identity "backbone" of the cached run: its input is the cached feature map. No
-/// parameters and no stages, so the loop trains the head alone.
+/// The identity "backbone" of a feature cache: its input *is* the cached feature map. No
+/// parameters and no stages, so `FineTune` with any policy trains the head alone. Used by the
+/// loop's automatic cache and by grafter-data's file-backed `FeatureCache`.
 #[derive(Module, Debug)]
-pub(crate) struct CachedFeatures {
+pub struct CachedFeatures {
     channels: usize,
     #[module(skip)]
     preprocess: Preprocess,
 }
 
 impl CachedFeatures {
-    pub(crate) fn of<B: Backbone>(backbone: &B) -> Self {
+    /// Stands in for a backbone whose feature maps have `channels` channels and whose inputs
+    /// were prepared with `preprocess`.
+    pub fn new(channels: usize, preprocess: Preprocess) -> Self {
         Self {
-            channels: backbone.feature_channels(),
-            preprocess: backbone.preprocess(),
+            channels,
+            preprocess,
         }
+    }
+
+    /// Stands in for `backbone`.
+    pub fn of<B: Backbone>(backbone: &B) -> Self {
+        Self::new(backbone.feature_channels(), backbone.preprocess())
     }
 }
 

@@ -8,6 +8,6 @@ mod runner;
 
 pub use config::{EarlyStopping, FineTuneConfig};
 pub use evaluate::evaluate;
-pub use feature_cache::FeatureCacheUse;
+pub use feature_cache::{CachedFeatures, FeatureCacheUse};
 pub use run_state::BestEpoch;
 pub use runner::{DEFAULT_FEATURE_CACHE_BUDGET, FineTune, FitOutcome};
