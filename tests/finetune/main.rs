@@ -7,6 +7,7 @@ mod convergence;
 mod faults;
 mod feature_cache;
 mod freezing;
+mod mixed_precision;
 #[path = "../support/params.rs"]
 mod params;
 mod resume;

@@ -108,6 +108,15 @@ pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_no
     norm
 }
 
+/// Multiplies every gradient of `module`'s parameters by `factor` (loss-scale removal,
+/// clipping).
+pub fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) {
+    module.visit(&mut ScaleVisitor {
+        grads,
+        scale: factor,
+    });
+}
+
 /// Global L2 norm of the gradients of `module`'s parameters.
 pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     let mut visitor = NormVisitor { grads, sum: None };

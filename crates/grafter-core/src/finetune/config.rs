@@ -3,6 +3,7 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
+use super::mixed_precision::Precision;
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
@@ -61,6 +62,13 @@ pub struct FineTuneConfig {
     /// Show progress bars and per-epoch summaries on stderr.
     #[config(default = true)]
     pub progress: bool,
+    /// Precision of the training passes: f32, or f16/bf16 with f32 master weights
+    /// ([mixed precision](super::mixed_precision)). Evaluation stays f32.
+    #[config(default = "Precision::F32")]
+    pub precision: Precision,
+    /// Initial loss scale of f16 training (ignored otherwise); adjusted as training runs.
+    #[config(default = 65536.0)]
+    pub loss_scale: f64,
 }
 
 impl FineTuneConfig {
@@ -95,6 +103,12 @@ impl FineTuneConfig {
             && !(c.is_finite() && c > 0.0)
         {
             return bad(format!("grad_clip_norm must be positive, got {c}"));
+        }
+        if !(self.loss_scale.is_finite() && self.loss_scale >= 1.0) {
+            return bad(format!(
+                "loss_scale must be a number >= 1, got {}",
+                self.loss_scale
+            ));
         }
         Ok(())
     }

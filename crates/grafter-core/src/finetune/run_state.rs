@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::mixed_precision::LossScale;
 use crate::history::EpochRecord;
 use crate::policy::EpochPlan;
 
@@ -32,4 +33,7 @@ pub(crate) struct RunState {
     pub stopped_early: bool,
     pub policy: String,
     pub plans: Vec<EpochPlan>,
+    /// The loss scale of a mixed-precision run (absent in f32 runs and older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
 }

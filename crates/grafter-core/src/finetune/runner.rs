@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, FloatDType, Tensor, TensorData};
 
 use super::config::FineTuneConfig;
 use super::evaluate::evaluate;
 use super::feature_cache::{CachedFeatures, CachedSource, FeatureCacheUse, Features, blocker};
+use super::mixed_precision::{FrozenTensors, LossScale, autocast, cast_input};
 use super::run_state::{BestEpoch, RunState, STATE_VERSION};
 use crate::checkpoint::{CheckpointDir, FileWriter, FsWriter, files, read_file, write_atomic};
 use crate::data::{DataSource, EpochRequest, mix_seed};
@@ -303,6 +304,24 @@ impl FineTune {
             checkpoints,
         };
 
+        if cfg.precision.is_mixed() {
+            cfg.precision.check_device(device)?;
+            self.say(&format!(
+                "mixed precision: {} forward and backward, f32 master weights{}",
+                cfg.precision,
+                if cfg.precision.needs_loss_scaling() {
+                    format!(
+                        ", dynamic loss scale from {}",
+                        run.state
+                            .loss_scale
+                            .map(|l| l.scale)
+                            .unwrap_or(cfg.loss_scale)
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
         let mut model = model;
         // an epoch will run: only then is a feature pass worth its cost
         let left = !run.state.stopped_early
@@ -503,6 +522,10 @@ impl FineTune {
         let mut model = model.fork(&ad).train();
         let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
         let state = &mut run.state;
+        let precision = cfg.precision;
+        let mut scaler = state
+            .loss_scale
+            .unwrap_or_else(|| LossScale::new(precision, cfg.loss_scale));
 
         let first_epoch = state.epochs_done;
         for epoch in first_epoch..cfg.epochs {
@@ -513,6 +536,9 @@ impl FineTune {
             let plan = &plans[epoch];
             let stages = model.stages();
             model = apply_plan(model, plan, &stages);
+            let frozen = precision
+                .is_mixed()
+                .then(|| FrozenTensors::of(&model, &frozen_groups(&model, plan, &stages)));
             ad.seed(mix_seed(cfg.seed, epoch as u64, DEVICE_RNG_STREAM));
 
             let (phase_start, phase_len) = phase_span(plans, epoch);
@@ -539,7 +565,13 @@ impl FineTune {
                     .targets(&batch.labels, outputs, cfg.label_smoothing, &ad)?;
                 let images =
                     Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &ad);
-                let logits = model.forward(images);
+                let logits = if precision.is_mixed() {
+                    autocast(&model, precision)
+                        .forward(cast_input(images, precision))
+                        .cast(FloatDType::F32)
+                } else {
+                    model.forward(images)
+                };
                 let loss = cfg.task.loss(logits.clone(), targets);
                 let loss_value: f64 = loss.clone().into_scalar::<f64>();
                 if !loss_value.is_finite() {
@@ -551,13 +583,22 @@ impl FineTune {
                         last_checkpoint: run.last_checkpoint.clone(),
                     });
                 }
-                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                let (mut grads, take_step) = if precision.is_mixed() {
+                    let scaled = loss.mul_scalar(scaler.scale);
+                    let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+                    let ok = scaler.unscale(precision, &model, &mut grads)?;
+                    (grads, ok)
+                } else {
+                    (GradientsParams::from_grads(loss.backward(), &model), true)
+                };
                 if let Some(max) = cfg.grad_clip_norm {
                     clip_grad_norm(&model, &mut grads, max);
                 }
                 let step_in_phase = state.step - phase_start * steps_per_epoch;
                 lr = cfg.lr * cfg.schedule.factor(step_in_phase, phase_steps);
-                model = run.optim.step(stage_lrs(lr, plan, &stages), model, grads);
+                if take_step {
+                    model = run.optim.step(stage_lrs(lr, plan, &stages), model, grads);
+                }
                 state.step += 1;
 
                 let host = logits
@@ -568,6 +609,10 @@ impl FineTune {
                 bar.advance(n, format!("loss {loss_value:.4}"));
             }
             bar.finish();
+            if let Some(frozen) = &frozen {
+                model = frozen.restore_f32(model);
+                state.loss_scale = Some(scaler);
+            }
             let train_metrics = acc.finish();
             let valid_metrics = evaluate(
                 &model.valid(),
@@ -696,6 +741,7 @@ impl FineTune {
             stopped_early: false,
             policy: self.policy.name(),
             plans: Vec::new(),
+            loss_scale: None,
         }
     }
 }
@@ -805,6 +851,24 @@ fn apply_plan<B: Backbone, H: Head>(
         model = model.freeze_group(head);
     }
     model
+}
+
+/// The parameter groups `plan` keeps frozen.
+fn frozen_groups<B: Backbone, H: Head>(
+    model: &Classifier<B, H>,
+    plan: &EpochPlan,
+    stages: &[Stage],
+) -> Vec<ParamGroup> {
+    let mut groups: Vec<ParamGroup> = stages
+        .iter()
+        .zip(&plan.stages)
+        .filter(|(_, setting)| !setting.trainable)
+        .map(|(stage, _)| stage.params.clone())
+        .collect();
+    if !plan.head.trainable {
+        groups.push(model.head_params());
+    }
+    groups
 }
 
 /// One learning rate per stage: the head (and anything outside the stages) at
