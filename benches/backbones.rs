@@ -1,4 +1,4 @@
-//! Backbone throughput on the flex (CPU) backend: forward passes of ResNet-18/50 and VGG-16 at
+//! Backbone throughput (flex, the CPU backend, unless `GRAFTER_BENCH_DEVICE` says otherwise): forward passes of ResNet-18/50 and VGG-16 at
 //! 224×224 (full ImageNet models: backbone + torchvision's classifier, random weights), and one
 //! fine-tune step of ResNet-18 at batch 32 with the backbone frozen and with everything trained.
 //!
@@ -13,6 +13,11 @@
 //! one by one (`RUST_OP` lines: each convolution with its GFLOP/s, then totals per kind of op);
 //! `benches/backbones_reference.py --ops` times the same convolutions alone on onnxruntime.
 //! It also times the stem's max-pool against the same pool built from strided slices.
+//!
+//! `GRAFTER_BENCH_DEVICE=wgpu|cuda|auto` runs the criterion cases on that device (build with
+//! `--features wgpu` or `cuda`; `benches/run_gpu_benchmarks.sh` does it and records the
+//! adapter's name). Every iteration ends with a device sync, so GPU timings are not just the
+//! time to queue the work.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,6 +42,28 @@ const LR: f64 = 1e-3;
 
 fn quick() -> bool {
     std::env::var("GRAFTER_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The device of the criterion cases: `GRAFTER_BENCH_DEVICE` (default `cpu`), through
+/// `grafter::device::parse_device`; exits with the reason when it cannot be had.
+fn bench_device() -> Device {
+    let name = std::env::var("GRAFTER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    match grafter::device::describe_device(&name) {
+        Ok((device, what)) => {
+            eprintln!("benchmarking on {what}");
+            println!("RUST_DEVICE {what}");
+            device
+        }
+        Err(e) => {
+            eprintln!("GRAFTER_BENCH_DEVICE={name}: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Waits for the device to finish the queued work (a no-op on flex, which runs eagerly).
+fn sync(device: &Device) {
+    device.sync().expect("device sync failed");
 }
 
 fn images(batch: usize, device: &Device) -> Tensor<4> {
@@ -67,8 +94,9 @@ fn bench_case(
     });
     samples.sort_by(f64::total_cmp);
     let median = samples[samples.len() / 2];
+    let device = std::env::var("GRAFTER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
     println!(
-        "RUST_BENCH name={group}/{case} img_per_s={:.2} ms_per_iter={:.1} samples={}",
+        "RUST_BENCH name={group}/{case} img_per_s={:.2} ms_per_iter={:.1} samples={} device={device}",
         batch as f64 / median,
         median * 1e3,
         samples.len()
@@ -122,8 +150,8 @@ struct StepTimes {
 }
 
 impl StepBench {
-    fn new(frozen: bool, batch: usize) -> Self {
-        let device = Device::flex();
+    fn new(frozen: bool, batch: usize, device: &Device) -> Self {
+        let device = device.clone();
         let ad = device.clone().autodiff();
         let backbone = ResNetConfig::resnet18().init(&device);
         let head = LinearHeadConfig::new(backbone.feature_channels(), CLASSES)
@@ -156,7 +184,9 @@ impl StepBench {
         let forward = t.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let backward = t.elapsed().as_secs_f64();
-        self.model = Some(self.optim.step(LR, model, grads));
+        let model = self.optim.step(LR, model, grads);
+        sync(&self.images.device());
+        self.model = Some(model);
         let total = t.elapsed().as_secs_f64();
         StepTimes {
             forward,
@@ -166,8 +196,8 @@ impl StepBench {
     }
 }
 
-fn finetune_step(c: &mut Criterion, frozen: bool, batch: usize) {
-    let mut step = StepBench::new(frozen, batch);
+fn finetune_step(c: &mut Criterion, frozen: bool, batch: usize, device: &Device) {
+    let mut step = StepBench::new(frozen, batch, device);
     let group = "finetune_step/resnet18";
     let case = format!("{}/b{batch}", if frozen { "frozen" } else { "full" });
     let mut g = c.benchmark_group(group);
@@ -337,7 +367,7 @@ fn profile_resnet18(batch: usize) {
 
 /// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.
 fn profile_step(batch: usize) {
-    let mut step = StepBench::new(false, batch);
+    let mut step = StepBench::new(false, batch, &Device::flex());
     step.step();
     let runs: Vec<StepTimes> = (0..2).map(|_| step.step()).collect();
     let phases = [
@@ -365,7 +395,7 @@ fn main() {
         return;
     }
     let mut c = Criterion::default().configure_from_args();
-    let device = Device::flex();
+    let device = bench_device();
     let quick = quick();
 
     let resnet = |cfg: ResNetConfig| {
@@ -398,8 +428,8 @@ fn main() {
         .unwrap();
         forward(&mut c, "vgg16", &vgg, batches, &device);
         drop(vgg);
-        finetune_step(&mut c, true, 32);
-        finetune_step(&mut c, false, 32);
+        finetune_step(&mut c, true, 32, &device);
+        finetune_step(&mut c, false, 32, &device);
     }
     c.final_summary();
 }

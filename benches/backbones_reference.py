@@ -102,7 +102,14 @@ def run_ort(args) -> None:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if args.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                for b in batches:
+                    report("ort", f"forward/{model}/b{b}", b, None, why="no CUDAExecutionProvider")
+                continue
+            providers = ["CUDAExecutionProvider"] + providers
+        sess = ort.InferenceSession(str(path), so, providers=providers)
         inp = sess.get_inputs()[0].name
         rng = np.random.default_rng(0)
         for b in batches:
@@ -130,9 +137,16 @@ def run_torch(args) -> None:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("PyTorch: no CUDA device (n/a)", flush=True)
+        for name in names:
+            report("torch", name, int(name.rsplit("/b", 1)[1]), None, why="no CUDA")
+        return
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     print(
         f"PyTorch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"threads={torch.get_num_threads()}, eager, channels_last",
+        f"threads={torch.get_num_threads()}, eager, channels_last, device={dev}",
         flush=True,
     )
     ctor = {
@@ -141,13 +155,14 @@ def run_torch(args) -> None:
         "vgg16": torchvision.models.vgg16,
     }
     for model in dict.fromkeys(m for m, _ in cases(args.quick)):
-        net = ctor[model](weights=None).eval().to(memory_format=torch.channels_last)
+        net = ctor[model](weights=None).eval().to(dev, memory_format=torch.channels_last)
         for b in [b for m, b in cases(args.quick) if m == model]:
-            x = torch.rand(b, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
+            x = torch.rand(b, 3, SIDE, SIDE, device=dev).contiguous(memory_format=torch.channels_last)
 
             def step():
                 with torch.inference_mode():
                     net(x)
+                sync()
 
             secs, n = measure(step)
             report("torch", f"forward/{model}/b{b}", b, secs, n)
@@ -155,12 +170,12 @@ def run_torch(args) -> None:
     if args.quick:
         return
     b = 32
-    x = torch.rand(b, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(b) % CLASSES
+    x = torch.rand(b, 3, SIDE, SIDE, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(b, device=dev) % CLASSES
     for mode in ("frozen", "full"):
         net = torchvision.models.resnet18(weights=None)
         net.fc = torch.nn.Linear(net.fc.in_features, CLASSES)
-        net = net.to(memory_format=torch.channels_last).train()
+        net = net.to(dev, memory_format=torch.channels_last).train()
         if mode == "frozen":
             for name, p in net.named_parameters():
                 p.requires_grad_(name.startswith("fc."))
@@ -176,6 +191,7 @@ def run_torch(args) -> None:
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
+            sync()
 
         secs, n = measure(step)
         report("torch", f"finetune_step/resnet18/{mode}/b{b}", b, secs, n)
@@ -247,6 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="resnet18 b1/b8 only")
     ap.add_argument("--fixtures", default=str(REPO_ROOT / ".cache" / "fixtures"))
     ap.add_argument("--engines", default="ort,torch")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: ORT's CUDAExecutionProvider and torch on the GPU")
     ap.add_argument("--ops", type=int, metavar="B", help="time ResNet-18's convolutions alone on ORT")
     args = ap.parse_args(argv)
     if args.ops:

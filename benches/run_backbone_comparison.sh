@@ -7,6 +7,9 @@
 #      torch.set_num_threads for PyTorch); PYTHON (default .cache/venv/bin/python, else python3;
 #      needs numpy + onnxruntime, PyTorch optional); ORT graphs from .cache/fixtures
 #      (python tests/fixtures/make_fixtures.py --models resnet18,resnet50,vgg16).
+#      DEVICE (default cpu): grafter's device, cpu|wgpu|cuda (built with that cargo feature);
+#      REF_DEVICE (default cpu): cpu|cuda for onnxruntime / PyTorch. benches/run_gpu_benchmarks.sh
+#      sets both for a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +25,22 @@ if [ -z "$python" ]; then
   if [ -x .cache/venv/bin/python ]; then python=.cache/venv/bin/python; else python=python3; fi
 fi
 export RAYON_NUM_THREADS="$threads"
+device="${DEVICE:-cpu}"
+ref_device="${REF_DEVICE:-cpu}"
+features=()
+case "$device" in
+  cpu | flex) ;;
+  wgpu | cuda) features=(--features "$device") ;;
+  *) echo "DEVICE must be cpu, wgpu or cuda, not '$device'" >&2; exit 2 ;;
+esac
+export GRAFTER_BENCH_DEVICE="$device"
 
 echo "== machine"
 echo "nproc: $(nproc)"
 echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|avx2\|fma' | sort -u | tr '\n' ' ')"
 echo "threads: $threads"
+echo "grafter device: $device; reference device: $ref_device"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average at start: $load_start"
 
@@ -36,13 +49,13 @@ trap 'rm -rf "$log"' EXIT
 
 # Output goes to the terminal (stderr) as it comes and to a file for the table (tee to
 # /dev/stderr would reopen, and truncate, a redirected log).
-echo "== Rust (cargo bench --bench backbones)"
-cargo bench --bench backbones -- "$@" 2>&1 | tee "$log/rust" >&2
+echo "== Rust (cargo bench ${features[*]} --bench backbones, GRAFTER_BENCH_DEVICE=$device)"
+cargo bench "${features[@]}" --bench backbones -- "$@" 2>&1 | tee "$log/rust" >&2
 rust_out=$(cat "$log/rust")
 load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "== Python ($python benches/backbones_reference.py --threads $threads)"
-"$python" benches/backbones_reference.py --threads "$threads" "${quick[@]}" 2>&1 | tee "$log/py" >&2
+echo "== Python ($python benches/backbones_reference.py --threads $threads --device $ref_device)"
+"$python" benches/backbones_reference.py --threads "$threads" --device "$ref_device" "${quick[@]}" 2>&1 | tee "$log/py" >&2
 py_out=$(cat "$log/py")
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -58,6 +71,7 @@ ratio() {
 
 echo
 echo "load average: start $load_start | after Rust $load_mid | end $load_end"
+grep '^RUST_DEVICE ' <<<"$rust_out" | sed 's/^RUST_DEVICE /grafter ran on: /' || true
 printf '%-34s %10s %10s %10s %10s %10s\n' case "grafter" "ORT" "PyTorch" "g/ORT" "g/PyTorch"
 printf '%-34s %10s %10s %10s %10s %10s\n' "" "img/s" "img/s" "img/s" "" ""
 grep '^RUST_BENCH ' <<<"$rust_out" | sed -n 's/.* name=\([^ ]*\) .*/\1/p' | while read -r name; do

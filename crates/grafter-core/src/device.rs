@@ -61,10 +61,25 @@ pub fn compiled_backends() -> Vec<&'static str> {
 /// (naming the cargo feature that adds it), and for a backend the machine cannot run (no
 /// adapter, no driver), with the backend's own explanation.
 pub fn parse_device(name: &str) -> Result<Device> {
+    describe_device(name).map(|(device, _)| device)
+}
+
+/// [`parse_device`], with what was found in words, for logs and run records: the wgpu
+/// adapter's name, kind and driver (so a benchmark cannot silently run on a software
+/// renderer), `CUDA device 0`, or the CPU's thread count.
+///
+/// ```
+/// let (device, what) = grafter_core::device::describe_device("cpu").unwrap();
+/// assert!(what.starts_with("cpu (flex"), "{what}");
+/// # let _ = device;
+/// ```
+pub fn describe_device(name: &str) -> Result<(Device, String)> {
     match name.trim().to_ascii_lowercase().as_str() {
-        "cpu" | "flex" => Ok(Device::flex()),
-        "wgpu" => wgpu().map(|(device, _)| device),
-        "cuda" => cuda(),
+        "cpu" | "flex" => Ok((Device::flex(), cpu_description())),
+        "wgpu" => {
+            wgpu().map(|(device, adapter)| (device, format!("wgpu: {}", adapter.description)))
+        }
+        "cuda" => cuda().map(|device| (device, "cuda: CUDA device 0".to_string())),
         "auto" => Ok(auto()),
         other => Err(GrafterError::Config(format!(
             "unknown device `{other}`: expected one of {}",
@@ -73,18 +88,23 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
-fn auto() -> Device {
+fn cpu_description() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("cpu (flex, {threads} hardware threads)")
+}
+
+fn auto() -> (Device, String) {
     match cuda() {
         Ok(device) => {
             log::info!("device auto: using cuda (CUDA device 0)");
-            return device;
+            return (device, "cuda: CUDA device 0".to_string());
         }
         Err(e) => log::info!("device auto: not cuda: {e}"),
     }
     match wgpu() {
         Ok((device, adapter)) if !adapter.software => {
             log::info!("device auto: using wgpu ({})", adapter.description);
-            return device;
+            return (device, format!("wgpu: {}", adapter.description));
         }
         Ok((_, adapter)) => log::info!(
             "device auto: not wgpu: its only adapter, {}, is a software renderer running on the CPU; flex is the better CPU backend",
@@ -93,7 +113,7 @@ fn auto() -> Device {
         Err(e) => log::info!("device auto: not wgpu: {e}"),
     }
     log::info!("device auto: using the CPU (flex)");
-    Device::flex()
+    (Device::flex(), cpu_description())
 }
 
 /// What the wgpu probe found.
