@@ -72,23 +72,52 @@ fn f16_forward_of_a_small_cnn_is_within_1e_2_of_f32() {
     assert!(err <= TOLERANCE, "f16 max rel err {err:e}");
 }
 
-/// Measured on lavapipe (Mesa 22.3.6): 1.6e-2 on the features of the random-weight fixture, so
-/// the 1e-2 target holds for the small CNN above but not through resnet18's 20 convolutions.
-/// Run with `-- --ignored` to measure it on another adapter.
+/// Measured on lavapipe (Mesa 22.3.6): 1.6e-2 on the un-pooled 512×5×7 features of the
+/// random-weight fixture — every element through 20 f16 convolutions — so the 1e-2 target
+/// holds for the small CNN above but not element-wise on resnet18's last feature map. What a
+/// classifier outputs, the logits of the whole ImageNet model (pooled, then the 1000-way fc),
+/// is checked against 1e-2 below.
 #[test]
-#[ignore = "f16 vs f32 on random-weight resnet18 measured 1.6e-2 > 1e-2 on lavapipe"]
-fn f16_forward_of_resnet18_is_within_1e_2_of_f32() {
+#[ignore = "f16 vs f32 on random-weight resnet18's un-pooled features measured 1.6e-2 > 1e-2 on lavapipe"]
+fn f16_forward_of_resnet18_features_is_within_1e_2_of_f32() {
     let _serial = serial();
     let Some(device) = f16_device() else { return };
+    let Some(model) = resnet18(&device) else {
+        return;
+    };
     let Some(dir) = dir("resnet18") else { return };
-    let model = grafter::zoo::load_resnet(
-        dir.join("resnet18.safetensors"),
-        &grafter::zoo::ResNetConfig::resnet18(),
-        1000,
-        &device,
-    )
-    .unwrap();
     let input = Reference::load(&dir).tensor4("input_nonsquare", &device);
-    let err = compare("resnet18 1x3x160x208", model.backbone, input);
+    let err = compare("resnet18 features 1x3x160x208", model.backbone, input);
     assert!(err <= TOLERANCE, "f16 max rel err {err:e}");
+}
+
+#[test]
+fn f16_logits_of_resnet18_are_within_1e_2_of_f32() {
+    let _serial = serial();
+    let Some(device) = f16_device() else { return };
+    let Some(model) = resnet18(&device) else {
+        return;
+    };
+    let Some(dir) = dir("resnet18") else { return };
+    let input = Reference::load(&dir).tensor4("input_nonsquare", &device);
+    let full = host(model.forward(input.clone()));
+    let half = model.map(&mut CastTo(FloatDType::F16));
+    let out = half.forward(input.cast(FloatDType::F16));
+    assert_eq!(out.dtype(), DType::F16, "the forward did not stay in f16");
+    let err = max_rel_err(&host(out), &full);
+    println!("F16 resnet18 logits 1x3x160x208          f16 vs f32 max rel err {err:.3e}");
+    assert!(err <= TOLERANCE, "f16 max rel err {err:e}");
+}
+
+fn resnet18(device: &Device) -> Option<grafter::zoo::ResNetClassifier> {
+    let dir = dir("resnet18")?;
+    Some(
+        grafter::zoo::load_resnet(
+            dir.join("resnet18.safetensors"),
+            &grafter::zoo::ResNetConfig::resnet18(),
+            1000,
+            device,
+        )
+        .unwrap(),
+    )
 }

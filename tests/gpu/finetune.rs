@@ -115,3 +115,46 @@ fn checkpoint_written_on_flex_resumes_on_wgpu() {
     let Some(device) = wgpu() else { return };
     move_checkpoint(&Device::flex(), &device);
 }
+
+/// Mixed precision (`FineTuneConfig::precision`) on wgpu: f16 forward and backward, f32 master
+/// weights, dynamic loss scale. Skipped on adapters without `shader-f16`.
+#[test]
+fn f16_mixed_precision_fine_tune_on_wgpu_learns_and_keeps_frozen_stages() {
+    use grafter::finetune::Precision;
+    let _serial = serial();
+    let Some(device) = wgpu() else { return };
+    if let Err(e) = Precision::F16.check_device(&device) {
+        if std::env::var("GRAFTER_REQUIRE_F16").is_ok_and(|v| v == "1") {
+            panic!("GRAFTER_REQUIRE_F16=1 but {e}");
+        }
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let model = classifier(&device, 11, 0.0);
+    let before = params(&model);
+    let t = Instant::now();
+    let outcome = FineTune::new(config(4).with_precision(Precision::F16), FreezeFirst(1))
+        .fit(model, &dataset(16, 1), &dataset(8, 2), &device)
+        .unwrap();
+    let losses: Vec<f64> = outcome.history.iter().map(|r| r.train.loss).collect();
+    println!(
+        "TIMING f16 mixed-precision fine-tune 4 epochs x 64 images on wgpu: {:.2}s; train loss {losses:?}",
+        secs(t)
+    );
+    assert!(
+        losses.last().unwrap() < losses.first().unwrap(),
+        "loss did not decrease: {losses:?}"
+    );
+    let after = params(&outcome.model);
+    let (mut frozen, mut trained) = (0, 0);
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        if name.starts_with("backbone.stem") {
+            assert!(a == b, "frozen parameter {name} changed under f16 on wgpu");
+            frozen += 1;
+        } else {
+            assert!(a != b, "trainable parameter {name} did not change");
+            trained += 1;
+        }
+    }
+    assert_eq!((frozen, trained), (5, 12));
+}
