@@ -76,3 +76,52 @@ fn resume_with_another_policy_is_refused() {
         .unwrap_err();
     assert!(matches!(err, GrafterError::Config(_)), "{err}");
 }
+
+/// A run saved before a setting existed (here `precision` and `loss_scale`, added with mixed
+/// precision) resumes with that setting's default; a config.json that is not an object is an
+/// error naming the file.
+#[test]
+fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    FineTune::new(config(2), TrainAll)
+        .out_dir(dir.path())
+        .pause_after(1)
+        .fit(
+            classifier(&device, 1, 0.0),
+            &dataset(8, 1),
+            &dataset(4, 2),
+            &device,
+        )
+        .unwrap();
+    let path = dir.path().join("config.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fields = saved.as_object_mut().unwrap();
+    assert!(fields.remove("precision").is_some() && fields.remove("loss_scale").is_some());
+    std::fs::write(&path, serde_json::to_string(&saved).unwrap()).unwrap();
+    let resume = FineTune::resume(dir.path(), TrainAll).unwrap();
+    assert_eq!(resume.config().precision, grafter::finetune::Precision::F32);
+    assert_eq!(resume.config().epochs, 2);
+    let outcome = resume
+        .progress(false)
+        .fit(
+            classifier(&device, 1, 0.0),
+            &dataset(8, 1),
+            &dataset(4, 2),
+            &device,
+        )
+        .unwrap();
+    assert_eq!(outcome.history.len(), 2);
+
+    std::fs::write(&path, "[1, 2]").unwrap();
+    let err = FineTune::resume(dir.path(), TrainAll)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("not a JSON object"),
+        "{err}"
+    );
+}

@@ -158,3 +158,31 @@ fn f16_mixed_precision_fine_tune_on_wgpu_learns_and_keeps_frozen_stages() {
     }
     assert_eq!((frozen, trained), (5, 12));
 }
+
+/// bf16 where the adapter has it; otherwise `fit` refuses with an error naming the precision
+/// (WGSL has no bf16 type, so wgpu adapters report no support today).
+#[test]
+fn bf16_mixed_precision_on_wgpu_trains_or_is_refused_by_name() {
+    use burn::tensor::FloatDType;
+    use grafter::finetune::Precision;
+    let _serial = serial();
+    let Some(device) = wgpu() else { return };
+    let result = FineTune::new(config(2).with_precision(Precision::Bf16), FreezeFirst(1)).fit(
+        classifier(&device, 3, 0.0),
+        &dataset(8, 1),
+        &dataset(4, 2),
+        &device,
+    );
+    if device.supports_dtype(FloatDType::BF16) {
+        let outcome = result.expect("bf16 is supported, so it must train");
+        let losses: Vec<f64> = outcome.history.iter().map(|r| r.train.loss).collect();
+        println!("BF16 on wgpu: train loss {losses:?}");
+        assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    } else {
+        let err = result
+            .expect_err("an unsupported precision must be refused")
+            .to_string();
+        println!("BF16 on wgpu refused: {err}");
+        assert!(err.contains("bf16"), "{err}");
+    }
+}

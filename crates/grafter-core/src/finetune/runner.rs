@@ -101,7 +101,7 @@ impl FineTune {
         let dir = dir.as_ref();
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| GrafterError::io(&path, e))?;
-        let config: FineTuneConfig = serde_json::from_str(&text)
+        let config = config_from_json(&text)
             .map_err(|e| GrafterError::checkpoint(&path, format!("invalid config: {e}")))?;
         Ok(Self {
             config,
@@ -757,6 +757,21 @@ struct Run {
     best_record: Option<ModuleRecord>,
     last_checkpoint: Option<PathBuf>,
     checkpoints: Option<CheckpointDir>,
+}
+
+/// A saved `config.json`, with the defaults for settings added since it was written (a run
+/// started before mixed precision existed has no `precision`).
+fn config_from_json(text: &str) -> std::result::Result<FineTuneConfig, String> {
+    let saved: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(saved) = saved else {
+        return Err("not a JSON object".into());
+    };
+    let mut merged = serde_json::to_value(FineTuneConfig::new()).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(fields) = &mut merged else {
+        unreachable!("a config serialises to an object")
+    };
+    fields.extend(saved);
+    serde_json::from_value(merged).map_err(|e| e.to_string())
 }
 
 fn record_err(e: burn::store::RecordError) -> GrafterError {
