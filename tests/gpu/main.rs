@@ -14,6 +14,7 @@ mod finetune;
 #[allow(dead_code)]
 #[path = "../zoo/fixtures.rs"]
 mod fixtures;
+mod onnx;
 #[path = "../support/params.rs"]
 mod params;
 mod parity;
