@@ -17,7 +17,9 @@
 //! `GRAFTER_BENCH_DEVICE=wgpu|cuda|auto` runs the criterion cases on that device (build with
 //! `--features wgpu` or `cuda`; `benches/run_gpu_benchmarks.sh` does it and records the
 //! adapter's name). Every iteration ends with a device sync, so GPU timings are not just the
-//! time to queue the work.
+//! time to queue the work. `GRAFTER_BENCH_PRECISION=f16|bf16` runs the forward passes on a
+//! half-precision copy of the model (`cast_for_inference`) and the fine-tune steps as the
+//! loop's mixed precision does (f16/bf16 passes, f32 master weights, f16 loss scaling).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,9 +30,12 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
 use burn::tensor::ops::PadMode;
 use burn::tensor::s;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use grafter::data::Labels;
+use grafter::finetune::Precision;
+use grafter::finetune::mixed_precision::{autocast, cast_for_inference};
+use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
 use grafter::zoo::{ResNetClassifier, ResNetConfig, VggClassifier, VggConfig};
 use grafter::{Backbone, Classifier, Head, LinearHeadConfig, Task};
@@ -59,6 +64,15 @@ fn bench_device() -> Device {
             std::process::exit(2);
         }
     }
+}
+
+/// `GRAFTER_BENCH_PRECISION` (default f32).
+fn precision() -> Precision {
+    let name = std::env::var("GRAFTER_BENCH_PRECISION").unwrap_or_else(|_| "f32".into());
+    name.parse().unwrap_or_else(|e| {
+        eprintln!("GRAFTER_BENCH_PRECISION={name}: {e}");
+        std::process::exit(2);
+    })
 }
 
 /// Waits for the device to finish the queued work (a no-op on flex, which runs eagerly).
@@ -95,8 +109,9 @@ fn bench_case(
     samples.sort_by(f64::total_cmp);
     let median = samples[samples.len() / 2];
     let device = std::env::var("GRAFTER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let precision = precision();
     println!(
-        "RUST_BENCH name={group}/{case} img_per_s={:.2} ms_per_iter={:.1} samples={} device={device}",
+        "RUST_BENCH name={group}/{case} img_per_s={:.2} ms_per_iter={:.1} samples={} device={device} precision={precision}",
         batch as f64 / median,
         median * 1e3,
         samples.len()
@@ -121,8 +136,21 @@ fn forward<B: Backbone, H: Head>(
     let group = format!("forward/{name}");
     let mut g = c.benchmark_group(&group);
     configure(&mut g);
+    let precision = precision();
+    let half;
+    let model = if precision.is_mixed() {
+        half = cast_for_inference(model, precision);
+        &half
+    } else {
+        model
+    };
     for &batch in batches {
         let x = images(batch, device);
+        let x = if precision.is_mixed() {
+            x.cast(precision.dtype())
+        } else {
+            x
+        };
         bench_case(&mut g, &group, &format!("b{batch}"), batch, || {
             let logits = model.forward(x.clone());
             std::hint::black_box(logits.into_data());
@@ -137,6 +165,7 @@ fn forward<B: Backbone, H: Head>(
 /// stage); only the head is updated.
 struct StepBench {
     model: Option<ResNetClassifier>,
+    precision: Precision,
     optim: ModuleOptimizer,
     images: Tensor<4>,
     targets: Tensor<2>,
@@ -167,6 +196,7 @@ impl StepBench {
         let labels = Labels::Classes((0..batch).map(|i| i % CLASSES).collect());
         Self {
             model: Some(model),
+            precision: precision(),
             optim: AdamWConfig::new().init(),
             images: images(batch, &ad),
             targets: Task::SingleLabel
@@ -179,10 +209,27 @@ impl StepBench {
     fn step(&mut self) -> StepTimes {
         let t = Instant::now();
         let model = self.model.take().unwrap();
-        let logits = model.forward(self.images.clone());
+        let p = self.precision;
+        let logits = if p.is_mixed() {
+            autocast(&model, p)
+                .forward(self.images.clone().cast(p.dtype()))
+                .cast(FloatDType::F32)
+        } else {
+            model.forward(self.images.clone())
+        };
         let loss = Task::SingleLabel.loss(logits, self.targets.clone());
         let forward = t.elapsed().as_secs_f64();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // the loop's f16 loss scaling (its default scale; no overflow at these sizes)
+        let scale = if p.needs_loss_scaling() { 65536.0 } else { 1.0 };
+        let loss = if scale != 1.0 {
+            loss.mul_scalar(scale)
+        } else {
+            loss
+        };
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if scale != 1.0 {
+            scale_grads(&model, &mut grads, 1.0 / scale);
+        }
         let backward = t.elapsed().as_secs_f64();
         let model = self.optim.step(LR, model, grads);
         sync(&self.images.device());

@@ -3,7 +3,7 @@
 # wgpu (or cuda), next to onnxruntime's CUDAExecutionProvider and PyTorch on CUDA where those
 # import, on the same machine in the same run, with the GPU's name.
 # Usage: benches/run_gpu_benchmarks.sh [--quick] [criterion args...]
-# Env: BACKEND (default wgpu; cuda needs the CUDA toolkit), PYTHON, THREADS as in
+# Env: BACKEND (default wgpu; cuda's build needs network), PRECISIONS, PYTHON, THREADS as in
 #      run_backbone_comparison.sh. Needs the ORT fixture graphs (.cache/fixtures) for the ORT
 #      column: python tests/fixtures/make_fixtures.py --models resnet18,resnet50,vgg16.
 set -euo pipefail
@@ -23,4 +23,10 @@ if command -v vulkaninfo >/dev/null 2>&1; then
 fi
 # The Rust side prints `RUST_DEVICE <adapter name, kind, driver>`: a wgpu run that fell back to
 # a software adapter says so there.
-DEVICE="$backend" REF_DEVICE="$ref_device" exec benches/run_backbone_comparison.sh "$@"
+# PRECISIONS (default "f32 f16"): one comparison per precision of grafter's passes
+# (GRAFTER_BENCH_PRECISION; the reference engines run f32 each time).
+for precision in ${PRECISIONS:-f32 f16}; do
+  echo "== grafter precision: $precision"
+  GRAFTER_BENCH_PRECISION="$precision" DEVICE="$backend" REF_DEVICE="$ref_device" \
+    benches/run_backbone_comparison.sh "$@"
+done

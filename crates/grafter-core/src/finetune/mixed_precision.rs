@@ -188,13 +188,40 @@ impl LossScale {
     }
 }
 
-/// A copy of `model` computing in `precision` whose parameters are casts of the f32 masters
-/// (gradients flow back through the casts). Running statistics are cast in place: the loop
-/// restores them with [`restore_f32`].
-pub(crate) fn autocast<M: Module>(model: &M, precision: Precision) -> M {
+/// A copy of `model` computing in `precision` whose parameters are casts of `model`'s (on an
+/// autodiff device the casts are in the graph, so gradients reach the f32 parameters): the
+/// training loop's step.
+///
+/// Burn shares running statistics (BatchNorm's mean and variance) between a module and its
+/// clones, so they are cast **in place**, in `model` too; the loop puts them back into f32 at
+/// the end of each epoch. For inference use [`cast_for_inference`], which leaves `model` as it
+/// is.
+pub fn autocast<M: Module>(model: &M, precision: Precision) -> M {
     model.clone().map(&mut CastFloats {
         to: precision.dtype(),
     })
+}
+
+/// A copy of `model` for inference in `precision` (feed it inputs cast with
+/// `Tensor::cast(precision.dtype())`); `model` itself is left untouched, running statistics
+/// included.
+///
+/// ```
+/// use burn::nn::{BatchNorm, BatchNormConfig};
+/// use burn::tensor::{DType, Device, Tensor};
+/// use grafter_core::finetune::Precision;
+/// use grafter_core::finetune::mixed_precision::cast_for_inference;
+///
+/// let device = Device::flex();
+/// let bn: BatchNorm = BatchNormConfig::new(3).init(&device);
+/// let half = cast_for_inference(&bn, Precision::F16);
+/// let x = Tensor::<4>::ones([1, 3, 2, 2], &device).cast(Precision::F16.dtype());
+/// assert_eq!(half.forward(x).dtype(), DType::F16);
+/// assert_eq!(bn.running_mean.value().dtype(), DType::F32); // the original is still f32
+/// ```
+pub fn cast_for_inference<M: Module>(model: &M, precision: Precision) -> M {
+    // `valid()` re-creates the running statistics, so the in-place cast does not reach `model`
+    autocast(&model.valid(), precision)
 }
 
 /// The f32 tensors of a model's frozen parts, taken before an epoch casts them in place.
