@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::decode::{DecodeLimits, decode_file};
-use crate::{BadFiles, ClassNames, FoundAt};
+use crate::{BadFiles, ClassNames, DataError, FoundAt, Result};
 
 /// The label(s) of one image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,40 @@ pub struct ImageDataset {
 }
 
 impl ImageDataset {
+    /// A single-label dataset of the `(label, path)` candidates whose files pass the scan
+    /// checks (the others go to `bad`); [`DataError::Empty`] naming `listed_in` when none do.
+    pub(crate) fn single_label_from_candidates(
+        root: &Path,
+        listed_in: PathBuf,
+        candidates: Vec<(usize, PathBuf)>,
+        classes: ClassNames,
+        mut bad: BadFiles,
+    ) -> Result<Self> {
+        let limits = DecodeLimits::default();
+        let samples: Vec<Sample> = crate::scan::keep_good(candidates, &limits, &mut bad)
+            .into_iter()
+            .map(|(label, path)| Sample {
+                path,
+                target: Target::Class(label),
+            })
+            .collect();
+        if samples.is_empty() {
+            return Err(DataError::Empty {
+                path: listed_in,
+                bad: bad.len(),
+            });
+        }
+        bad.log();
+        Ok(Self {
+            root: root.to_path_buf(),
+            samples,
+            classes,
+            multi_label: false,
+            bad,
+            limits,
+        })
+    }
+
     /// A dataset from already resolved samples (every target must be in range).
     pub fn from_samples(
         root: impl Into<PathBuf>,

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::scan::{has_image_extension, keep_good};
-use crate::{BadFiles, ClassNames, DataError, FoundAt, ImageDataset, Result, Sample, Target};
+use crate::scan::has_image_extension;
+use crate::{BadFiles, ClassNames, DataError, FoundAt, ImageDataset, Result};
 
 impl ImageDataset {
     /// Scans `root`, whose sub-folders are the classes (sorted by name, as torchvision's
@@ -61,29 +61,7 @@ impl ImageDataset {
                 candidates.push((label, path));
             }
         }
-        let limits = crate::DecodeLimits::default();
-        let samples: Vec<Sample> = keep_good(candidates, &limits, &mut bad)
-            .into_iter()
-            .map(|(label, path)| Sample {
-                path,
-                target: Target::Class(label),
-            })
-            .collect();
-        if samples.is_empty() {
-            return Err(DataError::Empty {
-                path: root.to_path_buf(),
-                bad: bad.len(),
-            });
-        }
-        bad.log();
-        Ok(Self {
-            root: root.to_path_buf(),
-            samples,
-            classes,
-            multi_label: false,
-            bad,
-            limits,
-        })
+        Self::single_label_from_candidates(root, root.to_path_buf(), candidates, classes, bad)
     }
 }
 

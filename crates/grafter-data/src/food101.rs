@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use crate::scan::keep_good;
-use crate::{BadFiles, ClassNames, DataError, FoundAt, ImageDataset, Result, Sample, Target};
+use crate::{BadFiles, ClassNames, DataError, FoundAt, ImageDataset, Result};
 
 /// Which official Food-101 list to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,29 +64,7 @@ impl ImageDataset {
                 ),
             }
         }
-        let limits = crate::DecodeLimits::default();
-        let samples: Vec<Sample> = keep_good(candidates, &limits, &mut bad)
-            .into_iter()
-            .map(|(label, path)| Sample {
-                path,
-                target: Target::Class(label),
-            })
-            .collect();
-        if samples.is_empty() {
-            return Err(DataError::Empty {
-                path: list,
-                bad: bad.len(),
-            });
-        }
-        bad.log();
-        Ok(Self {
-            root: root.to_path_buf(),
-            samples,
-            classes,
-            multi_label: false,
-            bad,
-            limits,
-        })
+        Self::single_label_from_candidates(root, list, candidates, classes, bad)
     }
 }
 
