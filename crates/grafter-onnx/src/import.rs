@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::TensorData;
+use grafter_zoo::onnx_weights::transpose2;
 use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
 
 use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
@@ -604,19 +605,6 @@ impl Builder<'_> {
         };
         self.step(node, op, &[0])
     }
-}
-
-fn transpose2(data: TensorData) -> TensorData {
-    let shape = data.shape().to_vec();
-    let (r, c) = (shape[0], shape[1]);
-    let v = floats(data);
-    let mut t = vec![0f32; v.len()];
-    for i in 0..r {
-        for j in 0..c {
-            t[j * r + i] = v[i * c + j];
-        }
-    }
-    TensorData::new(t, [c, r])
 }
 
 /// ONNX axes may count from the end (`-1` = last): make them absolute for a tensor of `rank`.

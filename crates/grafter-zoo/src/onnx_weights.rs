@@ -230,7 +230,10 @@ fn floats(data: TensorData) -> Vec<f32> {
     data.try_into_vec::<f32>().unwrap_or_default()
 }
 
-fn transpose2(data: TensorData) -> TensorData {
+/// The transpose of a 2-D f32 tensor (ONNX `Gemm`/`MatMul` weights are `[out, in]` or
+/// `[in, out]` depending on `transB`; Burn's `Linear` wants `[in, out]`). Shared with
+/// grafter-onnx's importer.
+pub fn transpose2(data: TensorData) -> TensorData {
     let shape = data.shape().to_vec();
     let (r, c) = (shape[0], shape[1]);
     let v = floats(data);
