@@ -1,7 +1,8 @@
 use burn::tensor::Device;
 use grafter::prelude::*;
+use grafter::{FitOutcome, LinearHead};
 
-use crate::common::{classifier, config, dataset, params};
+use crate::common::{TinyCnn, classifier, config, dataset, params};
 
 /// Two epochs, then everything dropped, then a resume for the last two: the weights (and
 /// BatchNorm statistics) and the metrics log must equal those of a straight four-epoch run.
@@ -49,31 +50,32 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     assert_eq!(straight.history, resumed.history);
 }
 
+/// `fine_tune` on a fresh seed-1 classifier, 8 training and 4 validation images, quietly.
+fn fit_small(
+    fine_tune: FineTune,
+    device: &Device,
+) -> grafter::Result<FitOutcome<TinyCnn, LinearHead>> {
+    fine_tune.progress(false).fit(
+        classifier(device, 1, 0.0),
+        &dataset(8, 1),
+        &dataset(4, 2),
+        device,
+    )
+}
+
 #[test]
 fn resume_with_another_policy_is_refused() {
     let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    FineTune::new(config(3), TrainAll)
-        .out_dir(dir.path())
-        .pause_after(1)
-        .fit(
-            classifier(&device, 1, 0.0),
-            &dataset(8, 1),
-            &dataset(4, 2),
-            &device,
-        )
-        .unwrap();
-    let err = FineTune::resume(dir.path(), Frozen)
-        .unwrap()
-        .progress(false)
-        .fit(
-            classifier(&device, 1, 0.0),
-            &dataset(8, 1),
-            &dataset(4, 2),
-            &device,
-        )
-        .unwrap_err();
+    fit_small(
+        FineTune::new(config(3), TrainAll)
+            .out_dir(dir.path())
+            .pause_after(1),
+        &device,
+    )
+    .unwrap();
+    let err = fit_small(FineTune::resume(dir.path(), Frozen).unwrap(), &device).unwrap_err();
     assert!(matches!(err, GrafterError::Config(_)), "{err}");
 }
 
@@ -85,16 +87,13 @@ fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
     let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    FineTune::new(config(2), TrainAll)
-        .out_dir(dir.path())
-        .pause_after(1)
-        .fit(
-            classifier(&device, 1, 0.0),
-            &dataset(8, 1),
-            &dataset(4, 2),
-            &device,
-        )
-        .unwrap();
+    fit_small(
+        FineTune::new(config(2), TrainAll)
+            .out_dir(dir.path())
+            .pause_after(1),
+        &device,
+    )
+    .unwrap();
     let path = dir.path().join("config.json");
     let mut saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -104,15 +103,7 @@ fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
     let resume = FineTune::resume(dir.path(), TrainAll).unwrap();
     assert_eq!(resume.config().precision, grafter::finetune::Precision::F32);
     assert_eq!(resume.config().epochs, 2);
-    let outcome = resume
-        .progress(false)
-        .fit(
-            classifier(&device, 1, 0.0),
-            &dataset(8, 1),
-            &dataset(4, 2),
-            &device,
-        )
-        .unwrap();
+    let outcome = fit_small(resume, &device).unwrap();
     assert_eq!(outcome.history.len(), 2);
 
     std::fs::write(&path, "[1, 2]").unwrap();
