@@ -81,12 +81,9 @@ fn f16_forward_of_a_small_cnn_is_within_1e_2_of_f32() {
 #[ignore = "f16 vs f32 on random-weight resnet18's un-pooled features measured 1.6e-2 > 1e-2 on lavapipe"]
 fn f16_forward_of_resnet18_features_is_within_1e_2_of_f32() {
     let _serial = serial();
-    let Some(device) = f16_device() else { return };
-    let Some(model) = resnet18(&device) else {
+    let Some((model, input)) = resnet18_and_input() else {
         return;
     };
-    let Some(dir) = dir("resnet18") else { return };
-    let input = Reference::load(&dir).tensor4("input_nonsquare", &device);
     let err = compare("resnet18 features 1x3x160x208", model.backbone, input);
     assert!(err <= TOLERANCE, "f16 max rel err {err:e}");
 }
@@ -94,12 +91,9 @@ fn f16_forward_of_resnet18_features_is_within_1e_2_of_f32() {
 #[test]
 fn f16_logits_of_resnet18_are_within_1e_2_of_f32() {
     let _serial = serial();
-    let Some(device) = f16_device() else { return };
-    let Some(model) = resnet18(&device) else {
+    let Some((model, input)) = resnet18_and_input() else {
         return;
     };
-    let Some(dir) = dir("resnet18") else { return };
-    let input = Reference::load(&dir).tensor4("input_nonsquare", &device);
     let full = host(model.forward(input.clone()));
     let half = model.map(&mut CastTo(FloatDType::F16));
     let out = half.forward(input.cast(FloatDType::F16));
@@ -109,15 +103,18 @@ fn f16_logits_of_resnet18_are_within_1e_2_of_f32() {
     assert!(err <= TOLERANCE, "f16 max rel err {err:e}");
 }
 
-fn resnet18(device: &Device) -> Option<grafter::zoo::ResNetClassifier> {
+/// The random-weight resnet18 fixture and its 1×3×160×208 input on an f16-capable wgpu
+/// device, or `None` (SKIPPED) without one or without fixtures.
+fn resnet18_and_input() -> Option<(grafter::zoo::ResNetClassifier, Tensor<4>)> {
+    let device = f16_device()?;
     let dir = dir("resnet18")?;
-    Some(
-        grafter::zoo::load_resnet(
-            dir.join("resnet18.safetensors"),
-            &grafter::zoo::ResNetConfig::resnet18(),
-            1000,
-            device,
-        )
-        .unwrap(),
+    let model = grafter::zoo::load_resnet(
+        dir.join("resnet18.safetensors"),
+        &grafter::zoo::ResNetConfig::resnet18(),
+        1000,
+        &device,
     )
+    .unwrap();
+    let input = Reference::load(&dir).tensor4("input_nonsquare", &device);
+    Some((model, input))
 }
