@@ -34,7 +34,9 @@ use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use grafter::data::Labels;
 use grafter::finetune::Precision;
-use grafter::finetune::mixed_precision::{autocast, cast_for_inference};
+use grafter::finetune::mixed_precision::{
+    DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
+};
 use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
 use grafter::zoo::{ResNetClassifier, ResNetConfig, VggClassifier, VggConfig};
@@ -145,12 +147,7 @@ fn forward<B: Backbone, H: Head>(
         model
     };
     for &batch in batches {
-        let x = images(batch, device);
-        let x = if precision.is_mixed() {
-            x.cast(precision.dtype())
-        } else {
-            x
-        };
+        let x = cast_input(images(batch, device), precision);
         bench_case(&mut g, &group, &format!("b{batch}"), batch, || {
             let logits = model.forward(x.clone());
             std::hint::black_box(logits.into_data());
@@ -212,7 +209,7 @@ impl StepBench {
         let p = self.precision;
         let logits = if p.is_mixed() {
             autocast(&model, p)
-                .forward(self.images.clone().cast(p.dtype()))
+                .forward(cast_input(self.images.clone(), p))
                 .cast(FloatDType::F32)
         } else {
             model.forward(self.images.clone())
@@ -220,7 +217,11 @@ impl StepBench {
         let loss = Task::SingleLabel.loss(logits, self.targets.clone());
         let forward = t.elapsed().as_secs_f64();
         // the loop's f16 loss scaling (its default scale; no overflow at these sizes)
-        let scale = if p.needs_loss_scaling() { 65536.0 } else { 1.0 };
+        let scale = if p.needs_loss_scaling() {
+            DEFAULT_LOSS_SCALE
+        } else {
+            1.0
+        };
         let loss = if scale != 1.0 {
             loss.mul_scalar(scale)
         } else {

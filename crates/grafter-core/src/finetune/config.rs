@@ -3,7 +3,7 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
-use super::mixed_precision::Precision;
+use super::mixed_precision::{DEFAULT_LOSS_SCALE, Precision};
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
@@ -67,7 +67,7 @@ pub struct FineTuneConfig {
     #[config(default = "Precision::F32")]
     pub precision: Precision,
     /// Initial loss scale of f16 training (ignored otherwise); adjusted as training runs.
-    #[config(default = 65536.0)]
+    #[config(default = "DEFAULT_LOSS_SCALE")]
     pub loss_scale: f64,
 }
 

@@ -153,7 +153,7 @@ impl LossScale {
     }
 
     /// Removes the scale from `grads` and says whether the step may be taken: false (and the
-    /// scale halved) when some gradient is not finite.
+    /// scale halved) when some gradient is not finite. For the half-precision modes only.
     pub(crate) fn unscale<M: Module>(
         &mut self,
         precision: Precision,
@@ -162,9 +162,6 @@ impl LossScale {
     ) -> Result<bool> {
         if self.scale != 1.0 {
             scale_grads(model, grads, 1.0 / self.scale);
-        }
-        if !precision.is_mixed() {
-            return Ok(true);
         }
         let finite = grad_norm(model, grads).is_finite();
         if finite {
@@ -272,8 +269,8 @@ impl FrozenTensors {
     }
 }
 
-/// The input batch in `precision`.
-pub(crate) fn cast_input(images: Tensor<4>, precision: Precision) -> Tensor<4> {
+/// The input batch in `precision` (unchanged in f32).
+pub fn cast_input(images: Tensor<4>, precision: Precision) -> Tensor<4> {
     if precision.is_mixed() {
         images.cast(precision.dtype())
     } else {

@@ -449,38 +449,32 @@ impl FineTune {
                     self.feature_cache_budget as f64 / 1e9
                 )
             };
-            let ctrain = Features::compute(
-                &backbone,
-                train,
-                cfg.batch_size,
-                device,
-                &bar,
-                &mut budget,
-                &mut over,
-            )?;
-            let Some(ctrain) = ctrain else {
-                return Ok(Err(over.map(too_big).unwrap_or_else(|| {
-                    "the feature pass did not yield every training image (files failed to load)"
-                        .to_string()
-                })));
-            };
-            let cvalid = Features::compute(
-                &backbone,
-                valid,
-                cfg.batch_size,
-                device,
-                &bar,
-                &mut budget,
-                &mut over,
-            )?;
-            let Some(cvalid) = cvalid else {
-                return Ok(Err(over
-                    .map(|n| too_big(n + (ctrain.megabytes() * 1e6) as u64))
-                    .unwrap_or_else(|| {
-                        "the feature pass did not yield every validation image (files failed to load)"
-                            .to_string()
-                    })));
-            };
+            let mut computed = Vec::with_capacity(2);
+            for (source, role) in [(train, "training"), (valid, "validation")] {
+                let features = Features::compute(
+                    &backbone,
+                    source,
+                    cfg.batch_size,
+                    device,
+                    &bar,
+                    &mut budget,
+                    &mut over,
+                )?;
+                match features {
+                    Some(features) => computed.push(features),
+                    None => {
+                        // what the earlier sources took, plus what this one would
+                        let spent = self.feature_cache_budget - budget;
+                        return Ok(Err(over.map(|n| too_big(n + spent)).unwrap_or_else(|| {
+                            format!(
+                                "the feature pass did not yield every {role} image (files failed to load)"
+                            )
+                        })));
+                    }
+                }
+            }
+            let cvalid = computed.pop().expect("two sources");
+            let ctrain = computed.pop().expect("two sources");
             Ok(Ok((ctrain, cvalid)))
         })();
         bar.finish();
