@@ -11,7 +11,7 @@ use grafter::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use crate::params::params;
+pub use crate::params::{frozen_and_trained, params};
 
 pub const CLASSES: usize = 4;
 pub const SIDE: usize = 16;

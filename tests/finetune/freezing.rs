@@ -1,7 +1,7 @@
 use burn::tensor::Device;
 use grafter::prelude::*;
 
-use crate::common::{classifier, config, dataset, params};
+use crate::common::{classifier, config, dataset, frozen_and_trained, params};
 
 /// The bug this guards against: a "frozen" BatchNorm that still updates its running
 /// statistics in training mode, silently shifting a pretrained backbone.
@@ -14,20 +14,12 @@ fn frozen_stages_are_bit_identical_including_batchnorm_statistics() {
     let outcome = FineTune::new(config(3), FreezeFirst(2))
         .fit(model, &dataset(16, 1), &dataset(8, 2), &device)
         .unwrap();
-    let after = params(&outcome.model);
-    assert_eq!(before.len(), after.len());
-    let mut frozen = 0;
-    let mut trained = 0;
-    for ((name, a), (name2, b)) in before.iter().zip(&after) {
-        assert_eq!(name, name2);
-        if name.starts_with("backbone.stem") || name.starts_with("backbone.stage1") {
-            assert!(a == b, "frozen parameter {name} changed");
-            frozen += 1;
-        } else {
-            assert!(a != b, "trainable parameter {name} did not change");
-            trained += 1;
-        }
-    }
+    let (frozen, trained) = frozen_and_trained(
+        &before,
+        &params(&outcome.model),
+        &["backbone.stem", "backbone.stage1"],
+        "",
+    );
     // conv weight, BN gamma, beta, running mean, running var: 5 per frozen block
     assert_eq!(frozen, 10);
     // stage2 (5) + head linear weight and bias (2)

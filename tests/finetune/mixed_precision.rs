@@ -7,7 +7,7 @@ use burn::tensor::{DType, Device, Tensor};
 use grafter::finetune::Precision;
 use grafter::prelude::*;
 
-use crate::common::{classifier, config, dataset, params};
+use crate::common::{classifier, config, dataset, frozen_and_trained, params};
 
 /// The dtype of every float tensor (parameters and running statistics) of `module`.
 fn dtypes<M: Module>(module: &M) -> Vec<DType> {
@@ -93,18 +93,13 @@ fn frozen_stages_are_bit_identical_under_f16() {
     let outcome = FineTune::new(config(2).with_precision(Precision::F16), FreezeFirst(2))
         .fit(model, &dataset(16, 1), &dataset(8, 2), &device)
         .unwrap();
-    let after = params(&outcome.model);
-    let (mut frozen, mut trained) = (0, 0);
-    for ((name, a), (_, b)) in before.iter().zip(&after) {
-        if name.starts_with("backbone.stem") || name.starts_with("backbone.stage1") {
-            assert!(a == b, "frozen {name} changed under f16 training");
-            frozen += 1;
-        } else {
-            assert!(a != b, "trainable {name} did not change");
-            trained += 1;
-        }
-    }
-    assert_eq!((frozen, trained), (10, 7));
+    let counts = frozen_and_trained(
+        &before,
+        &params(&outcome.model),
+        &["backbone.stem", "backbone.stage1"],
+        "under f16 training",
+    );
+    assert_eq!(counts, (10, 7));
 }
 
 #[test]

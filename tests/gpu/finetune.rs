@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use grafter::prelude::*;
 
 use crate::adapter::{secs, serial, wgpu};
-use crate::common::{classifier, config, dataset, params};
+use crate::common::{classifier, config, dataset, frozen_and_trained, params};
 
 #[test]
 fn fine_tune_on_wgpu_learns_and_keeps_frozen_stages_bit_identical() {
@@ -33,19 +33,12 @@ fn fine_tune_on_wgpu_learns_and_keeps_frozen_stages_bit_identical() {
         losses.last().unwrap() < losses.first().unwrap(),
         "loss did not decrease: {losses:?}"
     );
-    let after = params(&outcome.model);
-    assert_eq!(before.len(), after.len());
-    let (mut frozen, mut trained) = (0, 0);
-    for ((name, a), (name2, b)) in before.iter().zip(&after) {
-        assert_eq!(name, name2);
-        if name.starts_with("backbone.stem") {
-            assert!(a == b, "frozen parameter {name} changed on wgpu");
-            frozen += 1;
-        } else {
-            assert!(a != b, "trainable parameter {name} did not change on wgpu");
-            trained += 1;
-        }
-    }
+    let (frozen, trained) = frozen_and_trained(
+        &before,
+        &params(&outcome.model),
+        &["backbone.stem"],
+        "on wgpu",
+    );
     // conv weight, BN gamma, beta, running mean, running var
     assert_eq!(frozen, 5);
     // stage1 (5) + stage2 (5) + head weight and bias (2)
@@ -145,18 +138,13 @@ fn f16_mixed_precision_fine_tune_on_wgpu_learns_and_keeps_frozen_stages() {
         losses.last().unwrap() < losses.first().unwrap(),
         "loss did not decrease: {losses:?}"
     );
-    let after = params(&outcome.model);
-    let (mut frozen, mut trained) = (0, 0);
-    for ((name, a), (_, b)) in before.iter().zip(&after) {
-        if name.starts_with("backbone.stem") {
-            assert!(a == b, "frozen parameter {name} changed under f16 on wgpu");
-            frozen += 1;
-        } else {
-            assert!(a != b, "trainable parameter {name} did not change");
-            trained += 1;
-        }
-    }
-    assert_eq!((frozen, trained), (5, 12));
+    let counts = frozen_and_trained(
+        &before,
+        &params(&outcome.model),
+        &["backbone.stem"],
+        "under f16 on wgpu",
+    );
+    assert_eq!(counts, (5, 12));
 }
 
 /// bf16 where the adapter has it; otherwise `fit` refuses with an error naming the precision

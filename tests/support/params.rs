@@ -28,3 +28,36 @@ pub fn params<M: Module>(module: &M) -> Vec<(String, Vec<f32>)> {
     module.visit(&mut c);
     c.0
 }
+
+/// Checks a training run against its policy, parameter by parameter (`before` and `after` from
+/// [`params`]): those under one of the `frozen` module paths must be bit-identical, every other
+/// one must have changed. `context` ends the failure messages. Returns the (frozen, trained)
+/// counts, for the caller to check against the architecture.
+#[allow(dead_code)] // not every test crate that includes this file trains
+pub fn frozen_and_trained(
+    before: &[(String, Vec<f32>)],
+    after: &[(String, Vec<f32>)],
+    frozen: &[&str],
+    context: &str,
+) -> (usize, usize) {
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "parameter count changed {context}"
+    );
+    let (mut kept, mut trained) = (0, 0);
+    for ((name, a), (name2, b)) in before.iter().zip(after) {
+        assert_eq!(name, name2);
+        if frozen.iter().any(|prefix| name.starts_with(prefix)) {
+            assert!(a == b, "frozen parameter {name} changed {context}");
+            kept += 1;
+        } else {
+            assert!(
+                a != b,
+                "trainable parameter {name} did not change {context}"
+            );
+            trained += 1;
+        }
+    }
+    (kept, trained)
+}
