@@ -1,6 +1,8 @@
 //! Backbone throughput (flex, the CPU backend, unless `GRAFTER_BENCH_DEVICE` says otherwise): forward passes of ResNet-18/50 and VGG-16 at
 //! 224×224 (full ImageNet models: backbone + torchvision's classifier, random weights), and one
-//! fine-tune step of ResNet-18 at batch 32 with the backbone frozen and with everything trained.
+//! fine-tune step of ResNet-18, ResNet-50 and VGG-16 at batch 32 with the backbone frozen and
+//! with everything trained. A criterion filter (`-- finetune_step/resnet50`) builds only the
+//! models of the cases it selects.
 //!
 //! `benches/run_backbone_comparison.sh` runs this and `benches/backbones_reference.py`
 //! (onnxruntime, and PyTorch where importable) on the same shapes and thread count, and prints
@@ -12,7 +14,8 @@
 //! `GRAFTER_BENCH_PROFILE=<batch>` skips criterion and times every op of a ResNet-18 forward
 //! one by one (`RUST_OP` lines: each convolution with its GFLOP/s, then totals per kind of op);
 //! `benches/backbones_reference.py --ops` times the same convolutions alone on onnxruntime.
-//! It also times the stem's max-pool against the same pool built from strided slices.
+//! It also times the stem's max-pool on Burn's op against grafter's kernel. The layers run on
+//! grafter's kernels (`grafter::kernels`); `GRAFTER_KERNELS=reference` measures Burn's ops.
 //!
 //! `GRAFTER_BENCH_DEVICE=wgpu|cuda|auto` runs the criterion cases on that device (build with
 //! `--features wgpu` or `cuda`; `benches/run_gpu_benchmarks.sh` does it and records the
@@ -28,8 +31,6 @@ use burn::module::{Module, ParamGroup};
 use burn::nn::conv::Conv2d;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
-use burn::tensor::ops::PadMode;
-use burn::tensor::s;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use grafter::data::Labels;
@@ -39,8 +40,9 @@ use grafter::finetune::mixed_precision::{
 };
 use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
-use grafter::zoo::{ResNetClassifier, ResNetConfig, VggClassifier, VggConfig};
-use grafter::{Backbone, Classifier, Head, LinearHeadConfig, Task};
+use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
+use grafter::kernels::{conv2d_layer, max_pool2d_layer};
+use grafter::{Backbone, Classifier, Head, LinearHead, LinearHeadConfig, Task};
 
 const SIDE: usize = 224;
 /// Classes of the fine-tune head (Food-101).
@@ -108,6 +110,10 @@ fn bench_case(
             d
         })
     });
+    if samples.is_empty() {
+        // A criterion filter excluded this case: nothing was measured.
+        return;
+    }
     samples.sort_by(f64::total_cmp);
     let median = samples[samples.len() / 2];
     let device = std::env::var("GRAFTER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
@@ -156,12 +162,12 @@ fn forward<B: Backbone, H: Head>(
     g.finish();
 }
 
-/// A ResNet-18 with a 101-class head on the autodiff device, AdamW, one fixed batch: the
+/// A backbone with a 101-class head on the autodiff device, AdamW, one fixed batch: the
 /// fine-tune loop's step without the data loader. `frozen`: backbone parameters take no
 /// gradient and its BatchNorms run in inference mode (what `FreezePolicy` does to a frozen
 /// stage); only the head is updated.
-struct StepBench {
-    model: Option<ResNetClassifier>,
+struct StepBench<B: Backbone> {
+    model: Option<Classifier<B, LinearHead>>,
     precision: Precision,
     optim: ModuleOptimizer,
     images: Tensor<4>,
@@ -175,11 +181,10 @@ struct StepTimes {
     optimizer: f64,
 }
 
-impl StepBench {
-    fn new(frozen: bool, batch: usize, device: &Device) -> Self {
+impl<B: Backbone> StepBench<B> {
+    fn new(backbone: B, frozen: bool, batch: usize, device: &Device) -> Self {
         let device = device.clone();
         let ad = device.clone().autodiff();
-        let backbone = ResNetConfig::resnet18().init(&device);
         let head = LinearHeadConfig::new(backbone.feature_channels(), CLASSES)
             .try_init(&device)
             .unwrap();
@@ -244,16 +249,37 @@ impl StepBench {
     }
 }
 
-fn finetune_step(c: &mut Criterion, frozen: bool, batch: usize, device: &Device) {
-    let mut step = StepBench::new(frozen, batch, device);
-    let group = "finetune_step/resnet18";
-    let case = format!("{}/b{batch}", if frozen { "frozen" } else { "full" });
-    let mut g = c.benchmark_group(group);
-    configure(&mut g);
-    bench_case(&mut g, group, &case, batch, || {
-        step.step();
-    });
-    g.finish();
+fn finetune_step<B: Backbone>(
+    c: &mut Criterion,
+    name: &str,
+    backbone: impl Fn() -> B,
+    batch: usize,
+    device: &Device,
+) {
+    let group = format!("finetune_step/{name}");
+    for frozen in [true, false] {
+        let case = format!("{}/b{batch}", if frozen { "frozen" } else { "full" });
+        if !selected(&format!("{group}/{case}")) {
+            continue;
+        }
+        let mut step = StepBench::new(backbone(), frozen, batch, device);
+        let mut g = c.benchmark_group(&group);
+        configure(&mut g);
+        bench_case(&mut g, &group, &case, batch, || {
+            step.step();
+        });
+        g.finish();
+    }
+}
+
+/// Whether a criterion filter given on the command line (`cargo bench --bench backbones --
+/// FILTER`) can match `name`: models are only built for the cases that will run.
+fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 /// Wall time of each op of a ResNet-18 forward, run op by op (flex executes eagerly).
@@ -277,13 +303,13 @@ impl OpTimer {
         let [n, cin, h, w] = x.dims();
         let [cout, _, kh, kw] = conv.weight.dims();
         let kind = format!("conv{kh}x{kw}");
-        let y = self.time(&kind, || conv.forward(x));
+        let y = self.time(&kind, || conv2d_layer(conv, x));
         let [_, _, oh, ow] = y.dims();
         let flops = 2.0 * (n * cout * cin * kh * kw * oh * ow) as f64;
         self.kinds.get_mut(&kind).unwrap().1 += flops;
         if self.print {
             let t = Instant::now();
-            drop(conv.forward(Tensor::zeros([n, cin, h, w], &y.device())));
+            drop(conv2d_layer(conv, Tensor::zeros([n, cin, h, w], &y.device())));
             let secs = t.elapsed().as_secs_f64();
             println!(
                 "RUST_OP conv name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
@@ -313,28 +339,6 @@ impl OpTimer {
     }
 }
 
-/// ResNet's stem max-pool (3×3, stride 2, padding 1) as the maximum of nine strided slices of
-/// the (−∞)-padded input: element-wise flex ops only, no indices. A candidate replacement for
-/// flex's `max_pool2d`, which computes indices and runs scalar (see docs/BENCHMARKS.md).
-fn max_pool_3x3s2_by_slices(x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-    let padded = x.pad((1, 1, 1, 1), PadMode::Constant(f32::NEG_INFINITY));
-    let mut out: Option<Tensor<4>> = None;
-    for kh in 0..3 {
-        for kw in 0..3 {
-            let window = padded
-                .clone()
-                .slice(s![.., .., kh..kh + 2 * oh - 1;2, kw..kw + 2 * ow - 1;2]);
-            out = Some(match out {
-                None => window,
-                Some(o) => o.max_pair(window),
-            });
-        }
-    }
-    out.unwrap()
-}
-
 /// `GRAFTER_BENCH_PROFILE=<batch>`: where the time of a ResNet-18 forward goes, op by op.
 fn profile_resnet18(batch: usize) {
     let device = Device::flex();
@@ -360,7 +364,7 @@ fn profile_resnet18(batch: usize) {
         let y = timer.conv("conv1", &r.conv1, x.clone());
         let y = timer.time("batchnorm", || r.bn1.forward(y));
         let y = timer.time("relu", || relu(y));
-        let mut y = timer.time("maxpool", || r.maxpool.forward(y));
+        let mut y = timer.time("maxpool", || max_pool2d_layer(&r.maxpool, y));
         for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]
             .into_iter()
             .enumerate()
@@ -372,24 +376,24 @@ fn profile_resnet18(batch: usize) {
         let logits = timer.time("head", || model.head.forward(y));
         std::hint::black_box(logits.into_data());
     }
-    // The stem's max-pool again, by flex and by strided slices.
-    let stem = relu(r.bn1.forward(r.conv1.forward(x.clone())));
+    // The stem's max-pool again, by Burn's op (flex) and by grafter's kernel.
+    let stem = relu(r.bn1.forward(conv2d_layer(&r.conv1, x.clone())));
     let reference = r.maxpool.forward(stem.clone());
-    let (mut t_flex, mut t_slices) = (f64::MAX, f64::MAX);
-    let mut sliced = reference.clone();
+    let (mut t_flex, mut t_grafter) = (f64::MAX, f64::MAX);
+    let mut ours = reference.clone();
     for _ in 0..3 {
         let t = Instant::now();
         drop(r.maxpool.forward(stem.clone()));
         t_flex = t_flex.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        sliced = max_pool_3x3s2_by_slices(stem.clone());
-        t_slices = t_slices.min(t.elapsed().as_secs_f64());
+        ours = max_pool2d_layer(&r.maxpool, stem.clone());
+        t_grafter = t_grafter.min(t.elapsed().as_secs_f64());
     }
-    let diff: f32 = (sliced - reference).abs().max().into_scalar();
+    let diff: f32 = (ours - reference).abs().max().into_scalar();
     println!(
-        "RUST_OP maxpool-stem b={batch} flex_ms={:.1} slices_ms={:.1} max_abs_diff={diff:e}",
+        "RUST_OP maxpool-stem b={batch} flex_ms={:.1} grafter_ms={:.1} max_abs_diff={diff:e}",
         t_flex * 1e3,
-        t_slices * 1e3
+        t_grafter * 1e3
     );
 
     let total: f64 = timer.kinds.values().map(|v| v.0).sum();
@@ -415,7 +419,8 @@ fn profile_resnet18(batch: usize) {
 
 /// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.
 fn profile_step(batch: usize) {
-    let mut step = StepBench::new(false, batch, &Device::flex());
+    let device = Device::flex();
+    let mut step = StepBench::new(ResNetConfig::resnet18().init(&device), false, batch, &device);
     step.step();
     let runs: Vec<StepTimes> = (0..2).map(|_| step.step()).collect();
     let phases = [
@@ -454,30 +459,28 @@ fn main() {
         Classifier::new(backbone, head).unwrap()
     };
     let batches: &[usize] = if quick { &[1, 8] } else { &[1, 8, 32] };
-    forward(
-        &mut c,
-        "resnet18",
-        &resnet(ResNetConfig::resnet18()),
-        batches,
-        &device,
-    );
-    if !quick {
-        forward(
-            &mut c,
-            "resnet50",
-            &resnet(ResNetConfig::resnet50()),
-            batches,
-            &device,
-        );
+    if selected("forward/resnet18") {
+        let model = resnet(ResNetConfig::resnet18());
+        forward(&mut c, "resnet18", &model, batches, &device);
+    }
+    if quick {
+        c.final_summary();
+        return;
+    }
+    if selected("forward/resnet50") {
+        let model = resnet(ResNetConfig::resnet50());
+        forward(&mut c, "resnet50", &model, batches, &device);
+    }
+    if selected("forward/vgg16") {
         let vgg = Classifier::new(
             VggConfig::vgg16().init(&device),
             VggClassifier::new(1000, 0.5, &device),
         )
         .unwrap();
         forward(&mut c, "vgg16", &vgg, batches, &device);
-        drop(vgg);
-        finetune_step(&mut c, true, 32, &device);
-        finetune_step(&mut c, false, 32, &device);
     }
+    finetune_step(&mut c, "resnet18", || ResNetConfig::resnet18().init(&device), 32, &device);
+    finetune_step(&mut c, "resnet50", || ResNetConfig::resnet50().init(&device), 32, &device);
+    finetune_step(&mut c, "vgg16", || VggConfig::vgg16().init(&device), 32, &device);
     c.final_summary();
 }

@@ -3,7 +3,7 @@
 
 Cases (224x224, float32, random weights; names as the Rust bench prints them):
     forward/{resnet18,resnet50,vgg16}/b{1,8,32}    full ImageNet model -> 1000 logits
-    finetune_step/resnet18/{frozen,full}/b32       PyTorch only (ORT is inference-only):
+    finetune_step/{resnet18,resnet50,vgg16}/{frozen,full}/b32   PyTorch only (ORT is inference-only):
         forward, cross-entropy over 101 classes, backward, AdamW step; "frozen" = backbone
         requires_grad=False and in eval mode (BatchNorm running stats), only `fc` trained.
 
@@ -46,6 +46,8 @@ SIDE = 224
 CLASSES = 101
 LR = 1e-3
 MODELS = ["resnet18", "resnet50", "vgg16"]
+# Models of the fine-tune step cases (batch 32, frozen backbone and full).
+STEP_MODELS = ["resnet18", "resnet50", "vgg16"]
 MIN_ITERS = 10
 MIN_SECONDS = 3.0
 WARMUP = 2
@@ -117,15 +119,17 @@ def run_ort(args) -> None:
             secs, n = measure(lambda: sess.run(["logits"], {inp: x}))
             report("ort", f"forward/{model}/b{b}", b, secs, n)
         del sess
-    for mode in ("frozen", "full"):
-        if not args.quick:
-            report("ort", f"finetune_step/resnet18/{mode}/b32", 32, None, why="inference only")
+    if not args.quick:
+        for model in STEP_MODELS:
+            for mode in ("frozen", "full"):
+                name = f"finetune_step/{model}/{mode}/b32"
+                report("ort", name, 32, None, why="inference only")
 
 
 def run_torch(args) -> None:
     names = [f"forward/{m}/b{b}" for m, b in cases(args.quick)]
     if not args.quick:
-        names += ["finetune_step/resnet18/frozen/b32", "finetune_step/resnet18/full/b32"]
+        names += [f"finetune_step/{m}/{mode}/b32" for m in STEP_MODELS for mode in ("frozen", "full")]
     try:
         import torch
         import torchvision
@@ -172,29 +176,48 @@ def run_torch(args) -> None:
     b = 32
     x = torch.rand(b, 3, SIDE, SIDE, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.arange(b, device=dev) % CLASSES
-    for mode in ("frozen", "full"):
-        net = torchvision.models.resnet18(weights=None)
+    for model in STEP_MODELS:
+        for mode in ("frozen", "full"):
+            net = step_model(torchvision, model)
+            net = net.to(dev, memory_format=torch.channels_last).train()
+            if mode == "frozen":
+                for name, p in net.named_parameters():
+                    p.requires_grad_(name.startswith("fc."))
+                for name, m in net.named_children():
+                    if name != "fc":
+                        m.eval()
+            params = [p for p in net.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=LR)
+            loss_fn = torch.nn.CrossEntropyLoss()
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(x), y)
+                loss.backward()
+                opt.step()
+                sync()
+
+            secs, n = measure(step)
+            report("torch", f"finetune_step/{model}/{mode}/b{b}", b, secs, n)
+            del net, opt
+
+
+def step_model(torchvision, model: str):
+    """The fine-tune benchmark's network: the backbone, global average pool and a linear head
+    of CLASSES outputs named `fc` (grafter's Classifier with a LinearHead)."""
+    import torch
+
+    if model.startswith("resnet"):
+        net = getattr(torchvision.models, model)(weights=None)
         net.fc = torch.nn.Linear(net.fc.in_features, CLASSES)
-        net = net.to(dev, memory_format=torch.channels_last).train()
-        if mode == "frozen":
-            for name, p in net.named_parameters():
-                p.requires_grad_(name.startswith("fc."))
-            for name, m in net.named_children():
-                if name != "fc":
-                    m.eval()
-        params = [p for p in net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=LR)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
-            sync()
-
-        secs, n = measure(step)
-        report("torch", f"finetune_step/resnet18/{mode}/b{b}", b, secs, n)
+        return net
+    features = getattr(torchvision.models, model)(weights=None).features
+    net = torch.nn.Sequential()
+    net.add_module("features", features)
+    net.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
+    net.add_module("flatten", torch.nn.Flatten())
+    net.add_module("fc", torch.nn.Linear(512, CLASSES))
+    return net
 
 
 def resnet18_convs():

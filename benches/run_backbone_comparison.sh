@@ -4,7 +4,8 @@
 # Usage: benches/run_backbone_comparison.sh [--quick] [criterion args...]
 #   --quick      resnet18 b1/b8 only (GRAFTER_BENCH_QUICK=1 and the Python --quick)
 # Env: THREADS (default 2; RAYON_NUM_THREADS for grafter, intra_op threads for ORT,
-#      torch.set_num_threads for PyTorch); PYTHON (default .cache/venv/bin/python, else python3;
+#      torch.set_num_threads for PyTorch); PYTHON (default .cache/bench-venv/bin/python, made by
+#      benches/setup_bench_env.sh with PyTorch, else .cache/venv/bin/python, else python3;
 #      needs numpy + onnxruntime, PyTorch optional); ORT graphs from .cache/fixtures
 #      (python tests/fixtures/make_fixtures.py --models resnet18,resnet50,vgg16).
 #      DEVICE (default cpu): grafter's device, cpu|wgpu|cuda (built with that cargo feature);
@@ -22,7 +23,9 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
-  if [ -x .cache/venv/bin/python ]; then python=.cache/venv/bin/python; else python=python3; fi
+  if [ -x .cache/bench-venv/bin/python ]; then python=.cache/bench-venv/bin/python
+  elif [ -x .cache/venv/bin/python ]; then python=.cache/venv/bin/python
+  else python=python3; fi
 fi
 export RAYON_NUM_THREADS="$threads"
 device="${DEVICE:-cpu}"

@@ -18,3 +18,8 @@ pub use grafter_data as data_pipeline;
 
 /// Any ONNX CNN as a backbone, and export back to ONNX ([`grafter_onnx`]).
 pub use grafter_onnx as onnx;
+
+/// grafter's CPU kernels (convolution, max-pooling) for Burn's flex backend
+/// ([`grafter_kernels`]); `GRAFTER_KERNELS=reference` or [`kernels::set_kernels`] switches
+/// to Burn's ops.
+pub use grafter_kernels as kernels;

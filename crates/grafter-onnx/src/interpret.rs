@@ -8,9 +8,11 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation;
-use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{Device, Tensor, TensorData};
+
+use grafter_kernels::{batch_norm_layer, conv2d_layer};
 
 use crate::graph::{Graph, Op, Operand};
 
@@ -131,13 +133,13 @@ fn binary(a: Value, b: Value, f: impl FnOnce(Tensor<4>, Tensor<4>) -> Tensor<4>)
 fn apply(op: &Op, m: &Modules, mut args: Vec<Value>) -> Value {
     let x = args[0].clone();
     match op {
-        Op::Conv { index, .. } => unary(x, |t| m.convs[*index].forward(t)),
+        Op::Conv { index, .. } => unary(x, |t| conv2d_layer(&m.convs[*index], t)),
         Op::BatchNorm { index } => {
             let shape = x.shape();
             let mut as4 = shape.clone();
             as4.resize(4, 1);
             let t = x.tensor.reshape([as4[0], as4[1], as4[2], as4[3]]);
-            Value::with_shape(m.bns[*index].forward(t), &shape)
+            Value::with_shape(batch_norm_layer(&m.bns[*index], t), &shape)
         }
         Op::Linear { index } => unary(x, |t| m.linears[*index].forward(t)),
         Op::Relu => unary(x, activation::relu),
@@ -174,7 +176,7 @@ fn apply(op: &Op, m: &Modules, mut args: Vec<Value>) -> Value {
                 dilation: *dilation,
                 ceil_mode: *ceil,
             };
-            max_pool2d(t, options)
+            grafter_kernels::max_pool2d(t, options)
         }),
         Op::AvgPool {
             kernel,

@@ -9,6 +9,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{bn, conv};
@@ -190,13 +191,13 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm_layer(&d.bn, conv2d_layer(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
-        y = self.bn2.forward(self.conv2.forward(y));
+        let mut y = relu(batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x)));
+        y = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, y));
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            y = b3.forward(c3.forward(relu(y)));
+            y = batch_norm_layer(b3, conv2d_layer(c3, relu(y)));
         }
         relu(y + identity)
     }
@@ -228,9 +229,8 @@ pub struct ResNet {
 
 impl Backbone for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = self
-            .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(images))));
+        let stem = relu(batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, images)));
+        let mut x = max_pool2d_layer(&self.maxpool, stem);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
                 x = block.forward(x);

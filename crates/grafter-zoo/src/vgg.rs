@@ -8,6 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
 
 use crate::layers::{bn, conv};
 
@@ -125,13 +126,13 @@ impl Backbone for Vgg {
         let mut x = images;
         for block in &self.blocks {
             for l in &block.layers {
-                x = l.conv.forward(x);
+                x = conv2d_layer(&l.conv, x);
                 if let Some(bn) = &l.bn {
-                    x = bn.forward(x);
+                    x = batch_norm_layer(bn, x);
                 }
                 x = relu(x);
             }
-            x = block.pool.forward(x);
+            x = max_pool2d_layer(&block.pool, x);
         }
         x
     }

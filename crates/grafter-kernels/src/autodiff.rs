@@ -1,0 +1,329 @@
+//! [`CpuKernels`] under Burn's autodiff. Convolution and training BatchNorm record a backward
+//! step whose gradients run the inner backend's kernels (burn-autodiff's own `conv2d` and
+//! `batch_norm_train` patterns, with the extension's entry points in place of Burn's).
+//! Max-pooling and inference BatchNorm with an input that needs a gradient take Burn's tracked
+//! path (max-pooling needs the argmax); without one, the inner backend's kernel.
+
+use burn::backend::Autodiff;
+use burn::backend::Backend;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
+
+use crate::extension::CpuKernels;
+
+#[derive(Debug)]
+struct Conv2dWithBias;
+
+#[derive(Debug)]
+struct Conv2dNoBias;
+
+impl<B: Backend + CpuKernels> Backward<B, 3> for Conv2dWithBias {
+    type State = (NodeId, NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, bias_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        let bias = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(bias_state);
+        if let Some(node) = node_x {
+            let dx = B::grafter_conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                options.clone(),
+            );
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            let dw = B::grafter_conv2d_weight_backward(x.clone(), weight, grad.clone(), options);
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, B::conv2d_bias_backward(x, bias, grad));
+        }
+    }
+}
+
+impl<B: Backend + CpuKernels> Backward<B, 2> for Conv2dNoBias {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        if let Some(node) = node_x {
+            let dx = B::grafter_conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                options.clone(),
+            );
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(
+                node.id,
+                B::grafter_conv2d_weight_backward(x, weight, grad, options),
+            );
+        }
+    }
+}
+
+impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
+    fn grafter_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match Conv2dWithBias
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let bias_state = prep.checkpoint(&bias);
+                prep.finish(
+                    (x_state, weight_state, bias_state, options.clone()),
+                    B::grafter_conv2d_bias(
+                        x.into_primitive(),
+                        weight.into_primitive(),
+                        bias.into_primitive(),
+                        options,
+                    ),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::grafter_conv2d_bias(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+            )),
+        }
+    }
+
+    fn grafter_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match Conv2dNoBias
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                prep.finish(
+                    (x_state, weight_state, options.clone()),
+                    B::grafter_conv2d(x.into_primitive(), weight.into_primitive(), options),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::grafter_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                options,
+            )),
+        }
+    }
+
+    fn grafter_max_pool2d(
+        x: FloatTensor<Self>,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> FloatTensor<Self> {
+        if x.is_tracked() {
+            return <Self as ModuleOps<Self>>::max_pool2d(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+            );
+        }
+        let node = x.node();
+        let output = B::grafter_max_pool2d(
+            x.into_primitive(),
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        );
+        Untracked
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateless(output)
+    }
+
+    fn grafter_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let tracked = [&x, &gamma, &beta, &mean, &variance]
+            .iter()
+            .any(|t| t.is_tracked());
+        if tracked {
+            return <Self as ModuleOps<Self>>::batch_norm(x, gamma, beta, mean, variance, epsilon);
+        }
+        let nodes = [
+            x.node(),
+            gamma.node(),
+            beta.node(),
+            mean.node(),
+            variance.node(),
+        ];
+        let output = B::grafter_batch_norm(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            mean.into_primitive(),
+            variance.into_primitive(),
+            epsilon,
+        );
+        Untracked
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateless(output)
+    }
+
+    fn grafter_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match BatchNormTrainOps
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (output, mean, variance) = B::grafter_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let output = prep.finish(
+                    (
+                        x_state,
+                        gamma_state,
+                        mean.clone(),
+                        variance.clone(),
+                        epsilon,
+                    ),
+                    output,
+                );
+                (output, leaf::<B, C>(mean), leaf::<B, C>(variance))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = B::grafter_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (
+                    prep.finish(output),
+                    leaf::<B, C>(mean),
+                    leaf::<B, C>(variance),
+                )
+            }
+        }
+    }
+}
+
+/// The backward step of an operation none of whose inputs needs a gradient: never run.
+#[derive(Debug)]
+struct Untracked;
+
+impl<B: Backend, const N: usize> Backward<B, N> for Untracked {
+    type State = ();
+
+    fn backward(
+        self,
+        _ops: Ops<Self::State, N>,
+        _grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormTrainOps;
+
+impl<B: Backend + CpuKernels> Backward<B, 3> for BatchNormTrainOps {
+    // The input and gamma are checkpointed; the batch statistics come along as computed.
+    type State = (
+        NodeId,
+        NodeId,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        f64,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+        let (dx, dgamma, dbeta) =
+            B::grafter_batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<B>(node.id, dgamma);
+        }
+        if let Some(node) = node_beta {
+            grads.register::<B>(node.id, dbeta);
+        }
+    }
+}
+
+/// An untracked autodiff tensor holding `primitive` (the batch statistics: never differentiated).
+fn leaf<B: Backend, C: CheckpointStrategy>(
+    primitive: B::FloatTensorPrimitive,
+) -> FloatTensor<Autodiff<B, C>> {
+    FloatTensor::<Autodiff<B, C>>::new(primitive)
+}

@@ -1,0 +1,188 @@
+//! Convolution backward: the weight gradient as GEMMs of the output gradient with the im2col
+//! blocks (accumulated over images), the input gradient as the transposed weight times the
+//! output gradient followed by col2im.
+//!
+//! Both read the operands where they lie (transposes are strides, not copies). The weight
+//! gradient is summed in a fixed order — images split into at most [`WEIGHT_CHUNKS`] fixed
+//! chunks, each summed in turn, the chunks added in index order — so it is the same bit for bit
+//! from run to run whatever rayon's scheduling, which resuming a run bit-identically relies on.
+
+use rayon::prelude::*;
+
+use super::geometry::ConvGeometry;
+use super::im2col::{col2im_add, im2col};
+use super::plan::{block_positions, blocks, threads_for};
+use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut, rows_t};
+
+/// Most partial weight gradients summed at once (memory: one weight-sized buffer each).
+const WEIGHT_CHUNKS: usize = 8;
+
+/// Gradient of the weight `[c_out, c_in_g, kh, kw]` given the output gradient `dy` (NCHW).
+pub(crate) fn conv2d_weight_grad(geo: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let k = geo.k();
+    let len = geo.c_out * k;
+    let threads = threads_for(blocks(geo, k).len());
+    if threads == Threads::All {
+        let mut dw = vec![0.0f32; len];
+        weight_grad_images(geo, x, dy, 0..geo.batch, &mut dw, Threads::All);
+        return dw;
+    }
+    let chunks = geo.batch.min(WEIGHT_CHUNKS);
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let images = c * geo.batch / chunks..(c + 1) * geo.batch / chunks;
+            let mut dw = vec![0.0f32; len];
+            weight_grad_images(geo, x, dy, images, &mut dw, Threads::One);
+            dw
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![0.0; len]);
+    for part in parts {
+        for (a, b) in dw.iter_mut().zip(&part) {
+            *a += *b;
+        }
+    }
+    dw
+}
+
+/// Adds the weight gradient of `images` onto `dw`, one im2col block at a time.
+fn weight_grad_images(
+    geo: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    images: core::ops::Range<usize>,
+    dw: &mut [f32],
+    threads: Threads,
+) {
+    let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
+    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
+    let t_max = block_positions(geo, k);
+    let mut col = if geo.is_pointwise() {
+        Vec::new()
+    } else {
+        vec![0.0f32; k * t_max]
+    };
+    for n in images {
+        for g in 0..geo.groups {
+            let x_group = &x[(n * geo.c_in + g * c_in_g) * plane..][..c_in_g * plane];
+            let dy_group = &dy[(n * geo.c_out + g * c_out_g) * positions..][..c_out_g * positions];
+            let dw_group = &mut dw[g * c_out_g * k..][..c_out_g * k];
+            let mut p0 = 0;
+            while p0 < positions {
+                let t = t_max.min(positions - p0);
+                // dW_g[c_out_g, k] += dY[c_out_g, t] · colᵀ[t, k]
+                let rhs = if geo.is_pointwise() {
+                    rows_t(x_group[p0..].as_ptr(), plane)
+                } else {
+                    im2col(geo, x_group, p0, t, &mut col[..k * t]);
+                    rows_t(col.as_ptr(), t)
+                };
+                // SAFETY: views sized to the slices above; `dw_group` is exclusively borrowed.
+                unsafe {
+                    matmul(
+                        c_out_g,
+                        k,
+                        t,
+                        rows_mut(dw_group.as_mut_ptr(), k),
+                        true,
+                        rows(dy_group[p0..].as_ptr(), positions),
+                        rhs,
+                        threads,
+                    );
+                }
+                p0 += t;
+            }
+        }
+    }
+}
+
+/// Gradient of the NCHW input given the weight and the output gradient `dy`.
+pub(crate) fn conv2d_input_grad(geo: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0.0f32; geo.batch * geo.c_in * geo.plane()];
+    let tasks: Vec<(usize, usize)> = (0..geo.batch)
+        .flat_map(|n| (0..geo.groups).map(move |g| (n, g)))
+        .collect();
+    let dst = SendPtr(dx.as_mut_ptr());
+    // SAFETY (both arms): each (image, group) task writes only its own input planes.
+    match threads_for(tasks.len()) {
+        Threads::One => tasks
+            .par_iter()
+            .for_each_init(Vec::new, |col, &(n, g)| unsafe {
+                input_grad_group(geo, weight, dy, dst, n, g, col, Threads::One)
+            }),
+        Threads::All => {
+            let mut col = Vec::new();
+            for &(n, g) in &tasks {
+                unsafe { input_grad_group(geo, weight, dy, dst, n, g, &mut col, Threads::All) }
+            }
+        }
+    }
+    dx
+}
+
+/// `dx[n, g] = col2im(W_gᵀ · dY[n, g])`, one block of positions at a time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_grad_group(
+    geo: &ConvGeometry,
+    weight: &[f32],
+    dy: &[f32],
+    dx: SendPtr,
+    n: usize,
+    g: usize,
+    col: &mut Vec<f32>,
+    threads: Threads,
+) {
+    let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
+    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
+    let w_group = &weight[g * c_out_g * k..][..c_out_g * k];
+    let dy_group = &dy[(n * geo.c_out + g * c_out_g) * positions..][..c_out_g * positions];
+    // SAFETY: this task is the only writer of image n, group g's input planes.
+    let dx_group = unsafe {
+        core::slice::from_raw_parts_mut(
+            dx.0.add((n * geo.c_in + g * c_in_g) * plane),
+            c_in_g * plane,
+        )
+    };
+    let lhs = rows_t(w_group.as_ptr(), k); // W_gᵀ: [k, c_out_g]
+    if geo.is_pointwise() {
+        // SAFETY: views sized to the slices above.
+        unsafe {
+            matmul(
+                k,
+                positions,
+                c_out_g,
+                rows_mut(dx_group.as_mut_ptr(), plane),
+                false,
+                lhs,
+                rows(dy_group.as_ptr(), positions),
+                threads,
+            );
+        }
+        return;
+    }
+    let t_max = block_positions(geo, k);
+    if col.len() < k * t_max {
+        col.resize(k * t_max, 0.0);
+    }
+    let mut p0 = 0;
+    while p0 < positions {
+        let t = t_max.min(positions - p0);
+        // SAFETY: views sized to the slices above; `col` is this task's own buffer.
+        unsafe {
+            matmul(
+                k,
+                t,
+                c_out_g,
+                rows_mut(col.as_mut_ptr(), t),
+                false,
+                lhs,
+                rows(dy_group[p0..].as_ptr(), positions),
+                threads,
+            );
+        }
+        col2im_add(geo, &col[..k * t], p0, t, dx_group);
+        p0 += t;
+    }
+}

@@ -1,0 +1,95 @@
+//! Convolution forward: im2col + one GEMM per (image, group, block of output positions),
+//! written straight into the NCHW output with the bias as the GEMM's starting value.
+//!
+//! The weight `[c_out, c_in_g·kh·kw]` is the GEMM's left operand exactly as Burn stores it, the
+//! im2col block its right operand, and the output plane `[c_out_g, positions]` of the image its
+//! destination: no layout conversion of input, weight or output, and no separate bias pass.
+//! Blocks run one per rayon thread with a single-threaded GEMM (one level of parallelism); a
+//! convolution with fewer blocks than threads (batch 1, small maps) instead runs its blocks in
+//! turn with every thread inside the GEMM.
+
+use rayon::prelude::*;
+
+use super::geometry::ConvGeometry;
+use super::im2col::im2col;
+use super::plan::{Block, blocks, threads_for};
+use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
+
+/// `conv2d(x, weight, bias)` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]` weight.
+pub(crate) fn conv2d_forward(
+    geo: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let positions = geo.positions();
+    let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
+    if let Some(bias) = bias {
+        // Plane i is channel i mod c_out of image i / c_out.
+        for (i, plane) in out.chunks_mut(positions).enumerate() {
+            plane.fill(bias[i % geo.c_out]);
+        }
+    }
+    let work = blocks(geo, geo.k());
+    let threads = threads_for(work.len());
+    let dst = SendPtr(out.as_mut_ptr());
+    let run = |col: &mut Vec<f32>, block: &Block, threads: Threads| {
+        // SAFETY: each block writes only its own rows (group's channels of its image) and
+        // columns (its positions) of `out`; the inputs are read-only.
+        unsafe { forward_block(geo, x, weight, bias.is_some(), dst, block, col, threads) }
+    };
+    match threads {
+        Threads::One => work
+            .par_iter()
+            .for_each_init(Vec::new, |col, block| run(col, block, Threads::One)),
+        Threads::All => {
+            let mut col = Vec::new();
+            for block in &work {
+                run(&mut col, block, Threads::All);
+            }
+        }
+    }
+    out
+}
+
+/// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_block(
+    geo: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    accumulate: bool,
+    out: SendPtr,
+    block: &Block,
+    col: &mut Vec<f32>,
+    threads: Threads,
+) {
+    let (k, positions) = (geo.k(), geo.positions());
+    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
+    let x_group =
+        &x[(block.n * geo.c_in + block.g * c_in_g) * geo.plane()..][..c_in_g * geo.plane()];
+    let w_group = &weight[block.g * c_out_g * k..][..c_out_g * k];
+    let out_offset = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
+    let rhs = if geo.is_pointwise() {
+        rows(x_group[block.p0..].as_ptr(), geo.plane())
+    } else {
+        if col.len() < k * block.t {
+            col.resize(k * block.t, 0.0);
+        }
+        im2col(geo, x_group, block.p0, block.t, &mut col[..k * block.t]);
+        rows(col.as_ptr(), block.t)
+    };
+    // SAFETY: sizes match the views; the destination region belongs to this block alone.
+    unsafe {
+        matmul(
+            c_out_g,
+            block.t,
+            k,
+            rows_mut(out.0.add(out_offset), positions),
+            accumulate,
+            rows(w_group.as_ptr(), k),
+            rhs,
+            threads,
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! How one convolution is cut into independent GEMM blocks and spread over threads.
+
+use super::geometry::ConvGeometry;
+use crate::gemm::Threads;
+
+/// Elements of one im2col block (1 MiB of f32): small enough to stay in a core's L2 cache
+/// between being written by im2col and read by the GEMM.
+const COL_BLOCK_ELEMS: usize = 1 << 18;
+
+/// Fewest output positions per block: below this the GEMM's packing of the weight costs more
+/// than the cache misses a larger block would.
+const MIN_POSITIONS: usize = 256;
+
+/// One unit of work: output positions `p0 .. p0 + t` of image `n`, group `g`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub n: usize,
+    pub g: usize,
+    pub p0: usize,
+    pub t: usize,
+}
+
+/// Positions per block for im2col rows of length `k`.
+pub(crate) fn block_positions(geo: &ConvGeometry, k: usize) -> usize {
+    let positions = geo.positions();
+    let t = (COL_BLOCK_ELEMS / k.max(1)).max(MIN_POSITIONS);
+    if t >= positions {
+        positions
+    } else {
+        // Equal blocks: no short tail block.
+        positions.div_ceil(positions.div_ceil(t))
+    }
+}
+
+/// Every block of the convolution, image-major.
+pub(crate) fn blocks(geo: &ConvGeometry, k: usize) -> Vec<Block> {
+    let positions = geo.positions();
+    let t = block_positions(geo, k);
+    let mut out = Vec::with_capacity(geo.batch * geo.groups * positions.div_ceil(t));
+    for n in 0..geo.batch {
+        for g in 0..geo.groups {
+            let mut p0 = 0;
+            while p0 < positions {
+                let len = t.min(positions - p0);
+                out.push(Block { n, g, p0, t: len });
+                p0 += len;
+            }
+        }
+    }
+    out
+}
+
+/// One block per thread when there are enough blocks to keep every thread busy; otherwise the
+/// blocks run in turn and each GEMM uses every thread.
+pub(crate) fn threads_for(tasks: usize) -> Threads {
+    if tasks >= 2 * rayon::current_num_threads() {
+        Threads::One
+    } else {
+        Threads::All
+    }
+}

@@ -1,0 +1,102 @@
+//! The kernels as a Burn backend extension: one trait whose default bodies are Burn's own ops
+//! (what every backend but flex runs), overridden for flex in [`crate::flex`] and given an
+//! autodiff implementation in [`crate::autodiff`] whose backward pass also runs these kernels.
+
+use burn::backend::Backend;
+use burn::backend::backend_extension;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
+
+/// Convolution, max-pooling and BatchNorm entry points that grafter's models call instead of
+/// Burn's.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuKernels: Backend {
+    /// 2-D convolution without bias, as Burn's `conv2d`. (With and without bias are two
+    /// methods: the extension macro's autodiff routing does not take `Option` tensors.)
+    fn grafter_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// 2-D convolution with bias, as Burn's `conv2d`.
+    fn grafter_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// Gradient of [`CpuKernels::grafter_conv2d`] with respect to its input.
+    fn grafter_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// Gradient of [`CpuKernels::grafter_conv2d`] with respect to its weight.
+    fn grafter_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// 2-D max-pooling with symmetric padding, as Burn's `max_pool2d`.
+    fn grafter_max_pool2d(
+        x: FloatTensor<Self>,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> FloatTensor<Self> {
+        Self::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    }
+
+    /// BatchNorm with given statistics, as Burn's `batch_norm`.
+    fn grafter_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    /// BatchNorm with the batch's own statistics: `(output, mean, biased variance)`, as
+    /// Burn's `batch_norm_train`.
+    fn grafter_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let out = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (out.output, out.mean, out.variance)
+    }
+
+    /// Gradients `(x, gamma, beta)` of [`CpuKernels::grafter_batch_norm_train`].
+    fn grafter_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let g = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        (g.x_grad, g.gamma_grad, g.beta_grad)
+    }
+}

@@ -1,0 +1,239 @@
+//! The flex implementation of [`CpuKernels`]: f32 tensors take grafter's kernels, everything
+//! else (f16, bf16, f64, depthwise convolutions, shapes the kernels do not cover) flex's own.
+
+use burn::backend::Flex;
+use burn::backend::ops::ModuleOps;
+use burn::tensor::DType;
+use burn::tensor::ops::ConvOptions;
+use burn_flex::{FlexTensor, Layout};
+use burn_std::{Bytes, Shape};
+
+use crate::batch_norm::{
+    BnShape, batch_norm_inference, batch_norm_train, batch_norm_train_backward,
+};
+use crate::conv::{ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
+use crate::extension::CpuKernels;
+use crate::pool::{PoolGeometry, max_pool2d_forward};
+
+impl CpuKernels for Flex {
+    fn grafter_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        conv_forward(x, weight, None, options)
+    }
+
+    fn grafter_conv2d_bias(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        conv_forward(x, weight, Some(bias), options)
+    }
+
+    fn grafter_conv2d_x_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(geo) =
+            conv_geometry(&x, &weight, &options).filter(|geo| is_output_grad(&output_grad, geo))
+        else {
+            return Flex::conv2d_x_backward(x, weight, output_grad, options);
+        };
+        let (weight, dy) = (weight.to_contiguous(), output_grad.to_contiguous());
+        let dx = conv2d_input_grad(&geo, f32s(&weight), f32s(&dy));
+        from_f32s(dx, [geo.batch, geo.c_in, geo.h, geo.w])
+    }
+
+    fn grafter_conv2d_weight_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let Some(geo) =
+            conv_geometry(&x, &weight, &options).filter(|geo| is_output_grad(&output_grad, geo))
+        else {
+            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
+        };
+        let (x, dy) = (x.to_contiguous(), output_grad.to_contiguous());
+        let dw = conv2d_weight_grad(&geo, f32s(&x), f32s(&dy));
+        from_f32s(dw, [geo.c_out, geo.c_in_g(), geo.kh, geo.kw])
+    }
+
+    fn grafter_max_pool2d(
+        x: FlexTensor,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> FlexTensor {
+        let geo = match (x.dtype(), dims4(&x)) {
+            (DType::F32, Some(dims)) => {
+                PoolGeometry::new(dims, kernel_size, stride, padding, dilation, ceil_mode)
+            }
+            _ => None,
+        };
+        let Some(geo) = geo else {
+            return Flex::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode);
+        };
+        let x = x.to_contiguous();
+        let out = max_pool2d_forward(&geo, f32s(&x));
+        from_f32s(out, [geo.batch, geo.channels, geo.out_h, geo.out_w])
+    }
+
+    fn grafter_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let Some(shape) = bn_shape(&x, &[&gamma, &beta, &mean, &variance]) else {
+            return Flex::batch_norm(x, gamma, beta, mean, variance, epsilon);
+        };
+        let [x, gamma, beta, mean, variance] =
+            [x, gamma, beta, mean, variance].map(|t| t.to_contiguous());
+        let y = batch_norm_inference(
+            f32s(&x),
+            &shape,
+            f32s(&gamma),
+            f32s(&beta),
+            f32s(&mean),
+            f32s(&variance),
+            epsilon,
+        );
+        same_shape(y, &x)
+    }
+
+    fn grafter_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(shape) = bn_shape(&x, &[&gamma, &beta]) else {
+            let out = Flex::batch_norm_train(x, gamma, beta, epsilon);
+            return (out.output, out.mean, out.variance);
+        };
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
+        let (y, mean, var) = batch_norm_train(f32s(&x), &shape, f32s(&gamma), f32s(&beta), epsilon);
+        (same_shape(y, &x), vector(mean), vector(var))
+    }
+
+    fn grafter_batch_norm_train_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let shape = bn_shape(&x, &[&gamma, &mean, &variance]).filter(|_| {
+            output_grad.dtype() == DType::F32 && output_grad.layout().shape() == x.layout().shape()
+        });
+        let Some(shape) = shape else {
+            let g = Flex::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+            return (g.x_grad, g.gamma_grad, g.beta_grad);
+        };
+        let [x, gamma, mean, variance, dy] =
+            [x, gamma, mean, variance, output_grad].map(|t| t.to_contiguous());
+        let (dx, dgamma, dbeta) = batch_norm_train_backward(
+            f32s(&x),
+            f32s(&dy),
+            &shape,
+            f32s(&gamma),
+            f32s(&mean),
+            f32s(&variance),
+            epsilon,
+        );
+        (same_shape(dx, &x), vector(dgamma), vector(dbeta))
+    }
+}
+
+/// grafter's convolution for f32 tensors it covers, flex's own otherwise.
+fn conv_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+) -> FlexTensor {
+    let geo = match conv_geometry(&x, &weight, &options) {
+        Some(geo) if bias.as_ref().is_none_or(|b| is_f32_vector(b, geo.c_out)) => geo,
+        _ => return Flex::conv2d(x, weight, bias, options),
+    };
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let bias = bias.map(|b| b.to_contiguous());
+    let out = conv2d_forward(&geo, f32s(&x), f32s(&weight), bias.as_ref().map(f32s));
+    from_f32s(out, [geo.batch, geo.c_out, geo.out_h, geo.out_w])
+}
+
+/// The `[n, c, s]` shape of an f32 BatchNorm input whose per-channel tensors (`params`) are
+/// f32 vectors of length `c`; `None` for anything else.
+fn bn_shape(x: &FlexTensor, params: &[&FlexTensor]) -> Option<BnShape> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let shape = BnShape::new(x.layout().shape().as_slice())?;
+    params
+        .iter()
+        .all(|p| is_f32_vector(p, shape.c))
+        .then_some(shape)
+}
+
+fn vector(data: Vec<f32>) -> FlexTensor {
+    let len = data.len();
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from([len])),
+        DType::F32,
+    )
+}
+
+fn same_shape(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(like.layout().shape().clone()),
+        DType::F32,
+    )
+}
+
+/// The geometry of an f32 convolution these kernels compute, `None` for anything else.
+fn conv_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<ConvGeometry> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    ConvGeometry::new(dims4(x)?, dims4(weight)?, options).filter(|geo| !geo.is_depthwise())
+}
+
+fn is_output_grad(dy: &FlexTensor, geo: &ConvGeometry) -> bool {
+    dy.dtype() == DType::F32 && dims4(dy) == Some([geo.batch, geo.c_out, geo.out_h, geo.out_w])
+}
+
+fn is_f32_vector(t: &FlexTensor, len: usize) -> bool {
+    t.dtype() == DType::F32 && t.layout().shape().as_slice() == [len]
+}
+
+fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
+    t.layout().shape().as_slice().try_into().ok()
+}
+
+/// The elements of a contiguous f32 tensor.
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("to_contiguous returns a contiguous tensor of the checked dtype")
+}
+
+fn from_f32s(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape)),
+        DType::F32,
+    )
+}

@@ -1,0 +1,93 @@
+//! grafter's CPU kernels: 2-D convolution (forward, input and weight gradients), index-free
+//! max-pooling and BatchNorm (inference, training forward and backward) for Burn's flex
+//! backend, reached through Burn 0.22's backend-extension mechanism.
+//!
+//! Why: on flex, a convolution re-lays its weights, converts its input to NHWC, builds a
+//! zero-filled im2col buffer per tile, lets gemm re-pack the weights per tile and scatters the
+//! result back to NCHW; the weight gradient calls gemm once per input channel. These kernels
+//! compute the same products straight on NCHW data (im2col rows are shifted copies of the
+//! input planes, the weight is used as stored, the output and gradients are written in place,
+//! the bias is the GEMM's starting value) with one level of parallelism; max-pooling for
+//! tensors that will not be differentiated skips flex's i64 argmax; BatchNorm runs in one or two
+//! passes per channel instead of Burn's composition of broadcast element-wise ops.
+//!
+//! Layers call [`conv2d`] / [`max_pool2d`] (or [`conv2d_layer`] / [`max_pool2d_layer`] /
+//! [`batch_norm_layer`] for Burn's `nn` modules) instead of Burn's functions. On flex with f32 tensors — with or without
+//! autodiff — that runs these kernels; on every other device, dtype or shape it is exactly
+//! Burn's op. `GRAFTER_KERNELS=reference` (or [`set_kernels`]) routes everything to Burn's ops,
+//! to bisect a numerical difference or measure the gain.
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor, Distribution};
+//! use burn::tensor::ops::ConvOptions;
+//!
+//! let device = Device::flex();
+//! let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+//! let w = Tensor::<4>::random([8, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+//! let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+//! let fast = grafter_kernels::conv2d(x.clone(), w.clone(), None, options.clone());
+//! let reference = burn::tensor::module::conv2d(x, w, None, options);
+//! assert!(fast.sub(reference).abs().max().into_scalar::<f32>() < 1e-4);
+//! ```
+
+mod autodiff;
+mod batch_norm;
+mod choice;
+mod conv;
+mod extension;
+mod flex;
+mod gemm;
+mod layers;
+mod pool;
+
+pub use choice::{Kernels, kernels, set_kernels};
+pub use extension::CpuKernels;
+pub use layers::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::Tensor;
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+
+/// 2-D convolution with Burn's `conv2d` semantics (NCHW input, `[c_out, c_in / groups, kh,
+/// kw]` weight), on grafter's kernels where they apply (see the crate docs).
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if !runs_here(&x) {
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
+    let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
+    Tensor::from_dispatch(match bias {
+        Some(bias) => {
+            <Dispatch as CpuKernels>::grafter_conv2d_bias(x, weight, bias.into_dispatch(), options)
+        }
+        None => <Dispatch as CpuKernels>::grafter_conv2d(x, weight, options),
+    })
+}
+
+/// 2-D max-pooling with Burn's `max_pool2d` semantics, on grafter's kernel where it applies
+/// (symmetric padding; see the crate docs).
+pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
+    let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
+    if !symmetric || !runs_here(&x) {
+        return burn::tensor::module::max_pool2d(x, options);
+    }
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::grafter_max_pool2d(
+        x.into_dispatch(),
+        options.kernel_size,
+        options.stride,
+        [options.padding[0].0, options.padding[1].0],
+        options.dilation,
+        options.ceil_mode,
+    ))
+}
+
+/// Whether `x` lives where the kernels run: flex, with or without autodiff, and the kernels
+/// chosen.
+pub(crate) fn runs_here(x: &Tensor<4>) -> bool {
+    kernels() == Kernels::Grafter
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}

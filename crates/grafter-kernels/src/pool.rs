@@ -1,0 +1,123 @@
+//! Max-pooling forward without indices, for everything that will not be differentiated
+//! (inference, frozen stages): flex's own `max_pool2d` computes and stores an i64 argmax per
+//! output element and then drops it.
+
+use rayon::prelude::*;
+
+/// The sizes of one max-pooling (symmetric padding, Burn's `max_pool2d` semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl PoolGeometry {
+    /// `None` for sizes Burn's op must judge itself (zero kernel or stride, a window larger
+    /// than the padded input).
+    pub fn new(
+        x: [usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> Option<Self> {
+        let [batch, channels, h, w] = x;
+        if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) || x.contains(&0) {
+            return None;
+        }
+        let out = |size: usize, i: usize| -> Option<usize> {
+            let span = dilation[i].checked_mul(kernel[i] - 1)? + 1;
+            let room = (size + 2 * pad[i]).checked_sub(span)?;
+            let mut out = if ceil_mode {
+                room.div_ceil(stride[i]) + 1
+            } else {
+                room / stride[i] + 1
+            };
+            // PyTorch's rule: the last window must start inside the input or its left padding.
+            if ceil_mode && (out - 1) * stride[i] >= size + pad[i] {
+                out -= 1;
+            }
+            Some(out)
+        };
+        // Padding beyond half the window would leave windows reading only padding.
+        if pad[0] > kernel[0] / 2 || pad[1] > kernel[1] / 2 {
+            return None;
+        }
+        Some(Self {
+            batch,
+            channels,
+            h,
+            w,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            out_h: out(h, 0)?,
+            out_w: out(w, 1)?,
+        })
+    }
+}
+
+/// Max over each window; NaN wins (as PyTorch and Burn), padding never does.
+pub(crate) fn max_pool2d_forward(geo: &PoolGeometry, x: &[f32]) -> Vec<f32> {
+    let (plane_in, plane_out) = (geo.h * geo.w, geo.out_h * geo.out_w);
+    let mut out = vec![0.0f32; geo.batch * geo.channels * plane_out];
+    out.par_chunks_mut(plane_out)
+        .zip(x.par_chunks(plane_in))
+        .for_each(|(dst, src)| pool_plane(geo, src, dst));
+    out
+}
+
+/// The valid kernel taps `[lo, hi)` of output index `o` along one axis.
+fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, size: usize) -> (usize, usize) {
+    let start = (o * s) as isize - p as isize;
+    let lo = if start < 0 {
+        ((-start) as usize).div_ceil(d)
+    } else {
+        0
+    };
+    let hi = (0..k)
+        .rev()
+        .find(|&t| (start + (t * d) as isize) < size as isize)
+        .map_or(0, |t| t + 1);
+    (lo.min(hi), hi)
+}
+
+fn pool_plane(geo: &PoolGeometry, src: &[f32], dst: &mut [f32]) {
+    let [kh, kw] = geo.kernel;
+    let [sh, sw] = geo.stride;
+    let [ph, pw] = geo.pad;
+    let [dh, dw] = geo.dilation;
+    let cols: Vec<(usize, usize)> = (0..geo.out_w)
+        .map(|ox| taps(ox, kw, sw, pw, dw, geo.w))
+        .collect();
+    for oy in 0..geo.out_h {
+        let (ty0, ty1) = taps(oy, kh, sh, ph, dh, geo.h);
+        let row_out = &mut dst[oy * geo.out_w..(oy + 1) * geo.out_w];
+        for (ox, out) in row_out.iter_mut().enumerate() {
+            let (tx0, tx1) = cols[ox];
+            let x0 = ox * sw;
+            let mut m = f32::NEG_INFINITY;
+            for ty in ty0..ty1 {
+                let iy = oy * sh + ty * dh - ph;
+                let line = &src[iy * geo.w..(iy + 1) * geo.w];
+                for tx in tx0..tx1 {
+                    let v = line[x0 + tx * dw - pw];
+                    if v > m || v.is_nan() {
+                        m = v;
+                    }
+                }
+            }
+            *out = m;
+        }
+    }
+}

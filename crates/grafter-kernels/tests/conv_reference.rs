@@ -1,0 +1,186 @@
+//! grafter's convolution against Burn's reference op on the same tensors: forward output and
+//! the gradients of input, weight and bias, over strides, paddings (symmetric and not), odd
+//! sizes, groups (depthwise included), dilation, 1×1 and 7×7 kernels, batch 1 and 33.
+
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Largest |a − b| over the largest |b|: the relative error the kernels are held to.
+fn rel_err(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-12);
+    a.sub(b).abs().max().into_scalar::<f32>() / scale
+}
+
+fn rel_err1(a: Tensor<1>, b: Tensor<1>) -> f32 {
+    rel_err(a.reshape([1, 1, 1, -1]), b.reshape([1, 1, 1, -1]))
+}
+
+struct Case {
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+    dilation: [usize; 2],
+    groups: usize,
+    bias: bool,
+}
+
+impl Case {
+    fn new(x: [usize; 4], w: [usize; 4], stride: usize, pad: usize) -> Self {
+        Self {
+            x,
+            w,
+            stride: [stride; 2],
+            padding: [(pad, pad); 2],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    fn options(&self) -> ConvOptions<2> {
+        ConvOptions::new_with_padding(self.stride, self.padding, self.dilation, self.groups)
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case::new([2, 3, 9, 11], [5, 3, 3, 3], 1, 1),
+        Case::new([33, 4, 7, 7], [6, 4, 3, 3], 2, 1),
+        Case {
+            groups: 2,
+            dilation: [2, 2],
+            ..Case::new([1, 8, 10, 9], [8, 4, 3, 3], 1, 2)
+        },
+        Case {
+            groups: 16,
+            ..Case::new([2, 16, 8, 8], [16, 1, 3, 3], 1, 1)
+        },
+        Case {
+            bias: false,
+            ..Case::new([3, 8, 6, 6], [12, 8, 1, 1], 1, 0)
+        },
+        Case::new([3, 8, 7, 7], [12, 8, 1, 1], 2, 0),
+        Case::new([1, 3, 32, 32], [8, 3, 7, 7], 2, 3),
+        Case {
+            padding: [(1, 2), (0, 1)],
+            bias: false,
+            ..Case::new([2, 5, 8, 9], [4, 5, 2, 3], 1, 0)
+        },
+        Case {
+            stride: [2, 1],
+            dilation: [1, 3],
+            ..Case::new([2, 6, 11, 13], [7, 6, 3, 2], 1, 1)
+        },
+        // More output positions than one im2col block holds: several blocks per image.
+        Case::new([2, 64, 40, 40], [32, 64, 3, 3], 1, 1),
+        // One image, a 1×1 map: the single-block path with every thread inside the GEMM.
+        Case::new([1, 32, 3, 3], [16, 32, 3, 3], 1, 1),
+    ]
+}
+
+fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+#[test]
+fn forward_matches_burn() {
+    let device = Device::flex();
+    for (i, case) in cases().into_iter().enumerate() {
+        let x = random(case.x, 10 + i as u64, &device);
+        let w = random(case.w, 20 + i as u64, &device);
+        let b = case
+            .bias
+            .then(|| random([case.w[0]], 30 + i as u64, &device));
+        let ours = grafter_kernels::conv2d(x.clone(), w.clone(), b.clone(), case.options());
+        let reference = burn::tensor::module::conv2d(x, w, b, case.options());
+        assert_eq!(ours.dims(), reference.dims(), "case {i}");
+        let err = rel_err(ours, reference);
+        assert!(err <= 1e-5, "case {i}: forward relative error {err:e}");
+    }
+}
+
+#[test]
+fn gradients_match_burn() {
+    let device = Device::flex().autodiff();
+    for (i, case) in cases().into_iter().enumerate() {
+        let x = random(case.x, 10 + i as u64, &device);
+        let w = random(case.w, 20 + i as u64, &device);
+        let b = case
+            .bias
+            .then(|| random([case.w[0]], 30 + i as u64, &device));
+        let run = |fast: bool| {
+            let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
+            let b = b.clone().map(Tensor::require_grad);
+            let out = if fast {
+                grafter_kernels::conv2d(x.clone(), w.clone(), b.clone(), case.options())
+            } else {
+                burn::tensor::module::conv2d(x.clone(), w.clone(), b.clone(), case.options())
+            };
+            // A loss whose output gradient is not constant, so every position matters.
+            let r = random(out.dims(), 40 + i as u64, &device);
+            let grads = out.mul(r).sum().backward();
+            (
+                x.grad(&grads).expect("x gradient"),
+                w.grad(&grads).expect("weight gradient"),
+                b.map(|b| b.grad(&grads).expect("bias gradient")),
+            )
+        };
+        let (dx, dw, db) = run(true);
+        let (rx, rw, rb) = run(false);
+        let ex = rel_err(dx, rx);
+        let ew = rel_err(dw, rw);
+        assert!(ex <= 1e-5, "case {i}: input gradient relative error {ex:e}");
+        assert!(
+            ew <= 1e-5,
+            "case {i}: weight gradient relative error {ew:e}"
+        );
+        if let (Some(db), Some(rb)) = (db, rb) {
+            let eb = rel_err1(db, rb);
+            assert!(eb <= 1e-5, "case {i}: bias gradient relative error {eb:e}");
+        }
+    }
+}
+
+#[test]
+fn frozen_weights_get_no_gradient_and_the_input_still_does() {
+    let device = Device::flex().autodiff();
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let x = random([2, 4, 6, 6], 1, &device);
+    let w = random([3, 4, 3, 3], 2, &device); // not tracked: a frozen layer
+    let input_grad = |fast: bool| {
+        let x = x.clone().require_grad();
+        let out = if fast {
+            grafter_kernels::conv2d(x.clone(), w.clone(), None, options.clone())
+        } else {
+            burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone())
+        };
+        let grads = out.sum().backward();
+        assert!(w.grad(&grads).is_none(), "a frozen weight got a gradient");
+        x.grad(&grads).expect("input gradient")
+    };
+    let err = rel_err(input_grad(true), input_grad(false));
+    assert!(err <= 1e-5, "input gradient relative error {err:e}");
+}
+
+#[test]
+fn weight_gradient_is_the_same_bit_for_bit_every_time() {
+    let device = Device::flex().autodiff();
+    let case = Case::new([32, 16, 12, 12], [16, 16, 3, 3], 1, 1);
+    let x = random(case.x, 5, &device);
+    let w = random(case.w, 6, &device);
+    let grad = || {
+        let w = w.clone().require_grad();
+        let out = grafter_kernels::conv2d(x.clone(), w.clone(), None, case.options());
+        let r = random(out.dims(), 7, &device);
+        w.grad(&out.mul(r).sum().backward()).unwrap().into_data()
+    };
+    let first = grad();
+    for _ in 0..3 {
+        assert_eq!(grad(), first);
+    }
+}

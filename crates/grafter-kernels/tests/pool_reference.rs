@@ -1,0 +1,95 @@
+//! grafter's index-free max-pooling against Burn's op: plain, padded, dilated, ceil mode, NaN
+//! and −∞ inputs; under autodiff the gradient still flows (through Burn's tracked path).
+
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+fn random(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn cases() -> Vec<([usize; 4], MaxPoolOptions<2>)> {
+    vec![
+        (
+            [2, 3, 9, 9],
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]),
+        ),
+        (
+            [1, 4, 8, 8],
+            MaxPoolOptions::new([2, 2]).with_stride([2, 2]),
+        ),
+        (
+            [2, 2, 10, 7],
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_ceil_mode(true),
+        ),
+        (
+            [1, 3, 12, 12],
+            MaxPoolOptions::new([3, 2])
+                .with_stride([1, 2])
+                .with_padding([1, 1])
+                .with_dilation([2, 1]),
+        ),
+        (
+            [33, 8, 14, 14],
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]),
+        ),
+    ]
+}
+
+#[test]
+fn forward_matches_burn_exactly() {
+    let device = Device::flex();
+    for (i, (shape, options)) in cases().into_iter().enumerate() {
+        let x = random(shape, i as u64, &device);
+        let ours = grafter_kernels::max_pool2d(x.clone(), options.clone());
+        let reference = burn::tensor::module::max_pool2d(x, options);
+        assert_eq!(ours.into_data(), reference.into_data(), "case {i}");
+    }
+}
+
+#[test]
+fn nan_wins_and_negative_infinity_survives() {
+    let device = Device::flex();
+    let mut values = vec![f32::NEG_INFINITY; 16];
+    values[5] = f32::NAN;
+    let x = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 4, 4]), &device);
+    let options = MaxPoolOptions::new([2, 2]).with_stride([2, 2]);
+    let out: Vec<f32> = grafter_kernels::max_pool2d(x, options)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(out[0].is_nan(), "the window holding NaN must give NaN");
+    assert_eq!(&out[1..], &[f32::NEG_INFINITY; 3]);
+}
+
+#[test]
+fn untracked_autodiff_input_matches_and_tracked_input_gets_burns_gradient() {
+    let device = Device::flex().autodiff();
+    let (shape, options) = cases().remove(0);
+    let x = random(shape, 3, &device);
+    let ours = grafter_kernels::max_pool2d(x.clone(), options.clone());
+    let reference = burn::tensor::module::max_pool2d(x.clone(), options.clone());
+    assert_eq!(ours.into_data(), reference.into_data());
+
+    let grad = |fast: bool| {
+        let x = x.clone().require_grad();
+        let out = if fast {
+            grafter_kernels::max_pool2d(x.clone(), options.clone())
+        } else {
+            burn::tensor::module::max_pool2d(x.clone(), options.clone())
+        };
+        let r = random(out.dims(), 4, &device);
+        x.grad(&out.mul(r).sum().backward()).unwrap().into_data()
+    };
+    assert_eq!(grad(true), grad(false));
+}
