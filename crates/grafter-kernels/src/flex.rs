@@ -11,7 +11,9 @@ use burn_std::{Bytes, Shape};
 use crate::batch_norm::{
     BnShape, batch_norm_inference, batch_norm_train, batch_norm_train_backward,
 };
-use crate::conv::{ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
+use crate::conv::{
+    ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, input_grad_as_forward,
+};
 use crate::extension::CpuKernels;
 use crate::pool::{PoolGeometry, max_pool2d_forward};
 
@@ -41,7 +43,10 @@ impl CpuKernels for Flex {
             return Flex::conv2d_x_backward(x, weight, output_grad, options);
         };
         let (weight, dy) = (weight.to_contiguous(), output_grad.to_contiguous());
-        let dx = conv2d_input_grad(&geo, f32s(&weight), f32s(&dy));
+        let dx = match input_grad_as_forward(&geo, &options, f32s(&weight)) {
+            Some((flipped, w)) => conv2d_forward(&flipped, f32s(&dy), &w, None),
+            None => conv2d_input_grad(&geo, f32s(&weight), f32s(&dy)),
+        };
         from_f32s(dx, [geo.batch, geo.c_in, geo.h, geo.w])
     }
 

@@ -1,6 +1,7 @@
 //! grafter's convolution against Burn's reference op on the same tensors: forward output and
 //! the gradients of input, weight and bias, over strides, paddings (symmetric and not), odd
-//! sizes, groups (depthwise included), dilation, 1×1 and 7×7 kernels, batch 1 and 33.
+//! sizes, groups (depthwise included), dilation, 1×1 and 7×7 kernels, batch 1 and 33, and the
+//! Winograd path of 3×3 stride-1 convolutions.
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -76,6 +77,17 @@ fn cases() -> Vec<Case> {
         Case::new([2, 64, 40, 40], [32, 64, 3, 3], 1, 1),
         // One image, a 1×1 map: the single-block path with every thread inside the GEMM.
         Case::new([1, 32, 3, 3], [16, 32, 3, 3], 1, 1),
+        // Winograd F(2×2, 3×3): odd output sizes (clipped edge tiles), no padding, asymmetric
+        // padding, and blocks of tiles spanning several of 33 images.
+        Case::new([3, 16, 7, 9], [16, 16, 3, 3], 1, 1),
+        Case::new([2, 24, 9, 8], [20, 24, 3, 3], 1, 0),
+        Case {
+            padding: [(2, 0), (0, 2)],
+            ..Case::new([2, 16, 6, 7], [16, 16, 3, 3], 1, 0)
+        },
+        Case::new([33, 16, 5, 5], [32, 16, 3, 3], 1, 1),
+        // Padding of k or more: the input gradient cannot be a flipped convolution.
+        Case::new([2, 4, 5, 5], [3, 4, 1, 1], 1, 1),
     ]
 }
 

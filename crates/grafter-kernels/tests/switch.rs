@@ -42,5 +42,8 @@ fn reference_choice_gives_burns_result_bit_for_bit() {
     assert_ne!(ours.clone().into_data(), reference.clone().into_data());
     let scale = reference.clone().abs().max().into_scalar::<f32>();
     let diff = ours.sub(reference).abs().max().into_scalar::<f32>();
-    assert!(diff <= 1e-5 * scale, "weight gradient difference {diff} (scale {scale})");
+    assert!(
+        diff <= 1e-5 * scale,
+        "weight gradient difference {diff} (scale {scale})"
+    );
 }

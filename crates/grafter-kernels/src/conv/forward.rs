@@ -6,7 +6,8 @@
 //! destination: no layout conversion of input, weight or output, and no separate bias pass.
 //! Blocks run one per rayon thread with a single-threaded GEMM (one level of parallelism); a
 //! convolution with fewer blocks than threads (batch 1, small maps) instead runs its blocks in
-//! turn with every thread inside the GEMM.
+//! turn with every thread inside the GEMM. 3×3 stride-1 convolutions take Winograd
+//! F(2×2, 3×3) instead ([`super::winograd`]).
 
 use rayon::prelude::*;
 
@@ -22,6 +23,9 @@ pub(crate) fn conv2d_forward(
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
+    if super::winograd::applies(geo) {
+        return super::winograd::conv2d_winograd(geo, x, weight, bias);
+    }
     let positions = geo.positions();
     let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
     if let Some(bias) = bias {
