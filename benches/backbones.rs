@@ -38,10 +38,10 @@ use grafter::finetune::Precision;
 use grafter::finetune::mixed_precision::{
     DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
 };
+use grafter::kernels::{conv2d_layer, max_pool2d_layer};
 use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
 use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
-use grafter::kernels::{conv2d_layer, max_pool2d_layer};
 use grafter::{Backbone, Classifier, Head, LinearHead, LinearHeadConfig, Task};
 
 const SIDE: usize = 224;
@@ -309,7 +309,10 @@ impl OpTimer {
         self.kinds.get_mut(&kind).unwrap().1 += flops;
         if self.print {
             let t = Instant::now();
-            drop(conv2d_layer(conv, Tensor::zeros([n, cin, h, w], &y.device())));
+            drop(conv2d_layer(
+                conv,
+                Tensor::zeros([n, cin, h, w], &y.device()),
+            ));
             let secs = t.elapsed().as_secs_f64();
             println!(
                 "RUST_OP conv name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
@@ -420,7 +423,12 @@ fn profile_resnet18(batch: usize) {
 /// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.
 fn profile_step(batch: usize) {
     let device = Device::flex();
-    let mut step = StepBench::new(ResNetConfig::resnet18().init(&device), false, batch, &device);
+    let mut step = StepBench::new(
+        ResNetConfig::resnet18().init(&device),
+        false,
+        batch,
+        &device,
+    );
     step.step();
     let runs: Vec<StepTimes> = (0..2).map(|_| step.step()).collect();
     let phases = [
@@ -479,8 +487,26 @@ fn main() {
         .unwrap();
         forward(&mut c, "vgg16", &vgg, batches, &device);
     }
-    finetune_step(&mut c, "resnet18", || ResNetConfig::resnet18().init(&device), 32, &device);
-    finetune_step(&mut c, "resnet50", || ResNetConfig::resnet50().init(&device), 32, &device);
-    finetune_step(&mut c, "vgg16", || VggConfig::vgg16().init(&device), 32, &device);
+    finetune_step(
+        &mut c,
+        "resnet18",
+        || ResNetConfig::resnet18().init(&device),
+        32,
+        &device,
+    );
+    finetune_step(
+        &mut c,
+        "resnet50",
+        || ResNetConfig::resnet50().init(&device),
+        32,
+        &device,
+    );
+    finetune_step(
+        &mut c,
+        "vgg16",
+        || VggConfig::vgg16().init(&device),
+        32,
+        &device,
+    );
     c.final_summary();
 }

@@ -229,7 +229,10 @@ pub struct ResNet {
 
 impl Backbone for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let stem = relu(batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, images)));
+        let stem = relu(batch_norm_layer(
+            &self.bn1,
+            conv2d_layer(&self.conv1, images),
+        ));
         let mut x = max_pool2d_layer(&self.maxpool, stem);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
