@@ -21,8 +21,10 @@ use crate::{Backbone, Classifier, Head, Result};
 /// A run is reproducible bit for bit from its seed, and a resumed run equals an uninterrupted
 /// one. When the policy keeps the backbone frozen throughout and the data are fixed (no
 /// augmentation), the head trains from backbone features computed once (see
-/// [`feature_cache`](Self::feature_cache)). Burn's CPU backend keeps one random generator per process, so this holds for one
-/// training at a time per process: concurrent runs in one process draw from the same stream.
+/// [`feature_cache`](Self::feature_cache)). [Observers](Self::observer) watch without
+/// changing a bit. Burn's CPU backend keeps one random generator per process, so this holds
+/// for one training at a time per process: concurrent runs in one process draw from the same
+/// stream.
 ///
 /// ```no_run
 /// # use burn::tensor::Device;

@@ -94,16 +94,17 @@ impl FineTune {
         let left = !run.state.stopped_early
             && run.state.epochs_done < cfg.epochs
             && self.pause_after != Some(0);
-        let use_cache = match left {
-            true => feature_cache::decide(
+        let use_cache = if left {
+            feature_cache::decide(
                 self.feature_cache,
                 &model.backbone,
                 &stages,
                 &plans,
                 train,
                 valid,
-            ),
-            false => FeatureCacheUse::Off("no epoch left to run".into()),
+            )
+        } else {
+            FeatureCacheUse::Off("no epoch left to run".into())
         };
         let mut model = model;
         match use_cache {
