@@ -8,6 +8,7 @@ mod faults;
 mod feature_cache;
 mod freezing;
 mod mixed_precision;
+mod observer;
 #[path = "../support/params.rs"]
 mod params;
 mod resume;

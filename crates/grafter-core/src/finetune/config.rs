@@ -113,3 +113,18 @@ impl FineTuneConfig {
         Ok(())
     }
 }
+
+/// A saved `config.json`, with the defaults for settings added since it was written (a run
+/// started before mixed precision existed has no `precision`).
+pub(crate) fn config_from_json(text: &str) -> std::result::Result<FineTuneConfig, String> {
+    let saved: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(saved) = saved else {
+        return Err("not a JSON object".into());
+    };
+    let mut merged = serde_json::to_value(FineTuneConfig::new()).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(fields) = &mut merged else {
+        unreachable!("a config serialises to an object")
+    };
+    fields.extend(saved);
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}

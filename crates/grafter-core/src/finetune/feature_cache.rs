@@ -7,13 +7,17 @@
 //! feeds the head the features of exactly the samples the source would have yielded, in the
 //! same order and the same batches.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::time::Instant;
 
-use crate::data::{DataSource, EpochRequest, HostBatch, Labels};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use super::cached_source::Features;
+use super::reporter::Reporter;
+use crate::data::{DataSource, EpochRequest};
 use crate::policy::EpochPlan;
 use crate::progress::PassProgress;
-use crate::{Backbone, GrafterError, Preprocess, Result, Stage};
+use crate::{Backbone, Preprocess, Result, Stage};
 
 /// Whether [`FineTune::fit`](crate::FineTune::fit) trains the head from cached backbone
 /// features, as decided by [`FineTune::feature_cache_use`](crate::FineTune::feature_cache_use).
@@ -32,8 +36,99 @@ impl FeatureCacheUse {
     }
 }
 
+/// Whether the loop uses the cache: `on` (the user's switch) and nothing in the way.
+pub(crate) fn decide<B: Backbone>(
+    on: bool,
+    backbone: &B,
+    stages: &[Stage],
+    plans: &[EpochPlan],
+    train: &dyn DataSource,
+    valid: &dyn DataSource,
+) -> FeatureCacheUse {
+    if !on {
+        return FeatureCacheUse::Off("turned off with FineTune::feature_cache(false)".into());
+    }
+    match blocker(backbone, stages, plans, train, valid) {
+        Some(why) => FeatureCacheUse::Off(why),
+        None => FeatureCacheUse::On,
+    }
+}
+
+/// The features of the training and validation data, or why they cannot stand in for the
+/// backbone.
+pub(crate) type CachedOrWhyNot = std::result::Result<(Features, Features), String>;
+
+/// One inference pass of `backbone` over both sources, the features taking at most
+/// `budget` bytes. The inner `Err` says why the features cannot be used (the loop then
+/// trains live).
+pub(crate) fn compute<B: Backbone>(
+    backbone: &B,
+    [train, valid]: [&dyn DataSource; 2],
+    batch_size: usize,
+    budget: u64,
+    device: &Device,
+    reporter: &Reporter,
+) -> Result<CachedOrWhyNot> {
+    reporter.say(&format!(
+        "feature cache: backbone frozen for every epoch; computing features of {} + {} images once",
+        train.len(),
+        valid.len()
+    ));
+    let started = Instant::now();
+    let backbone = backbone.valid().to_device(device);
+    let bar = PassProgress::new(
+        "features".into(),
+        train.len() + valid.len(),
+        reporter.progress(),
+    );
+    let result = (|| {
+        let mut left = budget;
+        let mut over = None;
+        let mut computed = Vec::with_capacity(2);
+        for (source, role) in [(train, "training"), (valid, "validation")] {
+            let features = Features::compute(
+                &backbone, source, batch_size, device, &bar, &mut left, &mut over,
+            )?;
+            match features {
+                Some(features) => computed.push(features),
+                // over budget: what the earlier sources took, plus what this one would
+                None => {
+                    return Ok(Err(match over {
+                        Some(needed) => too_big(needed + (budget - left), budget),
+                        None => format!(
+                            "the feature pass did not yield every {role} image (files failed to load)"
+                        ),
+                    }));
+                }
+            }
+        }
+        let cvalid = computed.pop().expect("two sources");
+        let ctrain = computed.pop().expect("two sources");
+        Ok(Ok((ctrain, cvalid)))
+    })();
+    bar.finish();
+    if let Ok(Ok((t, v))) = &result {
+        reporter.say(&format!(
+            "feature cache: {:.1} MB of features in {:.1}s; training the head from them",
+            t.megabytes() + v.megabytes(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    result
+}
+
+fn too_big(needed: u64, budget: u64) -> String {
+    format!(
+        "the features would take {:.1} GB, more than the {:.1} GB budget \
+         (FineTune::feature_cache_budget; grafter_data::FeatureCache can keep them \
+         in an f16 file instead)",
+        needed as f64 / 1e9,
+        budget as f64 / 1e9
+    )
+}
+
 /// Why the cache cannot stand in for the live backbone, or `None` when it can.
-pub(crate) fn blocker<B: Backbone>(
+fn blocker<B: Backbone>(
     backbone: &B,
     stages: &[Stage],
     plans: &[EpochPlan],
@@ -111,175 +206,6 @@ fn outside_stages<B: Backbone>(backbone: &B, stages: &[Stage]) -> Option<String>
     };
     backbone.visit(&mut find);
     find.found
-}
-
-/// Features of every sample of one source, in evaluation order, with their labels.
-pub(crate) struct Features {
-    values: Vec<f32>,
-    shape: [usize; 3],
-    classes: Vec<usize>,
-    multi_hot: Vec<f32>,
-    num_classes: usize,
-    multi: bool,
-    len: usize,
-}
-
-impl Features {
-    /// One evaluation pass of `source` through `backbone` (already in inference mode on
-    /// `device`). `Ok(None)` when the pass did not yield every sample (files failed to load),
-    /// since the samples can then no longer be told apart.
-    /// `budget` is the number of bytes the features may still take; it is checked after the
-    /// first batch (the feature size is known then) and the pass stops with `Ok(None)` and
-    /// `*over_budget` set when the whole source would exceed it.
-    pub(crate) fn compute<B: Backbone>(
-        backbone: &B,
-        source: &dyn DataSource,
-        batch_size: usize,
-        device: &Device,
-        bar: &PassProgress,
-        budget: &mut u64,
-        over_budget: &mut Option<u64>,
-    ) -> Result<Option<Self>> {
-        let request = EpochRequest {
-            epoch: 0,
-            seed: 0,
-            batch_size,
-            train: false,
-        };
-        let mut out = Self {
-            values: Vec::new(),
-            shape: [0; 3],
-            classes: Vec::new(),
-            multi_hot: Vec::new(),
-            num_classes: source.num_classes(),
-            multi: false,
-            len: 0,
-        };
-        for batch in source.batches(request) {
-            let batch = batch?;
-            batch.validate()?;
-            let images = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-            let features = backbone.forward_features(images);
-            let [n, c, h, w] = features.dims();
-            if out.len == 0 {
-                out.shape = [c, h, w];
-                let needed = (source.len() * c * h * w * 4) as u64;
-                if needed > *budget {
-                    *over_budget = Some(needed);
-                    return Ok(None);
-                }
-                *budget -= needed;
-            } else if out.shape != [c, h, w] {
-                return Err(GrafterError::Data(format!(
-                    "the backbone gave features {:?} then {:?}: the feature cache needs equally sized inputs",
-                    out.shape,
-                    [c, h, w]
-                )));
-            }
-            let values = features
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| GrafterError::Data(format!("cannot read features: {e:?}")))?;
-            out.values.extend_from_slice(&values);
-            match batch.labels {
-                Labels::Classes(c) => out.classes.extend(c),
-                Labels::MultiHot {
-                    values,
-                    num_classes,
-                } => {
-                    out.multi = true;
-                    out.num_classes = num_classes;
-                    out.multi_hot.extend(values);
-                }
-            }
-            out.len += n;
-            bar.advance(n, String::new());
-        }
-        if out.len != source.len() || (out.multi && !out.classes.is_empty()) {
-            return Ok(None);
-        }
-        Ok(Some(out))
-    }
-
-    /// Megabytes held.
-    pub(crate) fn megabytes(&self) -> f64 {
-        (self.values.len() * 4) as f64 / 1e6
-    }
-
-    fn labels(&self, idx: &[usize]) -> Labels {
-        if self.multi {
-            let k = self.num_classes;
-            Labels::MultiHot {
-                values: idx
-                    .iter()
-                    .flat_map(|&i| self.multi_hot[i * k..(i + 1) * k].iter().copied())
-                    .collect(),
-                num_classes: k,
-            }
-        } else {
-            Labels::Classes(idx.iter().map(|&i| self.classes[i]).collect())
-        }
-    }
-}
-
-/// Cached features served as a [`DataSource`]: training passes follow the original source's
-/// [`sample_order`](DataSource::sample_order), evaluation passes the dataset order, both cut
-/// into batches of the requested size exactly as the original source cuts them.
-pub(crate) struct CachedSource<'a> {
-    pub(crate) features: Features,
-    pub(crate) original: &'a dyn DataSource,
-}
-
-impl DataSource for CachedSource<'_> {
-    fn len(&self) -> usize {
-        self.features.len
-    }
-
-    fn num_classes(&self) -> usize {
-        self.original.num_classes()
-    }
-
-    fn batches<'b>(
-        &'b self,
-        request: EpochRequest,
-    ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'b> {
-        let order = if request.train {
-            match self.original.sample_order(request) {
-                Some(order) => order,
-                None => {
-                    return Box::new(std::iter::once(Err(GrafterError::Data(
-                        "the training data no longer tells its sample order".into(),
-                    ))));
-                }
-            }
-        } else {
-            (0..self.features.len).collect()
-        };
-        if let Some(&bad) = order.iter().find(|&&i| i >= self.features.len) {
-            return Box::new(std::iter::once(Err(GrafterError::Data(format!(
-                "the training data's sample order names sample {bad} of {}",
-                self.features.len
-            )))));
-        }
-        let [c, h, w] = self.features.shape;
-        let per = c * h * w;
-        let chunks: Vec<Vec<usize>> = order
-            .chunks(request.batch_size.max(1))
-            .map(<[usize]>::to_vec)
-            .collect();
-        Box::new(chunks.into_iter().map(move |idx| {
-            let mut images = Vec::with_capacity(idx.len() * per);
-            for &i in &idx {
-                images.extend_from_slice(&self.features.values[i * per..(i + 1) * per]);
-            }
-            Ok(HostBatch {
-                images,
-                shape: [idx.len(), c, h, w],
-                labels: self.features.labels(&idx),
-            })
-        }))
-    }
 }
 
 /// The identity "backbone" of a feature cache: its input *is* the cached feature map. No

@@ -17,26 +17,19 @@
 //! into f32: those of frozen stages from an f32 copy taken at the start of the epoch (bit for
 //! bit: a frozen stage stays untouched), the ones trainable BatchNorms updated by a cast of
 //! the half-precision estimate. Evaluation, checkpoints and export therefore stay f32.
+//!
+//! This module holds the public pieces (the [`Precision`] setting, the casts, the
+//! [`LossScale`]); the loop's use of them is its precision component (`finetune/precision.rs`).
 
-use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::GradientsParams;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{grad_norm, scale_grads};
+pub use super::loss_scale::{DEFAULT_LOSS_SCALE, LOSS_SCALE_GROWTH_INTERVAL, LossScale};
 use crate::{GrafterError, Result};
-
-/// The scale a run starts with (2^16, as PyTorch's `GradScaler`).
-pub const DEFAULT_LOSS_SCALE: f64 = 65536.0;
-/// Good steps in a row after which the loss scale doubles.
-pub const LOSS_SCALE_GROWTH_INTERVAL: usize = 2000;
-/// The scale never goes below this: gradients that overflow at scale 1 are a divergence.
-const MIN_LOSS_SCALE: f64 = 1.0;
 
 /// The precision of the training forward and backward passes.
 ///
@@ -127,64 +120,6 @@ impl FromStr for Precision {
     }
 }
 
-/// Dynamic loss scale, saved with each checkpoint so a resumed run continues with it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LossScale {
-    /// The factor the loss is multiplied by before backward.
-    pub scale: f64,
-    /// Good steps since the scale last changed.
-    pub good_steps: usize,
-    /// Steps skipped so far because their gradients overflowed.
-    pub skipped_steps: usize,
-}
-
-impl LossScale {
-    /// A scale starting at `scale` (1 and never changing for bf16 and f32).
-    pub fn new(precision: Precision, scale: f64) -> Self {
-        Self {
-            scale: if precision.needs_loss_scaling() {
-                scale
-            } else {
-                1.0
-            },
-            good_steps: 0,
-            skipped_steps: 0,
-        }
-    }
-
-    /// Removes the scale from `grads` and says whether the step may be taken: false (and the
-    /// scale halved) when some gradient is not finite. For the half-precision modes only.
-    pub(crate) fn unscale<M: Module>(
-        &mut self,
-        precision: Precision,
-        model: &M,
-        grads: &mut GradientsParams,
-    ) -> Result<bool> {
-        if self.scale != 1.0 {
-            scale_grads(model, grads, 1.0 / self.scale);
-        }
-        let finite = grad_norm(model, grads).is_finite();
-        if finite {
-            self.good_steps += 1;
-            if precision.needs_loss_scaling() && self.good_steps >= LOSS_SCALE_GROWTH_INTERVAL {
-                self.scale *= 2.0;
-                self.good_steps = 0;
-            }
-            return Ok(true);
-        }
-        self.skipped_steps += 1;
-        self.good_steps = 0;
-        if !precision.needs_loss_scaling() || self.scale <= MIN_LOSS_SCALE {
-            return Err(GrafterError::Config(format!(
-                "{precision} gradients are not finite even at loss scale {}: train in f32",
-                self.scale
-            )));
-        }
-        self.scale = (self.scale * 0.5).max(MIN_LOSS_SCALE);
-        Ok(false)
-    }
-}
-
 /// A copy of `model` computing in `precision` whose parameters are casts of `model`'s (on an
 /// autodiff device the casts are in the graph, so gradients reach the f32 parameters): the
 /// training loop's step.
@@ -219,54 +154,6 @@ pub fn autocast<M: Module>(model: &M, precision: Precision) -> M {
 pub fn cast_for_inference<M: Module>(model: &M, precision: Precision) -> M {
     // `valid()` re-creates the running statistics, so the in-place cast does not reach `model`
     autocast(&model.valid(), precision)
-}
-
-/// The f32 tensors of a model's frozen parts, taken before an epoch casts them in place.
-pub(crate) struct FrozenTensors(HashMap<ParamId, Box<dyn Any>>);
-
-impl FrozenTensors {
-    /// Keeps (handles to) every f32 tensor of `model` in one of the `frozen` groups.
-    pub(crate) fn of<M: Module>(model: &M, frozen: &[ParamGroup]) -> Self {
-        struct Keep<'a>(&'a [ParamGroup], HashMap<ParamId, Box<dyn Any>>);
-        impl ModuleVisitor for Keep<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let t = param.val();
-                if t.dtype() == DType::F32 && self.0.iter().any(|g| g.matches(&param.id, None)) {
-                    self.1.insert(param.id, Box::new(t));
-                }
-            }
-        }
-        let mut keep = Keep(frozen, HashMap::new());
-        model.visit(&mut keep);
-        Self(keep.1)
-    }
-
-    /// Puts every float tensor of `model` that is no longer f32 back into f32: the kept ones
-    /// exactly, the others (statistics a trainable BatchNorm updated) by a cast. `train()`
-    /// first folds the running statistics' pending updates in, which a mapper alone would
-    /// not see.
-    pub(crate) fn restore_f32<M: Module>(&self, model: M) -> M {
-        struct Restore<'a>(&'a HashMap<ParamId, Box<dyn Any>>);
-        impl ModuleMapper for Restore<'_> {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                if param.val().dtype() == DType::F32 {
-                    return param;
-                }
-                match self
-                    .0
-                    .get(&param.id)
-                    .and_then(|t| t.downcast_ref::<Tensor<D>>())
-                {
-                    Some(kept) => {
-                        let kept = kept.clone();
-                        param.map(|_| kept)
-                    }
-                    None => param.map(|t| t.cast(FloatDType::F32)),
-                }
-            }
-        }
-        model.train().map(&mut Restore(&self.0))
-    }
 }
 
 /// The input batch in `precision` (unchanged in f32).
@@ -320,74 +207,5 @@ mod tests {
         let x = cast_input(Tensor::<4>::ones([1, 1, 1, 3], &device), Precision::F16);
         let y = half.forward(x.reshape([1, 3]));
         assert_eq!(y.dtype(), DType::F16);
-    }
-
-    #[test]
-    fn running_statistics_come_back_exactly_when_frozen_and_cast_when_trained() {
-        use burn::nn::{BatchNorm, BatchNormConfig};
-        let device = Device::flex().autodiff();
-        let host = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        let stats = [0.1234567f32, 3.3333333];
-        let make = || {
-            let bn: BatchNorm = BatchNormConfig::new(2).init(&device);
-            bn.running_mean
-                .update(Tensor::<1>::from_floats(stats, &device));
-            bn.train()
-        };
-        for frozen in [true, false] {
-            let bn = make();
-            let groups = if frozen {
-                vec![ParamGroup::ids_from_module(bn.clone())]
-            } else {
-                vec![]
-            };
-            let kept = FrozenTensors::of(&bn, &groups);
-            let half = autocast(&bn, Precision::F16);
-            // the cast went through to the shared statistics
-            assert_eq!(bn.running_mean.value().dtype(), DType::F16);
-            drop(half);
-            let back = kept.restore_f32(bn);
-            let mean = back.running_mean.value();
-            assert_eq!(mean.dtype(), DType::F32);
-            let got = host(mean);
-            if frozen {
-                assert_eq!(got, stats, "a frozen statistic must come back bit for bit");
-            } else {
-                assert_ne!(got, stats, "an f16 round trip rounds");
-                assert!((got[0] - stats[0]).abs() < 1e-3 && (got[1] - stats[1]).abs() < 1e-2);
-            }
-        }
-    }
-
-    #[test]
-    fn loss_scale_backs_off_on_overflow_and_grows_after_good_steps() {
-        let device = Device::flex().autodiff();
-        let model: Linear = LinearConfig::new(2, 1).init(&device);
-        let grads_of = |value: f32| {
-            let x = Tensor::<2>::from_floats([[value, 1.0]], &device);
-            let loss = model.forward(x).sum();
-            GradientsParams::from_grads(loss.backward(), &model)
-        };
-        let mut ls = LossScale::new(Precision::F16, 1024.0);
-        let mut grads = grads_of(f32::INFINITY);
-        assert!(!ls.unscale(Precision::F16, &model, &mut grads).unwrap());
-        assert_eq!((ls.scale, ls.skipped_steps), (512.0, 1));
-
-        // a finite gradient is divided by the scale
-        let mut grads = grads_of(512.0);
-        assert!(ls.unscale(Precision::F16, &model, &mut grads).unwrap());
-        let g = grads.get::<2>(model.weight.id).unwrap().into_data();
-        assert_eq!(g.try_to_vec::<f32>().unwrap()[0], 1.0);
-
-        ls.good_steps = LOSS_SCALE_GROWTH_INTERVAL - 1;
-        let mut grads = grads_of(1.0);
-        assert!(ls.unscale(Precision::F16, &model, &mut grads).unwrap());
-        assert_eq!((ls.scale, ls.good_steps), (1024.0, 0));
-
-        // bf16 is never scaled; overflow there is an error, not a skipped step
-        let mut bf = LossScale::new(Precision::Bf16, 1024.0);
-        assert_eq!(bf.scale, 1.0);
-        let mut grads = grads_of(f32::NAN);
-        assert!(bf.unscale(Precision::Bf16, &model, &mut grads).is_err());
     }
 }

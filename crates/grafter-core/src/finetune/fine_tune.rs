@@ -1,0 +1,241 @@
+//! [`FineTune`]: a run's configuration, policy and options, set up builder-style. The loop
+//! itself is [`fit`](FineTune::fit) (`fit.rs`) over the epoch loop (`epochs.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::checkpointer::read_config;
+use super::config::FineTuneConfig;
+use super::feature_cache::{FeatureCacheUse, decide};
+use super::observer::{Observer, Observers};
+use super::plan::plans_of;
+use super::run_state::BestEpoch;
+use crate::checkpoint::{FileWriter, FsWriter};
+use crate::data::DataSource;
+use crate::history::EpochRecord;
+use crate::policy::FreezePolicy;
+use crate::{Backbone, Classifier, Head, Result};
+
+/// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
+///
+/// A run is reproducible bit for bit from its seed, and a resumed run equals an uninterrupted
+/// one. When the policy keeps the backbone frozen throughout and the data are fixed (no
+/// augmentation), the head trains from backbone features computed once (see
+/// [`feature_cache`](Self::feature_cache)). [Observers](Self::observer) watch without
+/// changing a bit. Burn's CPU backend keeps one random generator per process, so this holds
+/// for one training at a time per process: concurrent runs in one process draw from the same
+/// stream.
+///
+/// ```no_run
+/// # use burn::tensor::Device;
+/// # use grafter_core::{Backbone, Classifier, Head, FineTune, FineTuneConfig};
+/// # use grafter_core::data::InMemoryDataset;
+/// # use grafter_core::policy::TwoPhase;
+/// # fn demo<B: Backbone, H: Head>(model: Classifier<B, H>, train: InMemoryDataset, valid: InMemoryDataset) -> grafter_core::Result<()> {
+/// let outcome = FineTune::new(FineTuneConfig::fine_tune(1, 4, 1e-3), TwoPhase::new(1, 100.0))
+///     .out_dir("runs/pets")
+///     .fit(model, &train, &valid, &Device::flex())?;
+/// println!("best top-1 {:.1}%", 100.0 * outcome.history.last().unwrap().valid.top1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FineTune {
+    pub(super) config: FineTuneConfig,
+    pub(super) policy: Box<dyn FreezePolicy>,
+    pub(super) out_dir: Option<PathBuf>,
+    pub(super) writer: Arc<dyn FileWriter>,
+    pub(super) resume: bool,
+    pub(super) pause_after: Option<usize>,
+    pub(super) feature_cache: bool,
+    pub(super) feature_cache_budget: u64,
+    pub(super) observers: Observers,
+}
+
+/// Default memory budget of the automatic feature cache: 4 GB.
+pub const DEFAULT_FEATURE_CACHE_BUDGET: u64 = 4_000_000_000;
+
+/// What a finished (or early-stopped) run returns.
+#[derive(Debug)]
+pub struct FitOutcome<B, H> {
+    /// The trained model in inference mode on the caller's device: the best epoch's weights
+    /// when `restore_best` is set, else the last epoch's.
+    pub model: Classifier<B, H>,
+    /// Metrics of every epoch.
+    pub history: Vec<EpochRecord>,
+    /// The best epoch by the monitored metric.
+    pub best: Option<BestEpoch>,
+    /// True when early stopping ended the run.
+    pub stopped_early: bool,
+    /// The run directory, when checkpointing was on.
+    pub run_dir: Option<PathBuf>,
+}
+
+impl FineTune {
+    /// A run with `config` and `policy`, in memory only until [`out_dir`](Self::out_dir).
+    pub fn new(config: FineTuneConfig, policy: impl FreezePolicy + 'static) -> Self {
+        Self {
+            config,
+            policy: Box::new(policy),
+            out_dir: None,
+            writer: Arc::new(FsWriter),
+            resume: false,
+            pause_after: None,
+            feature_cache: true,
+            feature_cache_budget: DEFAULT_FEATURE_CACHE_BUDGET,
+            observers: Observers::default(),
+        }
+    }
+
+    /// Continues the run saved in `dir`, with the configuration saved there. The policy must
+    /// be the one the run started with (checked against the saved plans).
+    pub fn resume(dir: impl AsRef<Path>, policy: impl FreezePolicy + 'static) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut run = Self::new(read_config(dir)?, policy).out_dir(dir);
+        run.resume = true;
+        Ok(run)
+    }
+
+    /// Writes checkpoints, `config.json`, `metrics.jsonl`, `curves.svg` and `best.bpk` under
+    /// `dir`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Replaces the file writer (used to simulate failing disks).
+    pub fn writer(mut self, writer: Arc<dyn FileWriter>) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// Stops this call after `epochs` epochs (counted from where it starts), leaving a
+    /// resumable run: for time-boxed sessions on shared or preemptible machines.
+    pub fn pause_after(mut self, epochs: usize) -> Self {
+        self.pause_after = Some(epochs);
+        self
+    }
+
+    /// Lets [`fit`](Self::fit) train the head from cached backbone features when that gives
+    /// the same result as running the backbone every step (on by default).
+    ///
+    /// When the policy keeps every backbone stage frozen for the whole run and both data
+    /// sources are [cacheable](DataSource::cacheable) (no augmentation), the loop computes the
+    /// backbone's features once, in inference mode, keeps them in memory and trains the head
+    /// from them: one backbone pass instead of one per epoch. The head sees the features of
+    /// exactly the images, batches and order it would have seen, so the weights, metrics,
+    /// checkpoints and `metrics.jsonl` are those of the uncached run (up to floating-point
+    /// rounding), and the run directory resumes either way. The loop says (log and progress
+    /// output) when it uses the cache, and when it does not although on, why;
+    /// [`feature_cache_use`](Self::feature_cache_use) tells in advance.
+    ///
+    /// ```
+    /// use grafter_core::FineTune;
+    /// use grafter_core::finetune::FeatureCacheUse;
+    /// use grafter_core::policy::{Frozen, TwoPhase};
+    /// use grafter_core::prelude::*;
+    /// # use burn::tensor::Device;
+    /// # use grafter_core::Stage;
+    /// # #[derive(burn::module::Module, Debug)]
+    /// # struct Id { c: usize }
+    /// # impl Backbone for Id {
+    /// #     fn forward_features(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> { x }
+    /// #     fn feature_channels(&self) -> usize { self.c }
+    /// #     fn stages(&self) -> Vec<Stage> { vec![Stage::of("all", self)] }
+    /// #     fn preprocess(&self) -> Preprocess { Preprocess::imagenet() }
+    /// # }
+    /// let device = Device::flex();
+    /// let head = LinearHeadConfig::new(3, 2).try_init(&device)?;
+    /// let model = Classifier::new(Id { c: 3 }, head)?;
+    /// let data = InMemoryDataset::new(vec![0.5; 4 * 3 * 2 * 2], [3, 2, 2], vec![0, 1, 0, 1], 2)?;
+    /// let config = FineTuneConfig::new().with_epochs(2).with_progress(false);
+    ///
+    /// // frozen backbone, fixed images: the head trains from features computed once
+    /// let frozen = FineTune::new(config.clone(), Frozen);
+    /// assert!(frozen.feature_cache_use(&model, &data, &data)?.is_on());
+    /// // the second phase unfreezes the backbone: live training
+    /// let two_phase = FineTune::new(config.clone(), TwoPhase::new(1, 10.0));
+    /// assert!(!two_phase.feature_cache_use(&model, &data, &data)?.is_on());
+    /// // or turned off by hand
+    /// let live = FineTune::new(config, Frozen).feature_cache(false);
+    /// assert!(matches!(live.feature_cache_use(&model, &data, &data)?, FeatureCacheUse::Off(_)));
+    /// # Ok::<(), grafter_core::GrafterError>(())
+    /// ```
+    pub fn feature_cache(mut self, on: bool) -> Self {
+        self.feature_cache = on;
+        self
+    }
+
+    /// Bytes the automatic feature cache may hold in memory (default 4 GB, see
+    /// [`DEFAULT_FEATURE_CACHE_BUDGET`]). Checked after the first batch, when the feature size
+    /// is known; above it the loop says so and trains live. Un-pooled ResNet-50 features at
+    /// 224 take 400 kB per image, so the full Food-101 would need 30 GB.
+    pub fn feature_cache_budget(mut self, bytes: u64) -> Self {
+        self.feature_cache_budget = bytes;
+        self
+    }
+
+    /// Attaches `observer`, told about every step and epoch of [`fit`](Self::fit); several
+    /// are called in the order attached. Observers read, they cannot steer: a run with them
+    /// is bit for bit the run without (see [`Observer`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use grafter_core::finetune::{Observer, StepInfo};
+    /// use grafter_core::policy::Frozen;
+    /// use grafter_core::{FineTune, FineTuneConfig};
+    ///
+    /// #[derive(Default)]
+    /// struct Steps(usize);
+    /// impl Observer for Steps {
+    ///     fn on_step(&mut self, _: &StepInfo) {
+    ///         self.0 += 1;
+    ///     }
+    /// }
+    ///
+    /// let steps = Arc::new(Mutex::new(Steps::default()));
+    /// let run = FineTune::new(FineTuneConfig::new(), Frozen).observer(steps.clone());
+    /// // run.fit(..); then steps.lock().unwrap().0 is the number of steps taken
+    /// # let _ = run;
+    /// ```
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Shows or hides progress output (overrides the configuration).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.config.progress = on;
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FineTuneConfig {
+        &self.config
+    }
+
+    /// Whether [`fit`](Self::fit) would train `model`'s head from cached backbone features
+    /// with these data, and if not, why.
+    ///
+    /// The cache is used when it is on ([`feature_cache`](Self::feature_cache)), the policy
+    /// freezes every backbone stage in every epoch, the stages cover every parameter and
+    /// training flag of the backbone, and both sources are
+    /// [cacheable](DataSource::cacheable). `fit` falls back to live training, saying so, when
+    /// the feature pass does not yield every sample (files that fail to load).
+    pub fn feature_cache_use<B: Backbone, H: Head>(
+        &self,
+        model: &Classifier<B, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+    ) -> Result<FeatureCacheUse> {
+        let stages = model.stages();
+        let plans = plans_of(self.policy.as_ref(), self.config.epochs, stages.len())?;
+        Ok(decide(
+            self.feature_cache,
+            &model.backbone,
+            &stages,
+            &plans,
+            train,
+            valid,
+        ))
+    }
+}

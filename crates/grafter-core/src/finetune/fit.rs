@@ -1,0 +1,234 @@
+//! [`FineTune::fit`]: checks the inputs, starts or resumes the run directory, plans the
+//! epochs, chooses between live training and the feature cache, and hands the epochs to the
+//! epoch loop.
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::cached_source::CachedSource;
+use super::checkpointer::{Checkpointer, record_err};
+use super::epochs::{EpochLoop, Run};
+use super::feature_cache::{self, CachedFeatures, FeatureCacheUse};
+use super::fine_tune::{FineTune, FitOutcome};
+use super::plan::plans_of;
+use super::precision::PrecisionStep;
+use super::reporter::Reporter;
+use super::run_state::{RunState, STATE_VERSION};
+use crate::data::DataSource;
+use crate::{Backbone, Classifier, GrafterError, Head, Result};
+
+impl FineTune {
+    /// Trains `model` on `train`, validating on `valid` after every epoch. With
+    /// [`resume`](Self::resume), `model` is only a template: its weights are replaced by the
+    /// latest checkpoint's.
+    pub fn fit<B: Backbone, H: Head>(
+        &self,
+        model: Classifier<B, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+        device: &Device,
+    ) -> Result<FitOutcome<B, H>> {
+        let cfg = &self.config;
+        self.check_inputs(&model, train, valid)?;
+        let reporter = Reporter::new(cfg.progress, cfg.epochs);
+        let checkpointer = self
+            .out_dir
+            .as_ref()
+            .map(|d| Checkpointer::new(d, self.writer.clone(), cfg.keep_checkpoints));
+        let mut optim = cfg.optimizer.build();
+        let (model, mut state) = match (&checkpointer, self.resume) {
+            (Some(ck), true) => {
+                let (model, state, record) = ck.resume(model)?;
+                optim = optim.load_record(record);
+                (model, state)
+            }
+            (Some(ck), false) => {
+                ck.start(cfg)?;
+                (model, self.fresh_state())
+            }
+            (None, _) => (model, self.fresh_state()),
+        };
+
+        let stages = model.stages();
+        let plans = plans_of(self.policy.as_ref(), cfg.epochs, stages.len())?;
+        if self.resume && state.plans != plans[..state.plans.len().min(plans.len())] {
+            return Err(GrafterError::Config(format!(
+                "the policy '{}' does not give the plans the run was started with ('{}')",
+                self.policy.name(),
+                state.policy
+            )));
+        }
+        state.plans = plans.clone();
+        let best_record = match (&checkpointer, &state.best) {
+            (Some(ck), Some(_)) => Some(ck.load_best()?),
+            _ => None,
+        };
+        let last_checkpoint = match &checkpointer {
+            Some(ck) => ck.latest()?,
+            None => None,
+        };
+        if cfg.precision.is_mixed() {
+            cfg.precision.check_device(device)?;
+        }
+        if let Some(line) =
+            PrecisionStep::new(cfg.precision, state.loss_scale, cfg.loss_scale).describe()
+        {
+            reporter.say(&line);
+        }
+        let mut run = Run {
+            state,
+            optim,
+            best_record,
+            last_checkpoint,
+        };
+        let epochs = EpochLoop {
+            cfg,
+            plans: &plans,
+            checkpointer: checkpointer.as_ref(),
+            reporter,
+            observers: &self.observers,
+            pause_after: self.pause_after,
+        };
+
+        // an epoch will run: only then is a feature pass worth its cost
+        let left = !run.state.stopped_early
+            && run.state.epochs_done < cfg.epochs
+            && self.pause_after != Some(0);
+        let use_cache = if left {
+            feature_cache::decide(
+                self.feature_cache,
+                &model.backbone,
+                &stages,
+                &plans,
+                train,
+                valid,
+            )
+        } else {
+            FeatureCacheUse::Off("no epoch left to run".into())
+        };
+        let mut model = model;
+        match use_cache {
+            FeatureCacheUse::On => {
+                let Classifier { backbone, head } = model;
+                match feature_cache::compute(
+                    &backbone,
+                    [train, valid],
+                    cfg.batch_size,
+                    self.feature_cache_budget,
+                    device,
+                    &reporter,
+                )? {
+                    Ok((ctrain, cvalid)) => {
+                        let ctrain = CachedSource {
+                            features: ctrain,
+                            original: train,
+                        };
+                        let cvalid = CachedSource {
+                            features: cvalid,
+                            original: valid,
+                        };
+                        let head_only = Classifier {
+                            backbone: CachedFeatures::of(&backbone),
+                            head,
+                        };
+                        let graft = |m: &Classifier<CachedFeatures, H>| Classifier {
+                            backbone: backbone.clone(),
+                            head: m.head.clone(),
+                        };
+                        let trained =
+                            epochs.run(head_only, &ctrain, &cvalid, device, &mut run, graft)?;
+                        return self.outcome(graft(&trained), run, device);
+                    }
+                    Err(why) => {
+                        reporter.say(&format!("feature cache off: {why}"));
+                        model = Classifier { backbone, head };
+                    }
+                }
+            }
+            FeatureCacheUse::Off(why) if self.feature_cache && left => {
+                reporter.say(&format!("feature cache off: {why}"));
+            }
+            FeatureCacheUse::Off(_) => {}
+        }
+        let trained = epochs.run(
+            model,
+            train,
+            valid,
+            device,
+            &mut run,
+            |m: &Classifier<B, H>| m.clone(),
+        )?;
+        self.outcome(trained, run, device)
+    }
+
+    /// Errors on empty data, differing class counts, or a head of the wrong width.
+    fn check_inputs<B: Backbone, H: Head>(
+        &self,
+        model: &Classifier<B, H>,
+        train: &dyn DataSource,
+        valid: &dyn DataSource,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        cfg.validate()?;
+        if train.is_empty() {
+            return Err(GrafterError::EmptyDataset { role: "training" });
+        }
+        if valid.is_empty() {
+            return Err(GrafterError::EmptyDataset { role: "validation" });
+        }
+        if valid.num_classes() != train.num_classes() {
+            return Err(GrafterError::Config(format!(
+                "training data has {} classes but validation data has {}",
+                train.num_classes(),
+                valid.num_classes()
+            )));
+        }
+        if model.num_outputs() != cfg.task.num_outputs(train.num_classes()) {
+            return Err(GrafterError::OutputMismatch {
+                head: model.num_outputs(),
+                dataset: train.num_classes(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The trained classifier in inference mode on `device` (the best epoch's weights when
+    /// `restore_best`), with the run's history.
+    fn outcome<B: Backbone, H: Head>(
+        &self,
+        model: Classifier<B, H>,
+        run: Run,
+        device: &Device,
+    ) -> Result<FitOutcome<B, H>> {
+        let mut model = model.valid().to_device(device);
+        if self.config.restore_best
+            && let Some(record) = run.best_record
+        {
+            model = model.try_load_record(record).map_err(record_err)?;
+        }
+        Ok(FitOutcome {
+            model,
+            history: run.state.history,
+            best: run.state.best,
+            stopped_early: run.state.stopped_early,
+            run_dir: self.out_dir.clone(),
+        })
+    }
+
+    /// The state of a run that has not trained yet.
+    fn fresh_state(&self) -> RunState {
+        RunState {
+            version: STATE_VERSION,
+            epochs_done: 0,
+            step: 0,
+            seed: self.config.seed,
+            history: Vec::new(),
+            best: None,
+            bad_epochs: 0,
+            stopped_early: false,
+            policy: self.policy.name(),
+            plans: Vec::new(),
+            loss_scale: None,
+        }
+    }
+}

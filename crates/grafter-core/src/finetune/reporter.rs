@@ -1,0 +1,170 @@
+//! The loop's reporter: what a person watching the run sees (progress bars, one summary
+//! line per epoch, notes on precision and the feature cache) and the run directory's
+//! readable logs (`metrics.jsonl`, `curves.svg`), rewritten atomically after every epoch.
+
+use std::path::Path;
+
+use crate::Monitor;
+use crate::Result;
+use crate::checkpoint::{FileWriter, write_atomic};
+use crate::history::{EpochRecord, to_jsonl};
+use crate::plot::curves_svg;
+use crate::progress::PassProgress;
+
+/// The JSON-lines log of a run, one [`EpochRecord`] per line.
+pub(crate) const METRICS: &str = "metrics.jsonl";
+/// Loss and accuracy curves of a run.
+pub(crate) const CURVES: &str = "curves.svg";
+
+/// Progress output (on stderr when `progress` is on; notes also go to the log) and logs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reporter {
+    progress: bool,
+    epochs: usize,
+}
+
+impl Reporter {
+    /// Reports on a run of `epochs` epochs; shows bars and lines only when `progress`.
+    pub(crate) fn new(progress: bool, epochs: usize) -> Self {
+        Self { progress, epochs }
+    }
+
+    /// Whether progress output is shown.
+    pub(crate) fn progress(&self) -> bool {
+        self.progress
+    }
+
+    /// Logs `line`, and prints it when progress output is on.
+    pub(crate) fn say(&self, line: &str) {
+        log::info!("{line}");
+        if self.progress {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A bar over the `images` of training epoch `epoch` (zero-based).
+    pub(crate) fn epoch_bar(&self, epoch: usize, images: usize) -> PassProgress {
+        PassProgress::new(
+            format!("epoch {}/{}", epoch + 1, self.epochs),
+            images,
+            self.progress,
+        )
+    }
+
+    /// The epoch's summary line, after `secs` seconds of training and evaluation.
+    pub(crate) fn epoch_done(&self, record: &EpochRecord, secs: f64, images: usize) {
+        if self.progress {
+            eprintln!("{}", summary_line(record, self.epochs, secs, images));
+        }
+    }
+
+    /// Says why the run ends early.
+    pub(crate) fn stopped_early(&self, monitor: Monitor, bad_epochs: usize) {
+        if self.progress {
+            eprintln!("early stopping: no improvement of {monitor:?} for {bad_epochs} epochs");
+        }
+    }
+
+    /// Rewrites `metrics.jsonl` and `curves.svg` in `root` from the whole history.
+    pub(crate) fn write_logs(
+        &self,
+        writer: &dyn FileWriter,
+        root: &Path,
+        history: &[EpochRecord],
+    ) -> Result<()> {
+        write_atomic(writer, &root.join(METRICS), to_jsonl(history).as_bytes())?;
+        write_atomic(writer, &root.join(CURVES), curves_svg(history)?.as_bytes())
+    }
+}
+
+/// One line per epoch: losses, accuracies, rate, trainable stages, time and throughput.
+fn summary_line(r: &EpochRecord, epochs: usize, secs: f64, images: usize) -> String {
+    let top5 = r
+        .valid
+        .top5
+        .map(|t| format!(" top5 {:5.1}%", 100.0 * t))
+        .unwrap_or_default();
+    format!(
+        "epoch {:>3}/{epochs}  train loss {:.4} acc {:5.1}%  valid loss {:.4} acc {:5.1}%{top5}  lr {:.2e}  stages {}/{} trainable  {:.1}s ({:.0} img/s)",
+        r.epoch + 1,
+        r.train.loss,
+        100.0 * r.train.top1,
+        r.valid.loss,
+        100.0 * r.valid.top1,
+        r.lr,
+        r.plan.trainable_stages().len(),
+        r.plan.stages.len(),
+        secs,
+        images as f64 / secs.max(1e-9),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Metrics;
+    use crate::checkpoint::FsWriter;
+    use crate::policy::{EpochPlan, StageSetting};
+
+    fn record(epoch: usize, top1: f64) -> EpochRecord {
+        let metrics = Metrics {
+            loss: 1.0 - top1,
+            top1,
+            top5: Some(0.9),
+            per_class: vec![Some(top1)],
+            samples: 10,
+            confusion: vec![vec![3]],
+        };
+        let mut plan = EpochPlan::uniform(4, StageSetting::frozen());
+        plan.stages[3] = StageSetting::train(0.1);
+        EpochRecord {
+            epoch,
+            step: 5 * (epoch + 1),
+            lr: 2e-3,
+            plan,
+            train: metrics.clone(),
+            valid: metrics,
+        }
+    }
+
+    #[test]
+    fn the_summary_line_says_what_a_person_looks_for() {
+        let line = summary_line(&record(1, 0.75), 5, 2.0, 100);
+        for part in [
+            "epoch   2/5",
+            "acc  75.0%",
+            "top5  90.0%",
+            "lr 2.00e-3",
+            "stages 1/4 trainable",
+            "(50 img/s)",
+        ] {
+            assert!(line.contains(part), "'{part}' missing from: {line}");
+        }
+    }
+
+    #[test]
+    fn logs_hold_one_line_per_epoch_and_a_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = [record(0, 0.5), record(1, 0.6)];
+        let reporter = Reporter::new(false, 2);
+        reporter
+            .write_logs(&FsWriter, dir.path(), &history[..1])
+            .unwrap();
+        reporter
+            .write_logs(&FsWriter, dir.path(), &history)
+            .unwrap();
+        let log = std::fs::read_to_string(dir.path().join(METRICS)).unwrap();
+        let lines: Vec<EpochRecord> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "rewritten, not appended");
+        assert_eq!(lines[1].valid.top1, 0.6);
+        assert!(
+            lines[1].valid.confusion.is_empty(),
+            "no confusion matrices in the log"
+        );
+        let svg = std::fs::read_to_string(dir.path().join(CURVES)).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(40)]);
+    }
+}
