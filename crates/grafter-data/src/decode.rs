@@ -76,7 +76,7 @@ impl DecodeLimits {
 /// Reads and decodes `path` to upright RGB8. The reason in words on failure.
 ///
 /// Only a regular file of at most [`DecodeLimits::max_file_bytes`] is read (see
-/// [`open_regular`]).
+/// `open_regular`).
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
     let file = open_regular(path)?;
     let len = file
