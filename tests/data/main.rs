@@ -5,6 +5,7 @@ mod bad_files;
 mod common;
 mod eval_reference;
 mod feature_cache;
+mod hostile;
 mod layouts;
 mod loader;
 mod predict;

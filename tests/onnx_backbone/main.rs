@@ -11,6 +11,7 @@ mod params;
 mod errors;
 mod export;
 mod export_zoo;
+mod hostile;
 mod ops;
 mod parity;
 mod train;

@@ -179,3 +179,65 @@ fn onnx_loaded_parameters_receive_gradients() {
     // (running statistics are buffers, not parameters)
     assert_eq!(grads.len(), 20 + 40 + 2);
 }
+
+/// Shortens the initializer named `name` of `model` to `len` float values.
+fn shorten_initializer(model: &mut ModelProto, name: &str, len: usize) {
+    let graph = model.graph.as_mut().unwrap();
+    let t = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no initializer {name}"));
+    t.dims = vec![len as i64];
+    if t.raw_data.is_empty() {
+        t.float_data.truncate(len);
+    } else {
+        t.raw_data.truncate(len * 4);
+    }
+}
+
+#[test]
+fn batchnorm_and_bias_lengths_that_do_not_match_the_channels_fail_at_load() {
+    let Some(dir) = dir("resnet18") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    // (export, op whose input to shorten, input index, what the error must say)
+    for (variant, op, input, says) in [
+        (
+            "unfolded",
+            "BatchNormalization",
+            3,
+            "BatchNorm running mean",
+        ),
+        ("folded", "Conv", 2, "bias"),
+    ] {
+        let bytes = std::fs::read(dir.join(format!("resnet18_{variant}.onnx"))).unwrap();
+        let mut model = ModelProto::parse_from_bytes(&bytes).unwrap();
+        let name = model
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .find(|n| n.op_type == op)
+            .unwrap()
+            .input[input]
+            .clone();
+        shorten_initializer(&mut model, &name, 63);
+        let path = tmp.path().join(format!("short_{variant}.onnx"));
+        std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+        let err = match load_resnet_onnx(&path, &ResNetConfig::resnet18(), &device) {
+            Ok(_) => panic!("{variant}: a 63-value {op} input for 64 channels loaded"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, ZooError::Weights { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("short_{variant}.onnx"))
+                && msg.contains(says)
+                && msg.contains("63"),
+            "{msg}"
+        );
+        println!("REFUSED {msg}");
+    }
+}

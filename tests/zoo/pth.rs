@@ -267,3 +267,98 @@ fn pth_with_a_foreign_global_beside_the_weights_is_refused() {
     );
     assert!(!marker.exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile tensor views and globals: refused from the pickle alone, before any tensor is
+// materialised (a ~1 kB file must never ask for gigabytes).
+// ---------------------------------------------------------------------------------------------
+
+/// Pickle `BININT` of `v`.
+fn binint(v: i32) -> Vec<u8> {
+    let mut b = vec![b'J'];
+    b.extend_from_slice(&v.to_le_bytes());
+    b
+}
+
+/// `_rebuild_tensor_v2(<FloatStorage '0' of `numel`>, offset, size, stride, False, OrderedDict())`.
+fn float_view(numel: i32, offset: i32, size: &[i32], stride: &[i32]) -> Vec<u8> {
+    let mut v = global("torch._utils", "_rebuild_tensor_v2");
+    v.extend_from_slice(b"((");
+    v.extend_from_slice(&unicode("storage"));
+    v.extend_from_slice(&global("torch", "FloatStorage"));
+    v.extend_from_slice(&unicode("0"));
+    v.extend_from_slice(&unicode("cpu"));
+    v.extend_from_slice(&binint(numel));
+    v.extend_from_slice(b"tQ"); // TUPLE, BINPERSID
+    v.extend_from_slice(&binint(offset));
+    for dims in [size, stride] {
+        v.push(b'(');
+        for &d in dims {
+            v.extend_from_slice(&binint(d));
+        }
+        v.push(b't');
+    }
+    v.push(0x89); // False
+    v.extend_from_slice(&global("collections", "OrderedDict"));
+    v.extend_from_slice(b")RtR");
+    v
+}
+
+#[test]
+fn stride_zero_and_overlapping_views_are_refused_before_materialising() {
+    let tmp = tempfile::tempdir().unwrap();
+    // (name, view): each over the one-float storage of `write_pth`.
+    let cases: [(&str, Vec<u8>); 4] = [
+        // 4096×4096 floats (64 MiB) from one stored float
+        ("stride0", float_view(1, 0, &[4096, 4096], &[0, 0])),
+        // two elements overlapping on one
+        ("overlap", float_view(1, 0, &[2], &[0])),
+        // reaching past the storage
+        ("past_end", float_view(1, 1, &[1], &[1])),
+        // a storage declaring more elements than its record holds
+        ("big_storage", float_view(1 << 30, 0, &[1 << 30], &[1])),
+    ];
+    for (name, view) in cases {
+        let path = tmp.path().join(format!("{name}.pth"));
+        write_pth(&path, &state_dict_with("fc.bias", &view));
+        let start = std::time::Instant::now();
+        let err = load_err(&path);
+        let msg = err.to_string();
+        assert!(matches!(err, ZooError::Weights { .. }), "{name}: {msg}");
+        assert!(msg.contains(&format!("{name}.pth")), "{name}: {msg}");
+        assert!(msg.contains("storage 0"), "{name}: {msg}");
+        assert!(start.elapsed().as_secs() < 5, "{name}: slow refusal");
+        println!("REFUSED {name:<12} {msg}");
+    }
+}
+
+#[test]
+fn every_global_is_checked_against_an_exact_allow_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A torch.* name that is not a tensor-rebuilding callable, beside a valid tensor.
+    let mut p = b"\x80\x02".to_vec();
+    p.extend_from_slice(&global("collections", "OrderedDict"));
+    p.extend_from_slice(b")R");
+    p.extend_from_slice(&unicode("fc.bias"));
+    p.extend_from_slice(&one_float_tensor());
+    p.extend_from_slice(b"s");
+    p.extend_from_slice(&unicode("extra"));
+    p.extend_from_slice(&call1("torch", "load", &unicode("x.pt")));
+    p.extend_from_slice(b"s.");
+    // A global pushed and popped again: never part of the final object.
+    let mut popped = b"\x80\x02".to_vec();
+    popped.extend_from_slice(&global("os", "system"));
+    popped.push(b'0'); // POP
+    popped.extend_from_slice(&state_dict_with("fc.bias", &one_float_tensor())[2..]);
+    for (name, pickle, says) in [
+        ("torch_load", p, "torch.load"),
+        ("popped_global", popped, "os.system"),
+    ] {
+        let path = tmp.path().join(format!("{name}.pth"));
+        write_pth(&path, &pickle);
+        let msg = load_err(&path).to_string();
+        assert!(msg.contains(&format!("{name}.pth")), "{name}: {msg}");
+        assert!(msg.contains(says), "{name}: {msg}");
+        println!("REFUSED {name:<14} {msg}");
+    }
+}

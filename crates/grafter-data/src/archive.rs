@@ -5,6 +5,12 @@
 //! files. [`extract_tar`] refuses the whole archive at the first such entry, names it, and
 //! extracts into a temporary sibling folder that is renamed into place only when every entry
 //! was written — an interrupted extraction never leaves a half-filled data set behind.
+//!
+//! Sizes are untrusted too: a few kilobytes of gzip can claim an 8 GiB GNU long name, or
+//! expand to terabytes of zeros. Every size is checked against [`ExtractLimits`] from the
+//! header, before its bytes are read or written: the number of entries, each entry's size,
+//! the total, the expansion ratio over the archive's length, and the size of long-name and
+//! PAX metadata (read by this module, never whole by the `tar` crate).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -23,6 +29,40 @@ pub struct Extracted {
     pub bytes: u64,
 }
 
+/// Bounds on what an archive may make [`extract_tar_with_limits`] read and write, each
+/// checked from a header before the bytes it announces are touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Most entries (files, folders and metadata headers).
+    pub max_entries: u64,
+    /// Largest single file.
+    pub max_entry_bytes: u64,
+    /// Most bytes written in all.
+    pub max_total_bytes: u64,
+    /// Most bytes written per byte of archive, beyond [`ratio_free_bytes`](Self::ratio_free_bytes)
+    /// (a gzip "bomb" expands a thousandfold; tarred images barely compress).
+    pub max_ratio: u64,
+    /// Bytes always allowed whatever the ratio (so a small archive of text is not refused).
+    pub ratio_free_bytes: u64,
+    /// Largest GNU long-name / long-link or PAX extended header body.
+    pub max_meta_bytes: u64,
+}
+
+impl Default for ExtractLimits {
+    /// Room for Food-101 (≈101 000 files, 5 GB) many times over: a million entries, 4 GiB per
+    /// file, 64 GiB in all, a ratio of 100 beyond 64 MiB, 1 MiB of metadata per header.
+    fn default() -> Self {
+        Self {
+            max_entries: 1_000_000,
+            max_entry_bytes: 4 << 30,
+            max_total_bytes: 64 << 30,
+            max_ratio: 100,
+            ratio_free_bytes: 64 << 20,
+            max_meta_bytes: 1 << 20,
+        }
+    }
+}
+
 /// Extracts the tar archive `archive` (gzip-compressed when its name ends in `.gz` or `.tgz`)
 /// into the folder `dest`, which must not exist yet.
 ///
@@ -36,6 +76,16 @@ pub struct Extracted {
 /// # Ok::<(), grafter_data::DataError>(())
 /// ```
 pub fn extract_tar(archive: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<Extracted> {
+    extract_tar_with_limits(archive, dest, &ExtractLimits::default())
+}
+
+/// [`extract_tar`] within `limits`: an archive exceeding one is an error naming the archive,
+/// the entry and the limit, and nothing is left in `dest`.
+pub fn extract_tar_with_limits(
+    archive: impl AsRef<Path>,
+    dest: impl AsRef<Path>,
+    limits: &ExtractLimits,
+) -> Result<Extracted> {
     let archive = archive.as_ref();
     let dest = dest.as_ref();
     if dest.exists() {
@@ -54,7 +104,7 @@ pub fn extract_tar(archive: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "extract".into());
     let staging = tempfile_dir(&parent, &name)?;
-    match extract_into(archive, staging.path()) {
+    match extract_into(archive, staging.path(), limits) {
         Ok((files, bytes)) => {
             let staged = staging.keep();
             std::fs::rename(&staged, dest).map_err(|e| DataError::io(dest, e))?;
@@ -130,23 +180,111 @@ fn safe_relative(path: &Path) -> std::result::Result<PathBuf, &'static str> {
     Ok(out)
 }
 
-fn extract_into(archive: &Path, target: &Path) -> Result<(usize, u64)> {
+/// Reads a metadata entry's body (long name, PAX header), at most `max` bytes.
+fn read_meta(entry: &mut tar::Entry<'_, Box<dyn Read>>, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    entry.take(max).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+/// The `path` record of a PAX extended header (`"<len> path=<value>\n"` records), refusing
+/// a `size` record: sizes come from the entry header, which the limits were checked against.
+fn pax_path(body: &[u8]) -> std::result::Result<Option<Vec<u8>>, &'static str> {
+    let mut path = None;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("has a malformed PAX record")?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .filter(|&l| l > space + 1 && l <= rest.len())
+            .ok_or("has a malformed PAX record length")?;
+        let record = &rest[space + 1..len - 1];
+        if let Some(v) = record.strip_prefix(b"path=") {
+            path = Some(v.to_vec());
+        } else if record.starts_with(b"size=") {
+            return Err("has a PAX size record (files above 8 GiB are not extracted)");
+        }
+        rest = &rest[len..];
+    }
+    Ok(path)
+}
+
+fn extract_into(archive: &Path, target: &Path, limits: &ExtractLimits) -> Result<(usize, u64)> {
     let bad = |entry: &str, why: &str| DataError::format(archive, format!("entry '{entry}' {why}"));
+    let archive_len = std::fs::metadata(archive)
+        .map_err(|e| DataError::io(archive, e))?
+        .len();
+    let budget = limits.max_total_bytes.min(
+        archive_len
+            .saturating_mul(limits.max_ratio)
+            .saturating_add(limits.ratio_free_bytes),
+    );
     let mut tar = tar::Archive::new(open(archive)?);
+    // Raw entries: the `tar` crate would read a long name or PAX body whole, whatever its
+    // announced size; here each is bounded first.
     let entries = tar
         .entries()
-        .map_err(|e| DataError::format(archive, format!("not a tar archive: {e}")))?;
-    let (mut files, mut bytes) = (0usize, 0u64);
+        .map_err(|e| DataError::format(archive, format!("not a tar archive: {e}")))?
+        .raw(true);
+    let (mut files, mut bytes, mut count) = (0usize, 0u64, 0u64);
+    let mut long_name: Option<Vec<u8>> = None;
     for entry in entries {
         let mut entry =
             entry.map_err(|e| DataError::format(archive, format!("corrupt archive: {e}")))?;
-        let raw = entry
-            .path()
-            .map_err(|e| DataError::format(archive, format!("unreadable entry name: {e}")))?
-            .into_owned();
+        count += 1;
+        if count > limits.max_entries {
+            return Err(DataError::format(
+                archive,
+                format!("more than {} entries (limit)", limits.max_entries),
+            ));
+        }
+        let kind = entry.header().entry_type();
+        let size = entry.header().entry_size().unwrap_or(u64::MAX);
+        if matches!(
+            kind,
+            tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+                | tar::EntryType::XHeader
+                | tar::EntryType::XGlobalHeader
+        ) {
+            if size > limits.max_meta_bytes {
+                return Err(DataError::format(
+                    archive,
+                    format!(
+                        "a {kind:?} header of {size} bytes is above the limit of {} bytes",
+                        limits.max_meta_bytes
+                    ),
+                ));
+            }
+            let body = read_meta(&mut entry, limits.max_meta_bytes)
+                .map_err(|e| DataError::format(archive, format!("corrupt archive: {e}")))?;
+            match kind {
+                tar::EntryType::GNULongName => {
+                    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                    long_name = Some(body[..end].to_vec());
+                }
+                tar::EntryType::XHeader => {
+                    if let Some(p) = pax_path(&body).map_err(|why| bad("(PAX header)", why))? {
+                        long_name = Some(p);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let raw = match long_name.take() {
+            Some(name) => PathBuf::from(String::from_utf8_lossy(&name).into_owned()),
+            None => entry
+                .path()
+                .map_err(|e| DataError::format(archive, format!("unreadable entry name: {e}")))?
+                .into_owned(),
+        };
         let shown = raw.display().to_string();
         let rel = safe_relative(&raw).map_err(|why| bad(&shown, why))?;
-        let kind = entry.header().entry_type();
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -154,18 +292,35 @@ fn extract_into(archive: &Path, target: &Path) -> Result<(usize, u64)> {
         if kind.is_dir() {
             std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
         } else if kind.is_file() {
+            if size > limits.max_entry_bytes {
+                return Err(bad(
+                    &shown,
+                    &format!(
+                        "is {size} bytes, above the limit of {} per file",
+                        limits.max_entry_bytes
+                    ),
+                ));
+            }
+            if bytes.saturating_add(size) > budget {
+                return Err(bad(
+                    &shown,
+                    &format!(
+                        "would bring the total to more than {budget} bytes (limits: {} in all, {}× the archive's {archive_len} bytes beyond {})",
+                        limits.max_total_bytes, limits.max_ratio, limits.ratio_free_bytes
+                    ),
+                ));
+            }
             if let Some(dir) = out.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
             }
             let mut file = File::create(&out).map_err(|e| DataError::io(&out, e))?;
-            bytes += std::io::copy(&mut entry, &mut file)
+            let written = std::io::copy(&mut (&mut entry).take(size), &mut file)
                 .map_err(|e| DataError::format(archive, format!("entry '{shown}': {e}")))?;
+            if written != size {
+                return Err(bad(&shown, "is truncated"));
+            }
+            bytes += written;
             files += 1;
-        } else if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
-        ) {
-            continue;
         } else {
             return Err(bad(
                 &shown,
@@ -278,5 +433,148 @@ mod tests {
         std::fs::create_dir(tmp.path().join("exists")).unwrap();
         let err = extract_tar(&junk, tmp.path().join("exists")).unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    /// A gzip stream holding one raw tar header (`kind`, announcing `size` bytes) followed by
+    /// `body` zeros and no end: a few kilobytes that claim gigabytes.
+    fn claimed_header(dir: &Path, kind: tar::EntryType, size: u64, body: usize) -> PathBuf {
+        let path = dir.join("bomb.tar.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        gz.write_all(h.as_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..body >> 20 {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn an_8_gib_long_name_or_pax_header_fails_fast() {
+        for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+            let tmp = tempfile::tempdir().unwrap();
+            // 64 MiB of the announced 8 GiB are really there: reading the name whole would
+            // allocate and inflate all of them before failing.
+            let a = claimed_header(tmp.path(), kind, 8 << 30, 64 << 20);
+            let start = std::time::Instant::now();
+            let err = extract_tar(&a, tmp.path().join("out"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("bomb.tar.gz") && err.contains("8589934592 bytes is above the limit"),
+                "{err}"
+            );
+            assert!(
+                start.elapsed().as_millis() < 500,
+                "slow: {:?}",
+                start.elapsed()
+            );
+            assert!(!tmp.path().join("out").exists());
+        }
+    }
+
+    #[test]
+    fn long_names_within_the_limit_still_extract() {
+        let tmp = tempfile::tempdir().unwrap();
+        let long = format!("food-101/{}/x.jpg", "d".repeat(150));
+        let path = tmp.path().join("long.tar");
+        let mut b = tar::Builder::new(File::create(&path).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+        b.into_inner().unwrap().flush().unwrap();
+        let out = extract_tar(&path, tmp.path().join("out")).unwrap();
+        assert_eq!((out.files, out.bytes), (1, 3));
+        let got = std::fs::read(tmp.path().join("out").join(&long)).unwrap();
+        assert_eq!(got, b"abc");
+    }
+
+    #[test]
+    fn entries_sizes_totals_and_ratio_are_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = archive(
+            tmp.path(),
+            &[
+                (b"d/a.txt", tar::EntryType::Regular, b"aaaa"),
+                (b"d/b.txt", tar::EntryType::Regular, b"bbbb"),
+                (b"d/c.txt", tar::EntryType::Regular, b"cccc"),
+            ],
+            false,
+        );
+        let big = ExtractLimits::default();
+        let cases = [
+            (
+                ExtractLimits {
+                    max_entries: 2,
+                    ..big
+                },
+                "more than 2 entries",
+            ),
+            (
+                ExtractLimits {
+                    max_entry_bytes: 3,
+                    ..big
+                },
+                "above the limit of 3 per file",
+            ),
+            (
+                ExtractLimits {
+                    max_total_bytes: 10,
+                    ..big
+                },
+                "more than 10 bytes",
+            ),
+            (
+                ExtractLimits {
+                    max_ratio: 0,
+                    ratio_free_bytes: 6,
+                    ..big
+                },
+                "more than 6 bytes",
+            ),
+        ];
+        for (i, (limits, says)) in cases.into_iter().enumerate() {
+            let dest = tmp.path().join(format!("out{i}"));
+            let err = extract_tar_with_limits(&a, &dest, &limits)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("a.tar") && err.contains(says), "{says}: {err}");
+            assert!(!dest.exists());
+        }
+        let ok = extract_tar_with_limits(&a, tmp.path().join("ok"), &big).unwrap();
+        assert_eq!((ok.files, ok.bytes), (3, 12));
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_by_the_ratio() {
+        let tmp = tempfile::tempdir().unwrap();
+        let zeros = vec![0u8; 8 << 20];
+        let a = archive(
+            tmp.path(),
+            &[(b"d/zeros.bin", tar::EntryType::Regular, &zeros[..])],
+            true,
+        );
+        // Even the fastest gzip level packs zeros about a hundredfold: a ratio of 10 refuses.
+        let limits = ExtractLimits {
+            max_ratio: 10,
+            ratio_free_bytes: 1 << 20,
+            ..ExtractLimits::default()
+        };
+        let err = extract_tar_with_limits(&a, tmp.path().join("out"), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zeros.bin") && err.contains("10×"), "{err}");
+        assert!(!tmp.path().join("out").exists());
     }
 }

@@ -5,13 +5,15 @@
 //! applied, so a phone photo taken in portrait is not fed to the network sideways. An animated
 //! GIF yields its first frame.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
-/// Size limits checked from the header, before any pixel buffer is allocated: a
-/// 100000×100000 header (a "decompression bomb") is refused instead of exhausting memory.
+/// Size limits checked from the file's length and the image header, before any buffer is
+/// allocated: a 100000×100000 header (a "decompression bomb") or a multi-gigabyte file is
+/// refused instead of exhausting memory.
 ///
 /// ```
 /// use grafter_data::DecodeLimits;
@@ -25,6 +27,9 @@ pub struct DecodeLimits {
     pub max_side: u32,
     /// Largest accepted width × height (PIL's decompression-bomb error threshold by default).
     pub max_pixels: u64,
+    /// Largest accepted file, in bytes (256 MiB by default: far above any photo, and the
+    /// most [`decode_file`] ever reads into memory).
+    pub max_file_bytes: u64,
 }
 
 impl Default for DecodeLimits {
@@ -32,6 +37,7 @@ impl Default for DecodeLimits {
         Self {
             max_side: 32_768,
             max_pixels: 178_956_970,
+            max_file_bytes: 256 << 20,
         }
     }
 }
@@ -68,9 +74,65 @@ impl DecodeLimits {
 }
 
 /// Reads and decodes `path` to upright RGB8. The reason in words on failure.
+///
+/// Only a regular file of at most [`DecodeLimits::max_file_bytes`] is read (see
+/// `open_regular`).
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file = open_regular(path)?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read file metadata: {e}"))?
+        .len();
+    if len > limits.max_file_bytes {
+        return Err(format!(
+            "file of {len} bytes is above the limit of {} bytes",
+            limits.max_file_bytes
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limits.max_file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(format!(
+            "file grew above the limit of {} bytes while being read",
+            limits.max_file_bytes
+        ));
+    }
     decode_bytes(&bytes, limits)
+}
+
+/// Opens `path` for reading only if it is a regular file (a symbolic link to one is fine).
+///
+/// A FIFO, socket or device in place of an image would block the reader forever or never
+/// end: the type is checked before opening, the open itself does not block (`O_NONBLOCK`,
+/// harmless for regular files) in case the file was swapped in between, and the type of
+/// what was actually opened is checked again.
+pub(crate) fn open_regular(path: &Path) -> Result<File, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file metadata: {e}"))?;
+    if meta.is_dir() {
+        return Err("is a directory, not an image file".into());
+    }
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let opened = file
+        .metadata()
+        .map_err(|e| format!("cannot read file metadata: {e}"))?;
+    if !opened.is_file() {
+        return Err("not a regular file (replaced after it was listed)".into());
+    }
+    Ok(file)
 }
 
 /// Decodes an in-memory file to upright RGB8. The reason in words on failure.

@@ -64,7 +64,8 @@ pub struct CacheOptions {
     /// Memory or file.
     pub storage: CacheStorage,
     /// What the cache was computed from (backbone weights, dataset, preprocessing), checked
-    /// when a file is reopened.
+    /// when a file is reopened. Required (non-empty) for [`CacheStorage::File`]: an empty
+    /// fingerprint would match any stale file.
     pub fingerprint: String,
 }
 
@@ -91,6 +92,46 @@ struct Header {
     classes: Option<Vec<usize>>,
     multi_hot: Option<Vec<f32>>,
     fingerprint: String,
+}
+
+impl Header {
+    /// Whether the header can be served without an index going out of bounds.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.views == 0 || self.samples == 0 {
+            return Err(format!(
+                "{} views of {} samples (both must be at least 1)",
+                self.views, self.samples
+            ));
+        }
+        if self.feature_shape.contains(&0) {
+            return Err(format!("feature shape {:?}", self.feature_shape));
+        }
+        match (&self.classes, &self.multi_hot) {
+            (Some(c), None) => {
+                if c.len() != self.samples {
+                    return Err(format!("{} labels for {} samples", c.len(), self.samples));
+                }
+                if let Some(bad) = c.iter().find(|&&l| l >= self.num_classes) {
+                    return Err(format!(
+                        "label {bad} is out of range for {} classes",
+                        self.num_classes
+                    ));
+                }
+            }
+            (None, Some(m)) => {
+                if Some(m.len()) != self.samples.checked_mul(self.num_classes) {
+                    return Err(format!(
+                        "{} multi-hot values for {} samples of {} classes",
+                        m.len(),
+                        self.samples,
+                        self.num_classes
+                    ));
+                }
+            }
+            _ => return Err("the labels are missing or given twice".into()),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -164,6 +205,14 @@ impl FeatureCache {
                 "a feature cache needs at least one view".into(),
             ));
         }
+        if let CacheStorage::File { path, .. } = &options.storage
+            && options.fingerprint.is_empty()
+        {
+            return Err(DataError::Config(format!(
+                "{}: a cache file needs a fingerprint (CacheOptions::fingerprint) saying what it was built from, or a stale file would be taken for a fresh one",
+                path.display()
+            )));
+        }
         let backbone = backbone.valid().to_device(device);
         let mut sink = Sink::new(&options.storage)?;
         let mut feature_shape = None;
@@ -231,9 +280,17 @@ impl FeatureCache {
         Ok(Self { values, header })
     }
 
-    /// Reopens a cache file, refusing it when its fingerprint is not `fingerprint`.
+    /// Reopens a cache file, refusing it when its fingerprint is not `fingerprint` (which
+    /// must not be empty), or when its header does not describe its contents (sizes, views,
+    /// labels), so a damaged or forged file is an error here, never a panic later.
     pub fn open(path: impl AsRef<Path>, fingerprint: &str) -> Result<Self> {
         let path = path.as_ref();
+        if fingerprint.is_empty() {
+            return Err(DataError::format(
+                path,
+                "an empty fingerprint cannot tell a stale feature cache from a fresh one: pass what the cache was built from",
+            ));
+        }
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
         if len < 16 {
@@ -254,10 +311,12 @@ impl FeatureCache {
             ));
         }
         let header_len = u64::from_le_bytes(tail[..8].try_into().unwrap_or_default());
-        if header_len + 16 > len {
+        if header_len.checked_add(16).is_none_or(|end| end > len) {
             return Err(DataError::format(
                 path,
-                "corrupt feature cache (header length)",
+                format!(
+                    "corrupt feature cache (header length {header_len} in a file of {len} bytes)"
+                ),
             ));
         }
         let mut json = vec![0u8; header_len as usize];
@@ -276,13 +335,19 @@ impl FeatureCache {
                 ),
             ));
         }
-        let per = header.feature_shape.iter().product::<usize>();
+        header
+            .check()
+            .map_err(|e| DataError::format(path, format!("corrupt feature cache: {e}")))?;
         let width = match header.precision {
             CachePrecision::F32 => 4,
             CachePrecision::F16 => 2,
         };
-        let data_len = (header.samples * header.views * per * width) as u64;
-        if data_len + header_len + 16 != len {
+        let data_len = header
+            .feature_shape
+            .iter()
+            .chain([&header.samples, &header.views, &width])
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        if data_len.and_then(|d| d.checked_add(header_len + 16)) != Some(len) {
             return Err(DataError::format(
                 path,
                 "corrupt feature cache (size mismatch)",
@@ -397,12 +462,57 @@ impl DataSource for FeatureCache {
     }
 }
 
+/// A temporary file, removed on drop unless [`kept`](Self::keep) (a failed build leaves
+/// nothing behind).
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+    fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A new temporary file beside `path`, named after it, this process and a counter, created
+/// exclusively: two builders of the same cache (threads or processes) never share one.
+fn unique_temp(path: &Path) -> Result<(File, PathBuf)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}-{n}.partial", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(DataError::io(&tmp, e)),
+        }
+    }
+}
+
 /// Where computed features go while a cache is built.
 enum Sink {
     Memory(Vec<f32>),
     File {
         path: PathBuf,
-        tmp: PathBuf,
+        tmp: TempFile,
         writer: BufWriter<File>,
         precision: CachePrecision,
     },
@@ -413,11 +523,10 @@ impl Sink {
         Ok(match storage {
             CacheStorage::Memory => Sink::Memory(Vec::new()),
             CacheStorage::File { path, precision } => {
-                let tmp = path.with_extension("partial");
-                let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+                let (file, tmp) = unique_temp(path)?;
                 Sink::File {
                     path: path.clone(),
-                    tmp,
+                    tmp: TempFile(Some(tmp)),
                     writer: BufWriter::with_capacity(1 << 20, file),
                     precision: *precision,
                 }
@@ -443,7 +552,7 @@ impl Sink {
                 };
                 writer
                     .write_all(&bytes)
-                    .map_err(|e| DataError::io(&*tmp, e))?;
+                    .map_err(|e| DataError::io(tmp.path(), e))?;
             }
         }
         Ok(())
@@ -460,7 +569,7 @@ impl Sink {
             } => {
                 let json = serde_json::to_vec(header)
                     .map_err(|e| DataError::format(&path, e.to_string()))?;
-                let io = |e| DataError::io(&tmp, e);
+                let io = |e| DataError::io(tmp.path(), e);
                 writer.write_all(&json).map_err(io)?;
                 writer
                     .write_all(&(json.len() as u64).to_le_bytes())
@@ -468,10 +577,11 @@ impl Sink {
                 writer.write_all(MAGIC).map_err(io)?;
                 let file = writer
                     .into_inner()
-                    .map_err(|e| DataError::io(&tmp, e.into_error()))?;
+                    .map_err(|e| DataError::io(tmp.path(), e.into_error()))?;
                 file.sync_all().map_err(io)?;
                 drop(file);
-                std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
+                std::fs::rename(tmp.path(), &path).map_err(|e| DataError::io(&path, e))?;
+                tmp.keep();
                 let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
                 // SAFETY: see `FeatureCache::open`.
                 let map =
@@ -548,4 +658,30 @@ pub fn fit_frozen_cached<B: Backbone, H: Head>(
         stopped_early: outcome.stopped_early,
         run_dir: outcome.run_dir,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_builders_never_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CacheStorage::File {
+            path: dir.path().join("cache.bin"),
+            precision: CachePrecision::F32,
+        };
+        let (a, b) = (Sink::new(&storage).unwrap(), Sink::new(&storage).unwrap());
+        let (Sink::File { tmp: ta, .. }, Sink::File { tmp: tb, .. }) = (&a, &b) else {
+            panic!("file sinks expected");
+        };
+        assert_ne!(ta.path(), tb.path());
+        assert!(ta.path().exists() && tb.path().exists());
+        let (pa, pb) = (ta.path().to_path_buf(), tb.path().to_path_buf());
+        drop((a, b));
+        assert!(
+            !pa.exists() && !pb.exists(),
+            "an unfinished build leaves nothing"
+        );
+    }
 }

@@ -29,13 +29,17 @@ impl ImageDataset {
     pub fn food101(root: impl AsRef<Path>, split: Food101Split) -> Result<Self> {
         let root = root.as_ref();
         let classes_path = root.join("meta").join("classes.txt");
-        let classes = ClassNames::new(
-            read_lines(&classes_path)?
-                .into_iter()
-                .map(|(_, l)| l)
-                .collect(),
-        )
-        .map_err(|e| DataError::format(&classes_path, e.to_string()))?;
+        let class_lines = read_lines(&classes_path)?;
+        for (line_no, class) in &class_lines {
+            single_component(class).map_err(|why| {
+                DataError::format(
+                    &classes_path,
+                    format!("line {line_no}: class '{class}' {why}"),
+                )
+            })?;
+        }
+        let classes = ClassNames::new(class_lines.into_iter().map(|(_, l)| l).collect())
+            .map_err(|e| DataError::format(&classes_path, e.to_string()))?;
         let list = root.join("meta").join(match split {
             Food101Split::Train => "train.txt",
             Food101Split::Test => "test.txt",
@@ -44,6 +48,16 @@ impl ImageDataset {
         let mut candidates = Vec::new();
         for (line_no, entry) in read_lines(&list)? {
             let image = root.join("images").join(format!("{entry}.jpg"));
+            if let Some((class, id)) = entry.split_once('/') {
+                for part in [class, id] {
+                    single_component(part).map_err(|why| {
+                        DataError::format(
+                            &list,
+                            format!("line {line_no}: '{entry}': '{part}' {why}"),
+                        )
+                    })?;
+                }
+            }
             let Some((class, _)) = entry.split_once('/') else {
                 bad.push(
                     &image,
@@ -65,6 +79,18 @@ impl ImageDataset {
             }
         }
         Self::single_label_from_candidates(root, list, candidates, classes, bad)
+    }
+}
+
+/// A class name or image id becomes one folder or file name under `images/`: it must not be
+/// `.` or `..` nor hold a path separator, or the data set would reach outside its root.
+fn single_component(name: &str) -> std::result::Result<(), &'static str> {
+    if name == "." || name == ".." {
+        Err("is not a file name ('.' and '..' are refused)")
+    } else if name.contains(['/', '\\']) {
+        Err("contains a path separator")
+    } else {
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ mod transform;
 /// images with the same version).
 pub use image;
 
+pub use archive::ExtractLimits;
 pub use bad_files::{BadFile, BadFiles, FoundAt};
 pub use classes::ClassNames;
 pub use dataset::{ImageDataset, Sample, Target};
@@ -68,4 +69,4 @@ pub use food101::Food101Split;
 pub use list::ListOptions;
 pub use loader::ImageLoader;
 pub use resize::{ResizeEngine, resize_rgb8};
-pub use transform::{Augment, ColorJitter, RandomResizedCrop, Transform};
+pub use transform::{Augment, ColorJitter, MAX_RESIZED_PIXELS, RandomResizedCrop, Transform};

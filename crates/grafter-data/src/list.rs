@@ -8,7 +8,8 @@ use crate::{BadFiles, ClassNames, DataError, FoundAt, ImageDataset, Result, Samp
 /// How to read a list file.
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
-    /// Folder relative image paths are resolved against (default: the list file's folder).
+    /// Folder the image paths are resolved against (default: the list file's folder). A path
+    /// that is absolute or contains `..` is refused: a list must not reach outside its root.
     pub root: Option<PathBuf>,
     /// The class names in output order. When given, a label is a class name or a 0-based
     /// index (an index out of range is reported, never wrapped or clamped). When absent, the
@@ -157,6 +158,15 @@ impl ImageDataset {
         };
         let mut candidates = Vec::new();
         'rows: for row in rows {
+            inside_root(&row.path).map_err(|why| {
+                DataError::format(
+                    list,
+                    format!(
+                        "line {}: image path '{}' {why}; list paths must be relative to the root and stay inside it",
+                        row.line, row.path
+                    ),
+                )
+            })?;
             let image = base.join(&row.path);
             let mut targets = Vec::new();
             for label in &row.labels {
@@ -202,6 +212,23 @@ impl ImageDataset {
             limits,
         })
     }
+}
+
+/// `Ok` when `path` is relative, not empty, and never climbs with `..`: joined to a root it
+/// stays inside that root. The reason otherwise.
+pub(crate) fn inside_root(path: &str) -> std::result::Result<(), &'static str> {
+    use std::path::Component;
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err("contains '..'"),
+            Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
+        }
+    }
+    Ok(())
 }
 
 fn where_(list: &Path, line: usize) -> PathBuf {

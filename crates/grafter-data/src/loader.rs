@@ -1,6 +1,7 @@
 //! [`ImageLoader`]: a [`DataSource`] that decodes and transforms images in parallel, a few
 //! batches ahead of the training loop.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -28,7 +29,9 @@ const AUGMENT_STREAM: u64 = 0xA06;
 ///   channel — decoding overlaps training without unbounded memory.
 /// * **Bad files**: see [`BadFiles`]. A file that fails to decode is dropped from its batch
 ///   (the batch comes out one short), reported with the epoch, and skipped afterwards. A
-///   batch whose every file failed is not emitted.
+///   batch whose every file failed is not emitted. A decoder that panics on a file counts
+///   as that file failing. Should the prefetch thread itself stop before the end of the pass,
+///   the pass ends with an error, never silently short.
 #[derive(Clone, Debug)]
 pub struct ImageLoader {
     inner: Arc<Inner>,
@@ -147,20 +150,42 @@ impl ImageLoader {
     ) -> Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'static> {
         let inner = self.inner.clone();
         let (tx, rx) = sync_channel(inner.prefetch);
+        // Set by the prefetch thread once every sample of the pass is accounted for (loaded,
+        // or reported bad) or the consumer left: a channel closing without it means the
+        // thread died mid-pass, which the consumer must hear about.
+        let done = Arc::new(AtomicBool::new(false));
+        let thread_done = done.clone();
+        let total = order.len();
         let spawned = std::thread::Builder::new()
             .name("grafter-data-prefetch".into())
             .spawn(move || {
                 let before = inner.report.lock().map(|r| r.len()).unwrap_or(0);
+                let mut accounted = 0usize;
                 for chunk in order.chunks(request.batch_size.max(1)) {
-                    let batch = match &inner.pool {
+                    let load = || match &inner.pool {
                         Some(pool) => pool.install(|| inner.load_batch(chunk, &request, augment)),
                         None => inner.load_batch(chunk, &request, augment),
                     };
+                    let batch = match catch_unwind(AssertUnwindSafe(load)) {
+                        Ok(batch) => batch,
+                        Err(payload) => {
+                            let _ = tx.send(Err(grafter_core::GrafterError::Data(format!(
+                                "the image loader failed after {accounted} of {total} samples of epoch {}: {}",
+                                request.epoch,
+                                panic_text(payload.as_ref())
+                            ))));
+                            thread_done.store(true, Ordering::Release);
+                            return;
+                        }
+                    };
+                    accounted += chunk.len();
                     let Some(batch) = batch else { continue };
                     if tx.send(Ok(batch)).is_err() {
+                        thread_done.store(true, Ordering::Release);
                         return; // the consumer stopped early
                     }
                 }
+                thread_done.store(true, Ordering::Release);
                 let report = inner.report.lock().unwrap_or_else(|p| p.into_inner());
                 if report.len() > before {
                     log::warn!(
@@ -171,8 +196,18 @@ impl ImageLoader {
                     );
                 }
             });
+        let mut told = false;
+        let ended_early = std::iter::from_fn(move || {
+            if told || done.load(Ordering::Acquire) {
+                return None;
+            }
+            told = true;
+            Some(Err(grafter_core::GrafterError::Data(format!(
+                "the image loader stopped before the end of the pass ({total} samples)"
+            ))))
+        });
         match spawned {
-            Ok(_) => Box::new(rx.into_iter()),
+            Ok(_) => Box::new(rx.into_iter().chain(ended_early)),
             Err(e) => Box::new(std::iter::once(Err(grafter_core::GrafterError::Data(
                 format!("cannot start the prefetch thread: {e}"),
             )))),
@@ -195,13 +230,24 @@ impl Inner {
             .filter(|&&i| !self.failed[i].load(Ordering::Relaxed))
             .map(|&i| {
                 let sample = &self.dataset.samples()[i];
-                let out = decode_file(&sample.path, &limits).map(|img| {
-                    if augment {
-                        self.transform
-                            .train(&img, &self.augment, mix_seed(base, i as u64, 0))
-                    } else {
-                        self.transform.eval(&img)
-                    }
+                // A decoder or transform panicking on one file is that file failing.
+                let out = catch_unwind(AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    tests::fault_at(&sample.path, tests::Fault::Sample);
+                    decode_file(&sample.path, &limits).map(|img| {
+                        if augment {
+                            self.transform
+                                .train(&img, &self.augment, mix_seed(base, i as u64, 0))
+                        } else {
+                            self.transform.eval(&img)
+                        }
+                    })
+                }))
+                .unwrap_or_else(|payload| {
+                    Err(format!(
+                        "decoding panicked: {}",
+                        panic_text(payload.as_ref())
+                    ))
                 });
                 (i, out)
             })
@@ -243,6 +289,10 @@ impl Inner {
 
     fn labels(&self, kept: &[usize]) -> Labels {
         let samples = self.dataset.samples();
+        #[cfg(test)]
+        for &i in kept {
+            tests::fault_at(&samples[i].path, tests::Fault::Thread);
+        }
         if self.dataset.is_multi_label() {
             let k = self.dataset.classes().len();
             let mut values = vec![0f32; kept.len() * k];
@@ -294,5 +344,101 @@ impl DataSource for ImageLoader {
     fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
         self.cacheable()
             .then(|| shuffled_order(self.inner.dataset.len(), &request))
+    }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Where a test makes the loader panic.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Fault {
+        /// In the per-sample decode (a rayon worker).
+        Sample,
+        /// In the prefetch thread, outside any sample.
+        Thread,
+    }
+
+    static FAULTS: Mutex<Vec<(PathBuf, Fault)>> = Mutex::new(Vec::new());
+
+    /// Panics when a test asked for `fault` at `path`.
+    pub(super) fn fault_at(path: &Path, fault: Fault) {
+        let hit = FAULTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(p, f)| p == path && *f == fault);
+        if hit {
+            panic!("injected fault at {}", path.display());
+        }
+    }
+
+    fn folder(n: usize) -> (tempfile::TempDir, ImageLoader) {
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["a", "b"] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+            for i in 0..n {
+                image::RgbImage::from_pixel(12, 10, image::Rgb([i as u8 * 20, 50, 90]))
+                    .save(dir.path().join(class).join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        let ds = ImageDataset::image_folder(dir.path()).unwrap();
+        let loader = ImageLoader::new(ds, Preprocess::imagenet().with_input_size(8, 8)).threads(2);
+        (dir, loader)
+    }
+
+    fn request() -> EpochRequest {
+        EpochRequest {
+            epoch: 0,
+            seed: 1,
+            batch_size: 3,
+            train: false,
+        }
+    }
+
+    #[test]
+    fn a_decoder_panic_is_a_bad_file_and_the_pass_goes_on() {
+        let (dir, loader) = folder(4);
+        let victim = dir.path().join("b").join("1.png");
+        FAULTS.lock().unwrap().push((victim.clone(), Fault::Sample));
+        let mut samples = 0;
+        for batch in loader.batches(request()) {
+            samples += batch.unwrap().shape[0];
+        }
+        assert_eq!(samples, 7, "every other sample is loaded");
+        let report = loader.bad_files();
+        let bad = report.find(&victim).expect("reported");
+        assert!(bad.reason.contains("panicked"), "{}", bad.reason);
+    }
+
+    #[test]
+    fn a_panic_of_the_prefetch_thread_ends_the_pass_with_an_error() {
+        let (dir, loader) = folder(4);
+        let victim = dir.path().join("b").join("2.png");
+        FAULTS.lock().unwrap().push((victim, Fault::Thread));
+        let results: Vec<_> = loader.batches(request()).collect();
+        let last = results.last().expect("some result");
+        let err = last.as_ref().expect_err("the pass must end with an error");
+        assert!(err.to_string().contains("of 8 samples"), "{err}");
+        let loaded: usize = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|b| b.shape[0])
+            .sum();
+        assert!(loaded < 8);
     }
 }

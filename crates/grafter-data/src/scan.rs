@@ -1,6 +1,5 @@
 //! The cheap scan-time check of one file: metadata and image header, no pixel decoded.
 
-use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
@@ -33,7 +32,14 @@ pub(crate) fn check_file(path: &Path, limits: &DecodeLimits) -> Result<(), Strin
     if meta.len() == 0 {
         return Err("empty file (0 bytes)".into());
     }
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    if meta.len() > limits.max_file_bytes {
+        return Err(format!(
+            "file of {} bytes is above the limit of {} bytes",
+            meta.len(),
+            limits.max_file_bytes
+        ));
+    }
+    let file = crate::decode::open_regular(path)?;
     let reader = ImageReader::new(BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;

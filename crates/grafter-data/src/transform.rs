@@ -13,6 +13,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::resize::{ResizeEngine, resize_rgb8};
 
+/// The most pixels the intermediate image of [`Transform::eval_rgb8`] may have (16 Mi, 48 MiB
+/// of RGB8): far above any photo's shorter-side resize, far below what a strip-shaped image
+/// would otherwise ask for.
+pub const MAX_RESIZED_PIXELS: u64 = 1 << 24;
+
 /// torchvision's `RandomResizedCrop`: a random area fraction in `scale` and aspect ratio in
 /// `ratio` (log-uniform), 10 tries, then a center crop of the closest valid ratio.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -164,6 +169,12 @@ impl Transform {
     /// Evaluation geometry only: resize the shorter side to `resize_size()` (the longer one
     /// to `int(size · long / short)`, as torchvision), then center crop `input_size` (offsets
     /// rounded half to even, as Python's `round`; zero padding if the image is smaller).
+    ///
+    /// An extreme aspect ratio (a 1×32768 strip passes [`DecodeLimits`](crate::DecodeLimits))
+    /// would make that resized image enormous (256 × 8 388 608 pixels). When it would exceed
+    /// [`MAX_RESIZED_PIXELS`], only the band of the image that the center crop keeps is
+    /// resized, so memory stays bounded and the result is the same crop (up to the filter's
+    /// reach at the band's two cut edges).
     pub fn eval_rgb8(&self, img: &RgbImage) -> RgbImage {
         let (w, h) = img.dimensions();
         let s = self.preprocess.resize_size() as u32;
@@ -172,15 +183,29 @@ impl Transform {
         } else {
             ((s as f64 * w as f64 / h as f64) as u32, s)
         };
-        let resized = resize_rgb8(
-            img,
-            None,
-            nw.max(1),
-            nh.max(1),
-            self.preprocess.interpolation,
-            self.engine,
-        );
+        let (nw, nh) = (nw.max(1), nh.max(1));
         let [ch, cw] = self.preprocess.input_size.map(|v| v as u32);
+        let (interp, engine) = (self.preprocess.interpolation, self.engine);
+        if u64::from(nw) * u64::from(nh) <= MAX_RESIZED_PIXELS {
+            let resized = resize_rgb8(img, None, nw, nh, interp, engine);
+            return center_crop(&resized, cw, ch);
+        }
+        // The long axis is cut to the `keep` output pixels the crop takes from its middle,
+        // and to the source pixels that map onto them.
+        let band = |keep: u32, src: u32, out: u32| -> (u32, u32) {
+            let len =
+                ((f64::from(keep) * f64::from(src) / f64::from(out)).ceil() as u32).clamp(1, src);
+            ((src - len) / 2, len)
+        };
+        let resized = if w <= h {
+            let keep = ch.min(nh);
+            let (top, rows) = band(keep, h, nh);
+            resize_rgb8(img, Some([0, top, w, rows]), nw, keep, interp, engine)
+        } else {
+            let keep = cw.min(nw);
+            let (left, cols) = band(keep, w, nw);
+            resize_rgb8(img, Some([left, 0, cols, h]), keep, nh, interp, engine)
+        };
         center_crop(&resized, cw, ch)
     }
 

@@ -1,5 +1,6 @@
 //! [`OnnxBackbone`]: an ONNX CNN as a trainable grafter backbone, built at run time.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -196,7 +197,19 @@ impl OnnxBackbone {
         // The channel count of the cut: one tiny forward pass (shapes are not always static).
         let [h, w] = backbone.meta.preprocess.input_size;
         let probe = Tensor::<4>::zeros([1, 3, h.max(32), w.max(32)], device);
-        let out = backbone.forward_value(probe);
+        // Load-time checks refuse every malformed attribute they know of; a shape that only
+        // fails when run (a Reshape baking another batch size) must still not crash the
+        // caller, so a panic of the probe becomes a typed error naming the file.
+        let out = catch_unwind(AssertUnwindSafe(|| backbone.forward_value(probe))).map_err(
+            |payload| {
+                bad(format!(
+                    "the probe forward pass (batch 1, {}×{}) failed: {}",
+                    h.max(32),
+                    w.max(32),
+                    panic_text(payload.as_ref())
+                ))
+            },
+        )?;
         channels_of_cut.get_or_insert(out.shape().get(1).copied().unwrap_or(1));
         Arc::make_mut(&mut backbone.meta).feature_channels = channels_of_cut.unwrap_or(1);
         let meta = &backbone.meta;
@@ -278,6 +291,15 @@ impl Backbone for OnnxBackbone {
     fn preprocess(&self) -> Preprocess {
         self.meta.preprocess.clone()
     }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn tensor1(v: &[f32], device: &Device) -> Tensor<1> {

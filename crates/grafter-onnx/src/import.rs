@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::TensorData;
-use grafter_zoo::onnx_weights::transpose2;
 use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
 
 use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
+use crate::validate;
 use crate::{OnnxError, Result};
 
 /// A convolution's weights and geometry, before it becomes a Burn module.
@@ -66,6 +66,10 @@ struct Builder<'a> {
     unsupported: BTreeMap<String, usize>,
     /// The image input's name and slot, to recognise a channels-last (NHWC) input.
     image: Option<(String, usize)>,
+    /// Channel count (axis 1) of the values where it is known without running the graph:
+    /// the outputs of convolutions and of the ops that keep their input's channels. Lets a
+    /// BatchNorm or convolution that does not fit its input fail at load.
+    channels: HashMap<usize, usize>,
 }
 
 /// Translates a parsed graph.
@@ -83,6 +87,7 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         linears: Vec::new(),
         unsupported: BTreeMap::new(),
         image: None,
+        channels: HashMap::new(),
     };
     let input_slot = b.new_value(input)?;
     b.image = Some((input.name.clone(), input_slot));
@@ -171,12 +176,59 @@ fn pads4(p: &onnx_ir::padding::PaddingConfig2d) -> Pads {
     }
 }
 
+/// A 2-D weight `[a, b]` as `[b, a]`; any other rank is refused.
+fn transpose2(w: TensorData) -> std::result::Result<TensorData, String> {
+    if w.shape().len() != 2 {
+        return Err(format!(
+            "weight of shape {:?} cannot be transposed (must be 2-D)",
+            w.shape().to_vec()
+        ));
+    }
+    Ok(grafter_zoo::onnx_weights::transpose2(w))
+}
+
+/// Whether an op's output has its (first) input's channel count.
+fn keeps_channels(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::BatchNorm { .. }
+            | Op::Relu
+            | Op::LeakyRelu(_)
+            | Op::Clip { .. }
+            | Op::Sigmoid
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish
+            | Op::Swish
+            | Op::Tanh
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::Identity
+    )
+}
+
 impl Builder<'_> {
     fn graph_err(&self, reason: String) -> OnnxError {
         OnnxError::Graph {
             path: self.path.to_path_buf(),
             reason,
         }
+    }
+
+    /// A validation failure of node `name`, as a typed error naming the file and the node.
+    fn check<T>(&self, name: &str, r: std::result::Result<T, String>) -> Result<T> {
+        r.map_err(|reason| self.graph_err(format!("node {name}: {reason}")))
+    }
+
+    /// The channel count of the node's first input, where known at load.
+    fn input_channels(&self, node: &Node) -> Option<usize> {
+        let slot = self.slots.get(&node.inputs().first()?.name)?;
+        self.channels.get(slot).copied()
+    }
+
+    /// The rank of the node's input `i` (0 when absent).
+    fn input_rank(node: &Node, i: usize) -> usize {
+        node.inputs().get(i).map_or(0, |a| a.ty.rank())
     }
 
     /// Records an unsupported node, and gives its outputs slots so later nodes still
@@ -270,6 +322,18 @@ impl Builder<'_> {
             .first()
             .ok_or_else(|| self.graph_err(format!("node {} has no output", node.name())))?;
         let output = self.new_value(out)?;
+        let in_channels = match operands.first() {
+            Some(Operand::Value(v)) => self.channels.get(v).copied(),
+            _ => None,
+        };
+        let out_channels = match &op {
+            Op::Conv { index, .. } => self.convs[*index].weight.shape().first().copied(),
+            op if keeps_channels(op) => in_channels,
+            _ => None,
+        };
+        if let Some(c) = out_channels {
+            self.channels.insert(output, c);
+        }
         self.steps.push(Step {
             name: node.name().to_string(),
             op,
@@ -298,6 +362,8 @@ impl Builder<'_> {
                 }
                 let weight = self.weight(&n.name, &n.inputs, 1)?;
                 let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
+                let channels = self.input_channels(node);
+                self.check(&n.name, conv_fits(&weight, bias.as_deref(), c, channels))?;
                 self.convs.push(ConvSpec {
                     weight,
                     bias,
@@ -316,6 +382,9 @@ impl Builder<'_> {
                     onnx_ir::batch_norm::BatchNormConfig::Static(c) => (c.epsilon, c.momentum),
                     onnx_ir::batch_norm::BatchNormConfig::Runtime(c) => (c.epsilon, c.momentum),
                 };
+                // onnx-ir reports an absent epsilon as 0; ONNX's default is 1e-5 (and Burn
+                // needs a positive one).
+                let epsilon = if epsilon == 0.0 { 1e-5 } else { epsilon };
                 let get = |k| self.weight(&n.name, &n.inputs, k).map(floats);
                 let spec = BnSpec {
                     gamma: get(1)?,
@@ -325,6 +394,8 @@ impl Builder<'_> {
                     epsilon,
                     momentum,
                 };
+                let channels = self.input_channels(node);
+                self.check(&n.name, bn_fits(&spec, channels))?;
                 self.bns.push(spec);
                 let op = Op::BatchNorm {
                     index: self.bns.len() - 1,
@@ -334,7 +405,7 @@ impl Builder<'_> {
             Node::Linear(n) => {
                 let w = self.weight(&n.name, &n.inputs, 1)?;
                 let weight = if n.config.transpose_weight {
-                    transpose2(w)
+                    self.check(&n.name, transpose2(w))?
                 } else {
                     w
                 };
@@ -349,7 +420,11 @@ impl Builder<'_> {
                     return Ok(());
                 }
                 let w = self.weight(&n.name, &n.inputs, 1)?;
-                let weight = if c.trans_b != 0 { transpose2(w) } else { w };
+                let weight = if c.trans_b != 0 {
+                    self.check(&n.name, transpose2(w))?
+                } else {
+                    w
+                };
                 let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
                 self.push_linear(node, weight, bias)
             }
@@ -405,6 +480,11 @@ impl Builder<'_> {
                     self.skip(node, "MaxPool (auto_pad SAME)");
                     return Ok(());
                 }
+                self.check(
+                    &n.name,
+                    pool_fits(c.kernel_size, c.strides, &pads4(&c.padding)),
+                )?;
+                self.check(&n.name, validate::positive_extents("dilation", &c.dilation))?;
                 let op = Op::MaxPool {
                     kernel: c.kernel_size,
                     stride: c.strides,
@@ -423,6 +503,10 @@ impl Builder<'_> {
                     self.skip(node, "AveragePool (auto_pad SAME or dilation)");
                     return Ok(());
                 }
+                self.check(
+                    &n.name,
+                    pool_fits(c.kernel_size, c.strides, &pads4(&c.padding)),
+                )?;
                 let op = Op::AvgPool {
                     kernel: c.kernel_size,
                     stride: c.strides,
@@ -438,6 +522,8 @@ impl Builder<'_> {
             Node::Mul(_) => self.step(node, Op::Mul, &[0, 1]),
             Node::Div(_) => self.step(node, Op::Div, &[0, 1]),
             Node::Concat(n) => {
+                let rank = n.outputs.first().map_or(0, |o| o.ty.rank());
+                self.check(&n.name, validate::axis_below(n.config.axis, rank, rank))?;
                 let idx: Vec<usize> = (0..n.inputs.len()).collect();
                 self.step(
                     node,
@@ -447,13 +533,17 @@ impl Builder<'_> {
                     &idx,
                 )
             }
-            Node::Flatten(n) => self.step(
-                node,
-                Op::Flatten {
-                    axis: n.config.axis,
-                },
-                &[0],
-            ),
+            Node::Flatten(n) => {
+                let rank = Self::input_rank(node, 0);
+                self.check(&n.name, validate::axis_below(n.config.axis, rank + 1, rank))?;
+                self.step(
+                    node,
+                    Op::Flatten {
+                        axis: n.config.axis,
+                    },
+                    &[0],
+                )
+            }
             Node::Reshape(n) => {
                 let shape = match &n.config.shape {
                     onnx_ir::reshape::ReshapeInput::Static(s) => Some(s.clone()),
@@ -462,7 +552,10 @@ impl Builder<'_> {
                     }
                 };
                 match shape {
-                    Some(shape) => self.step(node, Op::Reshape { shape }, &[0]),
+                    Some(shape) => {
+                        self.check(&n.name, validate::reshape_dims(&shape))?;
+                        self.step(node, Op::Reshape { shape }, &[0])
+                    }
                     None => {
                         self.skip(node, "Reshape (shape computed at run time)");
                         Ok(())
@@ -470,7 +563,8 @@ impl Builder<'_> {
                 }
             }
             Node::Transpose(n) => {
-                let perm: Vec<usize> = n.config.perm.iter().map(|&p| p as usize).collect();
+                let rank = Self::input_rank(node, 0);
+                let perm = self.check(&n.name, validate::perm(&n.config.perm, rank))?;
                 // A channels-last export (Keras via tf2onnx) takes NHWC and transposes it to
                 // NCHW first: the backbone takes NCHW like every other, so that transpose
                 // becomes the identity on the image input.
@@ -496,6 +590,8 @@ impl Builder<'_> {
                 };
                 match (pads, value, &n.config.mode) {
                     (Some(pads), Some(value), PadMode::Constant) => {
+                        let flat: Vec<usize> = pads.iter().flat_map(|&(a, b)| [a, b]).collect();
+                        self.check(&n.name, validate::pads(&flat))?;
                         self.step(node, Op::Pad { pads, value }, &[0])
                     }
                     _ => {
@@ -505,32 +601,34 @@ impl Builder<'_> {
                 }
             }
             Node::Dropout(_) | Node::Identity(_) => self.step(node, Op::Identity, &[0]),
-            Node::Softmax(n) => self.step(
-                node,
-                Op::Softmax {
-                    axis: n.config.axis,
-                },
-                &[0],
-            ),
+            Node::Softmax(n) => {
+                let rank = Self::input_rank(node, 0);
+                self.check(&n.name, validate::axis_below(n.config.axis, rank, rank))?;
+                self.step(
+                    node,
+                    Op::Softmax {
+                        axis: n.config.axis,
+                    },
+                    &[0],
+                )
+            }
             Node::ReduceMean(n) => {
-                let rank = n.inputs[0].ty.rank();
+                let rank = Self::input_rank(node, 0);
                 let axes = match &n.config.axes {
                     onnx_ir::reduce::ReduceAxes::Static(a) if a.is_empty() => {
                         Some((0..rank).collect())
                     }
-                    onnx_ir::reduce::ReduceAxes::Static(a) => Some(a.clone()),
+                    onnx_ir::reduce::ReduceAxes::Static(a) => {
+                        for &x in a {
+                            self.check(&n.name, validate::axis_below(x, rank, rank))?;
+                        }
+                        Some(a.clone())
+                    }
                     onnx_ir::reduce::ReduceAxes::Runtime(r) => {
-                        self.static_input(node, r.input_index).map(|v| {
-                            v.iter()
-                                .map(|&a| {
-                                    if a < 0 {
-                                        (a + rank as i64) as usize
-                                    } else {
-                                        a as usize
-                                    }
-                                })
-                                .collect()
-                        })
+                        match self.static_input(node, r.input_index) {
+                            Some(v) => Some(self.check(&n.name, validate::axes(&v, rank))?),
+                            None => None,
+                        }
                     }
                 };
                 match axes {
@@ -548,7 +646,7 @@ impl Builder<'_> {
                 }
             }
             Node::Squeeze(n) => {
-                let rank = n.inputs[0].ty.rank() as i64;
+                let rank = Self::input_rank(node, 0);
                 let axes = match &n.config.axes {
                     Some(onnx_ir::squeeze::SqueezeInput::Static(a)) => Some(a.clone()),
                     Some(onnx_ir::squeeze::SqueezeInput::Runtime(r)) => {
@@ -558,7 +656,7 @@ impl Builder<'_> {
                 };
                 match axes {
                     Some(a) => {
-                        let axes = normalize_axes(&a, rank);
+                        let axes = self.check(&n.name, validate::axes(&a, rank))?;
                         self.step(node, Op::Squeeze { axes }, &[0])
                     }
                     None => {
@@ -568,7 +666,7 @@ impl Builder<'_> {
                 }
             }
             Node::Unsqueeze(n) => {
-                let out_rank = n.outputs[0].ty.rank() as i64;
+                let out_rank = n.outputs.first().map_or(0, |o| o.ty.rank());
                 let axes = match &n.config {
                     onnx_ir::unsqueeze::UnsqueezeConfig::Static(a) => Some(a.clone()),
                     onnx_ir::unsqueeze::UnsqueezeConfig::Runtime(r) => {
@@ -577,7 +675,7 @@ impl Builder<'_> {
                 };
                 match axes {
                     Some(a) => {
-                        let axes = normalize_axes(&a, out_rank);
+                        let axes = self.check(&n.name, validate::axes(&a, out_rank))?;
                         self.step(node, Op::Unsqueeze { axes }, &[0])
                     }
                     None => {
@@ -599,6 +697,23 @@ impl Builder<'_> {
         weight: TensorData,
         bias: Option<Vec<f32>>,
     ) -> Result<()> {
+        let shape = weight.shape().to_vec();
+        if shape.len() != 2 {
+            return Err(self.graph_err(format!(
+                "node {}: a fully connected weight must be 2-D, found shape {shape:?}",
+                node.name()
+            )));
+        }
+        if let Some(b) = &bias
+            && b.len() != shape[1]
+        {
+            return Err(self.graph_err(format!(
+                "node {}: bias has {} values for {} outputs",
+                node.name(),
+                b.len(),
+                shape[1]
+            )));
+        }
         self.linears.push(LinearSpec { weight, bias });
         let op = Op::Linear {
             index: self.linears.len() - 1,
@@ -607,15 +722,101 @@ impl Builder<'_> {
     }
 }
 
-/// ONNX axes may count from the end (`-1` = last): make them absolute for a tensor of `rank`.
-fn normalize_axes(axes: &[i64], rank: i64) -> Vec<usize> {
-    axes.iter()
-        .map(|&x| {
-            if x < 0 {
-                (x + rank) as usize
-            } else {
-                x as usize
-            }
-        })
-        .collect()
+/// A convolution's weight, bias and attributes must describe a module Burn can build and run:
+/// a 4-D weight, a group dividing the channels, a bias per output channel, bounded strides,
+/// dilations and pads, and (when known) as many input channels as the input has.
+fn conv_fits(
+    weight: &TensorData,
+    bias: Option<&[f32]>,
+    c: &onnx_ir::conv2d::Conv2dConfig,
+    input_channels: Option<usize>,
+) -> std::result::Result<(), String> {
+    let s = weight.shape().to_vec();
+    let &[out, in_per_group, kh, kw] = s.as_slice() else {
+        return Err(format!("Conv weight must be 4-D, found shape {s:?}"));
+    };
+    if c.groups == 0 {
+        return Err("Conv group is 0".into());
+    }
+    if out % c.groups != 0 {
+        return Err(format!(
+            "Conv group {} does not divide the {out} output channels",
+            c.groups
+        ));
+    }
+    if let Some(b) = bias
+        && b.len() != out
+    {
+        return Err(format!(
+            "Conv bias has {} values for {out} output channels",
+            b.len()
+        ));
+    }
+    validate::positive_extents("kernel size", &[kh, kw])?;
+    validate::positive_extents("stride", &c.stride)?;
+    validate::positive_extents("dilation", &c.dilation)?;
+    validate::pads(&pads4(&c.padding))?;
+    let expected = in_per_group
+        .checked_mul(c.groups)
+        .ok_or_else(|| format!("Conv group {} is too large", c.groups))?;
+    if let Some(have) = input_channels
+        && have != expected
+    {
+        return Err(format!(
+            "Conv takes {expected} input channels (group {} × {in_per_group}) but its input has {have} channels",
+            c.groups
+        ));
+    }
+    Ok(())
+}
+
+/// A BatchNorm's four vectors must have one length, and it must be the input's channel
+/// count when that is known.
+fn bn_fits(spec: &BnSpec, input_channels: Option<usize>) -> std::result::Result<(), String> {
+    let lens = [
+        spec.gamma.len(),
+        spec.beta.len(),
+        spec.mean.len(),
+        spec.var.len(),
+    ];
+    if lens.iter().any(|&l| l != lens[0]) {
+        return Err(format!(
+            "BatchNormalization scale/bias/mean/var have different lengths {lens:?}"
+        ));
+    }
+    if let Some(have) = input_channels
+        && have != lens[0]
+    {
+        return Err(format!(
+            "BatchNormalization has parameters for {} channels but its input has {have} channels",
+            lens[0]
+        ));
+    }
+    if lens[0] == 0 {
+        return Err("BatchNormalization has no channels".into());
+    }
+    if !(spec.epsilon.is_finite() && spec.epsilon > 0.0) {
+        return Err(format!(
+            "BatchNormalization epsilon {} is not a positive number",
+            spec.epsilon
+        ));
+    }
+    if !(0.0..=1.0).contains(&spec.momentum) {
+        return Err(format!(
+            "BatchNormalization momentum {} is outside [0, 1]",
+            spec.momentum
+        ));
+    }
+    Ok(())
+}
+
+/// A pooling's kernel, strides and pads must be bounded and non-zero where they divide.
+fn pool_fits(
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: &Pads,
+) -> std::result::Result<(), String> {
+    validate::positive_extents("kernel size", &kernel)?;
+    validate::positive_extents("stride", &strides)?;
+    validate::pads(pads)
 }

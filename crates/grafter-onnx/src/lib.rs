@@ -43,6 +43,7 @@ mod options;
 mod parse;
 mod proto;
 mod stages;
+mod validate;
 mod zoo;
 
 pub use backbone::{DroppedClassifier, OnnxBackbone};

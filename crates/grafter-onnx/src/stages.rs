@@ -29,7 +29,8 @@ pub(crate) fn split(graph: &Graph) -> Vec<(String, Vec<Member>)> {
             })
             .max()
             .unwrap_or(1);
-        let lvl = input_level * step.op.stride(&graph.conv_strides);
+        // Saturating: strides are capped at load, but a long chain of them may still exceed usize.
+        let lvl = input_level.saturating_mul(step.op.stride(&graph.conv_strides));
         level[step.output] = lvl;
         let member = match step.op {
             Op::Conv { index, .. } => Member::Conv(index),

@@ -11,6 +11,7 @@ pub mod registry;
 
 pub use error::ZooError;
 mod layers;
+mod pth_scan;
 pub mod resnet;
 pub mod torchvision;
 pub mod vgg;

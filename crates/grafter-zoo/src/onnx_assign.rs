@@ -312,6 +312,28 @@ fn set_conv(
         ));
     }
     let out = expected[0];
+    // Lengths a forward pass would only trip over later: refused here, naming the layer.
+    if let Some(b) = &unit.bias
+        && b.len() != out
+    {
+        return Err(mismatch(
+            "bias length",
+            out.to_string(),
+            b.len().to_string(),
+        ));
+    }
+    if let Some(src) = &unit.bn {
+        for (what, v) in [
+            ("BatchNorm scale length", &src.gamma),
+            ("BatchNorm shift length", &src.beta),
+            ("BatchNorm running mean length", &src.mean),
+            ("BatchNorm running variance length", &src.var),
+        ] {
+            if v.len() != out {
+                return Err(mismatch(what, out.to_string(), v.len().to_string()));
+            }
+        }
+    }
     let w = Tensor::<4>::from_data(unit.weight.clone(), device);
     slot.conv.weight = Param::initialized(slot.conv.weight.id, w);
     let mut leftover_bias = unit.bias.clone();
@@ -376,6 +398,19 @@ fn set_linear(
             format!(
                 "layer {name} (ONNX node {}): weight [in, out] expected {expected:?}, found {found:?}",
                 unit.node
+            ),
+        ));
+    }
+    if let Some(b) = &unit.bias
+        && b.len() != expected[1]
+    {
+        return Err(weights(
+            path,
+            format!(
+                "layer {name} (ONNX node {}): bias length expected {}, found {}",
+                unit.node,
+                expected[1],
+                b.len()
             ),
         ));
     }

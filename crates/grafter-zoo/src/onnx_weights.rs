@@ -130,7 +130,10 @@ impl OnnxWeights {
                         Some(_) => Some(floats(constant(&n.inputs, 2, &n.name).map_err(&bad)?)),
                         None => None,
                     };
-                    conv_by_output.insert(n.outputs[0].name.clone(), convs.len());
+                    let Some(out) = n.outputs.first() else {
+                        return Err(bad(format!("node {} has no output", n.name)));
+                    };
+                    conv_by_output.insert(out.name.clone(), convs.len());
                     convs.push(ConvUnit {
                         node: n.name.clone(),
                         weight,
@@ -141,7 +144,8 @@ impl OnnxWeights {
                     });
                 }
                 Node::BatchNormalization(n) => {
-                    let Some(&i) = conv_by_output.get(&n.inputs[0].name) else {
+                    let input = n.inputs.first().map(|a| a.name.as_str()).unwrap_or("");
+                    let Some(&i) = conv_by_output.get(input) else {
                         unsupported
                             .push((index, "BatchNormalization not directly after a Conv".into()));
                         continue;
@@ -163,6 +167,13 @@ impl OnnxWeights {
                 }
                 Node::Linear(n) if !backbone_only => {
                     let w = constant(&n.inputs, 1, &n.name).map_err(&bad)?;
+                    if w.shape().len() != 2 {
+                        return Err(bad(format!(
+                            "node {}: a fully connected weight must be 2-D, found shape {:?}",
+                            n.name,
+                            w.shape().to_vec()
+                        )));
+                    }
                     let weight = if n.config.transpose_weight {
                         transpose2(w)
                     } else {
@@ -232,7 +243,8 @@ fn floats(data: TensorData) -> Vec<f32> {
 
 /// The transpose of a 2-D f32 tensor (ONNX `Gemm`/`MatMul` weights are `[out, in]` or
 /// `[in, out]` depending on `transB`; Burn's `Linear` wants `[in, out]`). Shared with
-/// grafter-onnx's importer.
+/// grafter-onnx's importer. The caller checks the rank: this panics on a tensor that is
+/// not 2-D.
 pub fn transpose2(data: TensorData) -> TensorData {
     let shape = data.shape().to_vec();
     let (r, c) = (shape[0], shape[1]);

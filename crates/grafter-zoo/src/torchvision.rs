@@ -4,7 +4,8 @@
 //! regular expressions: the Sequential indices of `downsample` and VGG's `features` and
 //! `classifier`, plus the `backbone.`/`head.` prefixes of [`Classifier`]. burn-store's
 //! PyTorch adapter transposes Linear weights and renames BatchNorm's weight/bias to
-//! gamma/beta. A `.pth` is read by burn-store's own pickle reader, which executes no code.
+//! gamma/beta. A `.pth` is read by burn-store's own pickle reader, which executes no code,
+//! after the checks of `pth_scan` on the same bytes.
 
 use std::path::Path;
 
@@ -93,33 +94,24 @@ pub fn load_vgg(
     load_state_dict(model, path.as_ref(), &vgg_remaps(cfg))
 }
 
-/// Refuses a `.pth` whose pickle references anything but torch's tensor machinery and plain
-/// containers. burn-store's reader never calls a global, but it ignores one that sits beside
-/// a complete state dict; such a file is not a plain state dict, so it is refused, naming the
-/// global.
-fn refuse_foreign_globals(path: &Path) -> Result<(), ZooError> {
-    use burn::store::pytorch_reader::{PickleValue, PytorchReader};
-    fn find(v: &PickleValue) -> Option<&str> {
-        match v {
-            PickleValue::Unsupported(t) if !t.starts_with("torch.") => Some(t),
-            PickleValue::List(items) => items.iter().find_map(find),
-            PickleValue::Dict(map) => map.values().find_map(find),
-            _ => None,
-        }
-    }
-    let value = PytorchReader::read_pickle_data(path, None).map_err(|e| ZooError::Weights {
+/// Reads a `.pth` once, checks those bytes (see [`crate::pth_scan`]: exact global
+/// allow-list, every opcode, tensor views inside their storages), and writes them to a private
+/// temporary copy that burn-store then reads: what is loaded is exactly what was checked,
+/// even if the file changes meanwhile.
+fn checked_pth_copy(path: &Path) -> Result<tempfile::NamedTempFile, ZooError> {
+    let io = |source| ZooError::Io {
         path: path.to_path_buf(),
-        reason: format!("cannot read PyTorch file: {e}"),
-    })?;
-    match find(&value) {
-        Some(global) => Err(ZooError::Weights {
-            path: path.to_path_buf(),
-            reason: format!(
-                "the pickle references {global}, which a state dict never does; refused (nothing was executed)"
-            ),
-        }),
-        None => Ok(()),
-    }
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    crate::pth_scan::check(path, &bytes)?;
+    let mut copy = tempfile::Builder::new()
+        .prefix(".grafter-pth-")
+        .suffix(".pth")
+        .tempfile()
+        .map_err(io)?;
+    std::io::Write::write_all(&mut copy, &bytes).map_err(io)?;
+    Ok(copy)
 }
 
 /// Loads a PyTorch-named state dict into `model`, failing on the first missing parameter or
@@ -154,8 +146,8 @@ pub fn load_state_dict<M: ModuleSnapshot>(
                 .map_err(|e| weights(format!("cannot read safetensors: {e}")))?
         }
         "pth" | "pt" | "bin" => {
-            refuse_foreign_globals(path)?;
-            let mut store = PytorchStore::from_file(path)
+            let copy = checked_pth_copy(path)?;
+            let mut store = PytorchStore::from_file(copy.path())
                 .allow_partial(true)
                 .validate(false);
             for (from, to) in remaps {
