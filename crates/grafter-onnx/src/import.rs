@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::TensorData;
-use grafter_zoo::onnx_weights::transpose2;
+use grafter_core::tensor_layout::transpose2;
 use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
 
 use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
