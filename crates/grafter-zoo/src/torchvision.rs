@@ -97,7 +97,7 @@ pub fn load_vgg(
 /// containers. burn-store's reader never calls a global, but it ignores one that sits beside
 /// a complete state dict; such a file is not a plain state dict, so it is refused, naming the
 /// global.
-fn refuse_foreign_globals(path: &Path) -> Result<(), ZooError> {
+pub(crate) fn refuse_foreign_globals(path: &Path) -> Result<(), ZooError> {
     use burn::store::pytorch_reader::{PickleValue, PytorchReader};
     fn find(v: &PickleValue) -> Option<&str> {
         match v {
