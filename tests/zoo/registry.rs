@@ -5,10 +5,10 @@
 //! publisher's key names (torchvision's for `.pth`/`.safetensors`, a graph for ONNX) — back
 //! into an identical backbone. A new entry is tested by adding it to the registry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter::weights::save_weights;
 use grafter::zoo::registry::{self, WeightFormat, WeightSet};
@@ -30,7 +30,7 @@ fn tensors<M: Module>(module: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             let t = p.val();
             let shape = t.dims().to_vec();
-            let v = t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let v = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
             self.0.push((self.1.join("."), shape, v));
         }
     }
@@ -154,7 +154,26 @@ fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
     (a - b).abs().max().into_scalar::<f32>()
 }
 
-/// Every stage non-empty and uniquely named; together they hold every parameter exactly once.
+/// (id, module path) of every float parameter and running statistic.
+fn param_ids<M: Module>(module: &M) -> Vec<(ParamId, String)> {
+    struct Collect(Vec<(ParamId, String)>, Vec<String>);
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push((p.id, self.1.join(".")));
+        }
+    }
+    let mut c = Collect(Vec::new(), Vec::new());
+    module.visit(&mut c);
+    c.0
+}
+
+/// Stages named as documented, none empty, and every parameter in exactly one of them.
 fn check_stages(name: &str, backbone: &AnyBackbone) {
     let stages = backbone.stages();
     let expected: Vec<String> = match backbone {
@@ -165,24 +184,15 @@ fn check_stages(name: &str, backbone: &AnyBackbone) {
     };
     let names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
     assert_eq!(names, expected, "{name}: stage names");
-    let all: HashSet<_> = ParamGroup::ids_from_module(backbone.clone())
-        .ids()
-        .into_iter()
-        .collect();
-    let mut seen = HashSet::new();
-    for stage in &stages {
-        let ids = stage.params.ids();
-        assert!(!ids.is_empty(), "{name}: stage {} is empty", stage.name);
-        for id in ids {
-            assert!(
-                all.contains(&id),
-                "{name}: {} holds a foreign id",
-                stage.name
-            );
-            assert!(seen.insert(id), "{name}: a parameter is in two stages");
-        }
+    let mut per_stage = vec![0usize; stages.len()];
+    for (id, path) in param_ids(backbone) {
+        let owners: Vec<usize> = (0..stages.len())
+            .filter(|&i| stages[i].params.matches(&id, Some(&path)))
+            .collect();
+        assert_eq!(owners.len(), 1, "{name}: {path} is in stages {owners:?}");
+        per_stage[owners[0]] += 1;
     }
-    assert_eq!(seen.len(), all.len(), "{name}: stages miss parameters");
+    assert!(per_stage.iter().all(|&n| n > 0), "{name}: {per_stage:?}");
 }
 
 #[test]
@@ -238,11 +248,12 @@ fn every_registry_entry_builds_runs_names_its_stages_and_loads_its_format() {
             [1, channels, 2, 2],
             "{name}: feature map at 64x64"
         );
+        let scale = want.clone().abs().max().into_scalar::<f32>();
         let diff = max_diff(want, loaded.forward_features(input.clone()));
-        let tolerance = if set.format == WeightFormat::Onnx {
-            1e-4
-        } else {
-            0.0
+        // The ONNX loader goes through f32 host copies and BatchNorm's ε: near, not exact.
+        let tolerance = match set.format {
+            WeightFormat::Onnx => 1e-5 * scale.max(1.0),
+            _ => 0.0,
         };
         assert!(
             diff <= tolerance,
