@@ -150,17 +150,27 @@ impl OnnxEmitter {
     }
 }
 
+/// A `Gemm` with `transB = 1` and the weight stored `[out, in]`, as PyTorch exports a
+/// `Linear` (so readers that expect torch's layout, like the zoo's, take it as well).
 pub(crate) fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
     let (wd, w) = host(&linear.weight);
-    let wname = e.floats("W", &wd, &w);
+    let (inputs, outputs) = (wd[0], wd[1]);
+    let mut t = vec![0f32; w.len()];
+    for i in 0..inputs {
+        for o in 0..outputs {
+            t[o * inputs + i] = w[i * outputs + o];
+        }
+    }
+    let wname = e.floats("W", &[outputs, inputs], &t);
     let out = e.fresh("gemm");
+    let trans_b = vec![("transB", Attr::Int(1))];
     match &linear.bias {
         Some(b) => {
             let (bd, bv) = host(b);
             let bname = e.floats("B", &bd, &bv);
-            e.node("Gemm", &[x, &wname, &bname], &out, vec![]);
+            e.node("Gemm", &[x, &wname, &bname], &out, trans_b);
         }
-        None => e.node("Gemm", &[x, &wname], &out, vec![]),
+        None => e.node("Gemm", &[x, &wname], &out, trans_b),
     }
     out
 }
