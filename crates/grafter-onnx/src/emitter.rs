@@ -163,14 +163,21 @@ pub(crate) fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
     }
     let wname = e.floats("W", &[outputs, inputs], &t);
     let out = e.fresh("gemm");
-    let trans_b = vec![("transB", Attr::Int(1))];
+    // alpha and beta spelled out: onnx-ir reads a Gemm as a Linear only when all three are.
+    let trans_b = || {
+        vec![
+            ("alpha", Attr::Float(1.0)),
+            ("beta", Attr::Float(1.0)),
+            ("transB", Attr::Int(1)),
+        ]
+    };
     match &linear.bias {
         Some(b) => {
             let (bd, bv) = host(b);
             let bname = e.floats("B", &bd, &bv);
-            e.node("Gemm", &[x, &wname, &bname], &out, trans_b);
+            e.node("Gemm", &[x, &wname, &bname], &out, trans_b());
         }
-        None => e.node("Gemm", &[x, &wname], &out, trans_b),
+        None => e.node("Gemm", &[x, &wname], &out, trans_b()),
     }
     out
 }
