@@ -29,6 +29,9 @@ use crate::vgg::Vgg;
 /// let features = backbone.forward_features(Tensor::zeros([1, 3, 64, 64], &device));
 /// assert_eq!(features.dims(), [1, 512, 2, 2]);
 /// ```
+// One backbone is built per run and moved a handful of times; boxing the variants would
+// take them out of Burn's module derive, which needs each variant to be a module itself.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum AnyBackbone {
     /// A ResNet of the zoo.
