@@ -1,83 +1,65 @@
-//! What a run leaves behind besides checkpoints: which data and weights it used, the test
-//! metrics, the confusion matrix, and the preprocessing a predictor needs.
+//! What a run leaves besides checkpoints: which data and weights it used, the test metrics,
+//! the confusion matrix and the preprocessing a predictor needs.
 
 use std::path::Path;
 
 use grafter::history::EpochRecord;
 use grafter::plot::confusion_svg;
+use grafter::zoo::Weights;
 use grafter::{FitOutcome, Metrics, Preprocess};
-use serde::Serialize;
-
 /// Which data and weights a run used, stated in its output and in `run.json`.
-#[derive(Serialize)]
-pub struct Provenance {
+pub struct Run {
     pub data: String,
-    pub weights: String,
-    pub pretrained: bool,
     pub backbone: String,
+    /// Pretrained (and from where), or a random initialisation (and why).
+    pub weights: Weights,
+    pub preprocess: Preprocess,
 }
 
-#[derive(Serialize)]
-struct RunJson<'a> {
-    provenance: &'a Provenance,
-    epochs: usize,
-    best_valid_top1: f64,
-    test: &'a Metrics,
-}
-
-/// Writes `path` through a temporary file and a rename: never half-written.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// `run.json`, `test_metrics.json`, `preprocess.json` and `confusion.svg` under `out`.
+/// `run.json`, `test_metrics.json`, `preprocess.json` and `confusion.svg` under `out`, each
+/// written through a temporary file and a rename.
 pub fn write(
     out: &Path,
-    provenance: &Provenance,
-    preprocess: &Preprocess,
+    run: &Run,
     history: &[EpochRecord],
     test: &Metrics,
     class_names: &[String],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let pretrained = matches!(run.weights, Weights::Pretrained(_));
     let best = history.iter().map(|r| r.valid.top1).fold(0.0, f64::max);
-    let run = RunJson {
-        provenance,
-        epochs: history.len(),
-        best_valid_top1: best,
-        test,
-    };
+    let run_json = serde_json::json!({
+        "data": run.data, "backbone": run.backbone, "weights": run.weights.to_string(),
+        "pretrained": pretrained, "weights_provenance": run.weights,
+        "epochs": history.len(), "best_valid_top1": best, "test": test,
+    });
     for (name, text) in [
-        ("run.json", serde_json::to_string_pretty(&run)?),
+        ("run.json", serde_json::to_string_pretty(&run_json)?),
         ("test_metrics.json", serde_json::to_string_pretty(test)?),
-        ("preprocess.json", serde_json::to_string_pretty(preprocess)?),
+        (
+            "preprocess.json",
+            serde_json::to_string_pretty(&run.preprocess)?,
+        ),
         (
             "confusion.svg",
             confusion_svg(&test.confusion, class_names)?,
         ),
     ] {
-        let path = out.join(name);
-        write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
+        let (path, tmp) = (out.join(name), out.join(format!("{name}.tmp")));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
 
 /// The closing lines: data, weights, validation and test accuracy, files written.
-pub fn print_summary<B, H>(
-    out: &Path,
-    provenance: &Provenance,
-    outcome: &FitOutcome<B, H>,
-    test: &Metrics,
-    onnx: &Path,
-) {
+pub fn print_summary<B, H>(out: &Path, run: &Run, outcome: &FitOutcome<B, H>, test: &Metrics) {
     let pct = |v: f64| format!("{:.1}%", 100.0 * v);
-    println!();
-    println!("== food101 run summary ({})", out.display());
-    println!("backbone : {}", provenance.backbone);
-    println!("weights  : {}", provenance.weights);
-    println!("data     : {}", provenance.data);
+    println!("\n== food101 run summary ({})", out.display());
+    println!(
+        "backbone : {}\nweights  : {}\ndata     : {}",
+        run.backbone, run.weights, run.data
+    );
     if let Some(best) = &outcome.best {
         println!(
             "best validation epoch {}: monitored value {:.4}",
@@ -85,27 +67,24 @@ pub fn print_summary<B, H>(
             best.value
         );
     }
-    let chance = 1.0 / test.per_class.len().max(1) as f64;
+    let top5 = test
+        .top5
+        .map(|t| format!(", top-5 {}", pct(t)))
+        .unwrap_or_default();
+    let chance = pct(1.0 / test.per_class.len().max(1) as f64);
     println!(
-        "test     : top-1 {}{} on {} images (chance {})",
+        "test     : top-1 {}{top5} on {} images (chance {chance})",
         pct(test.top1),
-        test.top5
-            .map(|t| format!(", top-5 {}", pct(t)))
-            .unwrap_or_default(),
-        test.samples,
-        pct(chance)
+        test.samples
     );
-    if !provenance.pretrained {
+    if let Weights::Random { .. } = run.weights {
         println!(
             "           (RANDOMLY INITIALISED backbone: not representative of transfer learning)"
         );
     }
     println!(
         "files    : best.bpk, metrics.jsonl, curves.svg, confusion.svg, classes.json, \
-         preprocess.json, run.json, {}",
-        onnx.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
+         preprocess.json, run.json, model.onnx"
     );
     println!(
         "predict  : cargo run --release --example predict -- --run {} IMAGE...",

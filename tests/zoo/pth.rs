@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet};
 
 use crate::parity::{resnet, vgg};
+use crate::torch_save::{global, stored_zip, unicode};
 
 #[test]
 fn resnet18_pth_matches_onnxruntime() {
@@ -42,82 +43,6 @@ fn vgg16_bn_pth_matches_onnxruntime() {
 // inert call that touches no tensor, sitting beside a complete state dict under a key of its
 // own, is ignored and the load succeeds (still executing nothing).
 // ---------------------------------------------------------------------------------------------
-
-/// CRC-32 (IEEE), as the zip format stores it.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
-
-/// A zip archive of stored (uncompressed) entries.
-fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    fn u16le(v: &mut Vec<u8>, x: usize) {
-        v.extend_from_slice(&u16::try_from(x).unwrap().to_le_bytes());
-    }
-    fn u32le(v: &mut Vec<u8>, x: usize) {
-        v.extend_from_slice(&u32::try_from(x).unwrap().to_le_bytes());
-    }
-    let (mut out, mut central) = (Vec::new(), Vec::new());
-    for (name, data) in entries {
-        let offset = out.len();
-        let crc = crc32(data) as usize;
-        // local file header: version 2.0, no flags, stored, 1980-01-01 00:00
-        u32le(&mut out, 0x0403_4b50);
-        for x in [20, 0, 0, 0, 0x21] {
-            u16le(&mut out, x);
-        }
-        for x in [crc, data.len(), data.len()] {
-            u32le(&mut out, x);
-        }
-        u16le(&mut out, name.len());
-        u16le(&mut out, 0);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
-        // central directory record
-        u32le(&mut central, 0x0201_4b50);
-        for x in [20, 20, 0, 0, 0, 0x21] {
-            u16le(&mut central, x);
-        }
-        for x in [crc, data.len(), data.len()] {
-            u32le(&mut central, x);
-        }
-        for x in [name.len(), 0, 0, 0, 0] {
-            u16le(&mut central, x);
-        }
-        u32le(&mut central, 0);
-        u32le(&mut central, offset);
-        central.extend_from_slice(name.as_bytes());
-    }
-    let cd_offset = out.len();
-    out.extend_from_slice(&central);
-    u32le(&mut out, 0x0605_4b50);
-    for x in [0, 0, entries.len(), entries.len()] {
-        u16le(&mut out, x);
-    }
-    u32le(&mut out, central.len());
-    u32le(&mut out, cd_offset);
-    u16le(&mut out, 0);
-    out
-}
-
-/// Pickle `BINUNICODE` of `s`.
-fn unicode(s: &str) -> Vec<u8> {
-    let mut v = vec![b'X'];
-    v.extend_from_slice(&u32::try_from(s.len()).unwrap().to_le_bytes());
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-/// Pickle `GLOBAL module.name` (protocol 0-3 spelling).
-fn global(module: &str, name: &str) -> Vec<u8> {
-    format!("c{module}\n{name}\n").into_bytes()
-}
 
 /// `module.name(arg)` via `GLOBAL`, the argument pickled by `arg`.
 fn call1(module: &str, name: &str, arg: &[u8]) -> Vec<u8> {

@@ -28,6 +28,7 @@ mod preprocess;
 pub mod progress;
 mod schedule;
 mod task;
+pub mod tensor_layout;
 pub mod weights;
 
 pub use backbone::{Backbone, Stage};

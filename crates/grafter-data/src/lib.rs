@@ -18,6 +18,8 @@
 //! * **prediction** — top-k classes of image files, with optional flip TTA
 //!   ([`predict::Predictor`]);
 //! * **archives** — safe extraction of downloaded data sets ([`archive::extract_tar`]);
+//! * **demo set** — a small synthetic set in the Food-101 layout, drawn on the spot, for
+//!   runs without network ([`demo::food101_demo`]);
 //! * **feature cache** — a frozen backbone's features computed once and reused by every epoch
 //!   ([`FeatureCache`]).
 //!
@@ -40,6 +42,7 @@ mod bad_files;
 mod classes;
 mod dataset;
 pub mod decode;
+pub mod demo;
 mod error;
 mod feature_cache;
 mod folder;

@@ -1,7 +1,8 @@
 //! Writing a fine-tuned [`Classifier`] back out as ONNX.
 //!
 //! Any backbone implementing [`OnnxBackboneExport`] can be written: the [`OnnxBackbone`]
-//! below, the zoo's ResNet and VGG in `zoo.rs`.
+//! below, or a module of another crate built from [`OnnxEmitter`]'s layers (the zoo's
+//! ResNet and VGG).
 //!
 //! The exporter re-emits the backbone's kept graph from the same step list the interpreter
 //! runs (with the fine-tuned weights), then the head (global pooling, flatten, Gemm…). The
@@ -11,13 +12,11 @@
 
 use std::path::Path;
 
-use burn::module::Param;
-use burn::nn::{BatchNorm, Linear};
-use burn::tensor::Tensor;
 use grafter_core::Classifier;
 use grafter_core::head::{LinearHead, MlpHead, Pooling};
 use onnx_ir::{Message, ModelProto};
 
+use crate::emitter::{ExportError, OnnxEmitter, emit_bn, emit_linear, host};
 use crate::graph::{Op, Operand};
 use crate::proto::{Attr, Emitter, value_info};
 use crate::{OnnxBackbone, OnnxError, Result};
@@ -25,77 +24,21 @@ use crate::{OnnxBackbone, OnnxError, Result};
 /// A grafter head that can write itself as ONNX nodes.
 pub trait OnnxHead {
     /// Emits nodes from `features` (`[N, C, h, w]`) to logits; returns the logits' name.
-    #[doc(hidden)]
-    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String;
+    fn emit_onnx(&self, e: &mut OnnxEmitter, features: &str) -> String;
 }
 
 /// A backbone that can write itself as ONNX nodes.
 ///
-/// Implemented for [`OnnxBackbone`], [`grafter_zoo::ResNet`] and [`grafter_zoo::Vgg`];
-/// [`export_classifier`] takes any backbone implementing it.
+/// Implemented for [`OnnxBackbone`] here and for the zoo's ResNet, VGG and `AnyBackbone` in
+/// grafter-zoo; [`export_classifier`] takes any backbone implementing it.
 pub trait OnnxBackboneExport: grafter_core::Backbone {
     /// Emits nodes from `input` (`[N, 3, H, W]`) to the feature map (`[N, C, h, w]`);
     /// returns the features' value name, or why the backbone cannot be written.
-    #[doc(hidden)]
     fn emit_backbone(
         &self,
-        e: &mut HeadEmitter,
+        e: &mut OnnxEmitter,
         input: &str,
-    ) -> std::result::Result<String, String>;
-}
-
-/// Opaque node builder handed to [`OnnxHead::emit_onnx`] and
-/// [`OnnxBackboneExport::emit_backbone`].
-pub struct HeadEmitter(pub(crate) Emitter);
-
-pub(crate) fn host<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<usize>, Vec<f32>) {
-    let t = p.val();
-    let dims = t.dims().to_vec();
-    let v = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    (dims, v)
-}
-
-pub(crate) fn emit_linear(e: &mut Emitter, linear: &Linear, x: &str) -> String {
-    let (wd, w) = host(&linear.weight);
-    let wname = e.floats("W", &wd, &w);
-    let out = e.fresh("gemm");
-    match &linear.bias {
-        Some(b) => {
-            let (bd, bv) = host(b);
-            let bname = e.floats("B", &bd, &bv);
-            e.node("Gemm", &[x, &wname, &bname], &out, vec![]);
-        }
-        None => e.node("Gemm", &[x, &wname], &out, vec![]),
-    }
-    out
-}
-
-pub(crate) fn emit_bn(e: &mut Emitter, bn: &BatchNorm, x: &str, out: Option<&str>) -> String {
-    let (d, g) = host(&bn.gamma);
-    let (_, b) = host(&bn.beta);
-    let mean = bn.running_mean.value().into_data().convert::<f32>();
-    let var = bn.running_var.value().into_data().convert::<f32>();
-    let names = [
-        e.floats("gamma", &d, &g),
-        e.floats("beta", &d, &b),
-        e.floats("mean", &d, &mean.try_into_vec::<f32>().unwrap_or_default()),
-        e.floats("var", &d, &var.try_into_vec::<f32>().unwrap_or_default()),
-    ];
-    let out = out.map_or_else(|| e.fresh("bn"), str::to_string);
-    e.node(
-        "BatchNormalization",
-        &[x, &names[0], &names[1], &names[2], &names[3]],
-        &out,
-        vec![
-            ("epsilon", Attr::Float(bn.epsilon as f32)),
-            ("momentum", Attr::Float((1.0 - bn.momentum) as f32)),
-        ],
-    );
-    out
+    ) -> std::result::Result<String, ExportError>;
 }
 
 fn emit_pooling(e: &mut Emitter, pooling: Pooling, x: &str) -> String {
@@ -120,14 +63,14 @@ fn emit_pooling(e: &mut Emitter, pooling: Pooling, x: &str) -> String {
 }
 
 impl OnnxHead for LinearHead {
-    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String {
+    fn emit_onnx(&self, e: &mut OnnxEmitter, features: &str) -> String {
         let pooled = emit_pooling(&mut e.0, self.pooling, features);
         emit_linear(&mut e.0, &self.linear, &pooled)
     }
 }
 
 impl OnnxHead for MlpHead {
-    fn emit_onnx(&self, e: &mut HeadEmitter, features: &str) -> String {
+    fn emit_onnx(&self, e: &mut OnnxEmitter, features: &str) -> String {
         let mut x = emit_pooling(&mut e.0, self.pooling, features);
         for block in &self.blocks {
             x = emit_linear(&mut e.0, &block.linear, &x);
@@ -147,12 +90,12 @@ impl OnnxHead for MlpHead {
 /// atomically (a temporary file beside `path`, then a rename).
 ///
 /// The backbone can be an [`OnnxBackbone`] (its kept graph is re-emitted with the fine-tuned
-/// weights) or one of the zoo's typed backbones, [`grafter_zoo::ResNet`] (basic and
-/// bottleneck blocks, v1 or v1.5 strides) and [`grafter_zoo::Vgg`] (with or without
-/// BatchNorm); any [`OnnxBackboneExport`] works. BatchNorms are written as
+/// weights) or one of the zoo's typed backbones (ResNet with basic or bottleneck blocks, v1
+/// or v1.5 strides; VGG with or without BatchNorm; `AnyBackbone`); any
+/// [`OnnxBackboneExport`] works. BatchNorms are written as
 /// `BatchNormalization` nodes with their running statistics (inference mode), not folded.
-/// The head is a [`LinearHead`], an [`MlpHead`], a [`grafter_zoo::VggClassifier`] (dropout
-/// omitted) or any other [`OnnxHead`].
+/// The head is a [`LinearHead`], an [`MlpHead`], the zoo's VGG classifier (dropout omitted)
+/// or any other [`OnnxHead`].
 ///
 /// Errors: [`OnnxError::Export`] when the model cannot be expressed (a backbone that does
 /// not end at a feature map, `Same` padding…), [`OnnxError::Io`] naming `path` when the file
@@ -162,9 +105,9 @@ pub fn export_classifier<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let bytes = to_bytes(model).map_err(|reason| OnnxError::Export {
+    let bytes = to_bytes(model).map_err(|e| OnnxError::Export {
         path: path.to_path_buf(),
-        reason,
+        reason: e.reason,
     })?;
     let tmp = path.with_extension("onnx.tmp");
     let io = |source| OnnxError::Io {
@@ -181,9 +124,9 @@ pub fn export_classifier<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head
 impl OnnxBackboneExport for OnnxBackbone {
     fn emit_backbone(
         &self,
-        e: &mut HeadEmitter,
+        e: &mut OnnxEmitter,
         input: &str,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, ExportError> {
         let b = self;
         let e = &mut e.0;
         let graph = &b.meta().graph;
@@ -382,7 +325,9 @@ impl OnnxBackboneExport for OnnxBackbone {
             }
         }
         if graph.value_ranks[graph.output] != 4 {
-            return Err("the backbone does not end at a feature map [N, C, h, w]".into());
+            return Err(ExportError::new(
+                "the backbone does not end at a feature map [N, C, h, w]",
+            ));
         }
         Ok(if graph.output == graph.input {
             input_name.to_string()
@@ -394,9 +339,9 @@ impl OnnxBackboneExport for OnnxBackbone {
 
 fn to_bytes<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head>(
     model: &Classifier<B, H>,
-) -> std::result::Result<Vec<u8>, String> {
+) -> std::result::Result<Vec<u8>, ExportError> {
     let input_name = "input";
-    let mut head = HeadEmitter(Emitter::default());
+    let mut head = OnnxEmitter(Emitter::default());
     let features = model.backbone.emit_backbone(&mut head, input_name)?;
     let logits = model.head.emit_onnx(&mut head, &features);
     let mut e = head.0;
@@ -416,5 +361,6 @@ fn to_bytes<B: OnnxBackboneExport, H: OnnxHead + grafter_core::Head>(
     m.opset_import.push(Default::default());
     m.opset_import[0].version = 17;
     m.graph = Some(graph_proto).into();
-    m.write_to_bytes().map_err(|e| e.to_string())
+    m.write_to_bytes()
+        .map_err(|e| ExportError::new(e.to_string()))
 }

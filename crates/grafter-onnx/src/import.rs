@@ -184,7 +184,7 @@ fn transpose2(w: TensorData) -> std::result::Result<TensorData, String> {
             w.shape().to_vec()
         ));
     }
-    Ok(grafter_zoo::onnx_weights::transpose2(w))
+    Ok(grafter_core::tensor_layout::transpose2(w))
 }
 
 /// Whether an op's output has its (first) input's channel count.

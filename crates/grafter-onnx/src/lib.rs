@@ -10,8 +10,9 @@
 //! into stages where the resolution drops, so every `FreezePolicy` applies.
 //!
 //! [`export_classifier`] writes a fine-tuned classifier back out as ONNX, whether its
-//! backbone is an [`OnnxBackbone`] or one of the zoo's typed backbones
-//! ([`grafter_zoo::ResNet`], [`grafter_zoo::Vgg`]) — any [`OnnxBackboneExport`].
+//! backbone is an [`OnnxBackbone`] or any other [`OnnxBackboneExport`] (the zoo's typed
+//! backbones implement it with [`OnnxEmitter`]'s layers; this crate does not depend on the
+//! zoo).
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -34,6 +35,7 @@
 
 mod backbone;
 mod cut;
+mod emitter;
 mod error;
 mod export;
 mod graph;
@@ -44,10 +46,10 @@ mod parse;
 mod proto;
 mod stages;
 mod validate;
-mod zoo;
 
 pub use backbone::{DroppedClassifier, OnnxBackbone};
+pub use emitter::{ExportError, OnnxAttr, OnnxEmitter};
 pub use error::{OnnxError, Result};
-pub use export::{HeadEmitter, OnnxBackboneExport, OnnxHead, export_classifier};
+pub use export::{OnnxBackboneExport, OnnxHead, export_classifier};
 pub use interpret::Value;
 pub use options::{CutPoint, OnnxBackboneOptions};

@@ -12,10 +12,14 @@ pub(crate) struct Emitter {
     counter: usize,
 }
 
-/// A node attribute.
-pub(crate) enum Attr {
+/// A node attribute value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    /// `INT`.
     Int(i64),
+    /// `INTS`.
     Ints(Vec<i64>),
+    /// `FLOAT`.
     Float(f32),
 }
 

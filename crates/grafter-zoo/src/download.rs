@@ -355,6 +355,7 @@ impl Downloader {
 pub struct Cache {
     root: PathBuf,
     downloader: Downloader,
+    offline: bool,
 }
 
 impl Cache {
@@ -363,6 +364,7 @@ impl Cache {
         Self {
             root: root.into(),
             downloader: Downloader::new(),
+            offline: false,
         }
     }
 
@@ -397,6 +399,13 @@ impl Cache {
         self
     }
 
+    /// Never downloads: [`fetch`](Self::fetch) returns the cached file or
+    /// [`ZooError::Offline`] naming where to place it.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
     /// The cache directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -421,6 +430,13 @@ impl Cache {
     /// downloaded (resuming any partial download) and verified first.
     pub fn fetch(&self, weights: &WeightSet) -> Result<PathBuf, ZooError> {
         let dest = self.path_for(weights);
+        if self.offline {
+            return self.cached(weights)?.ok_or_else(|| ZooError::Offline {
+                url: weights.url.to_string(),
+                dest,
+                reason: "offline: downloads are turned off".into(),
+            });
+        }
         self.downloader.download(weights.url, &dest, weights.sha256)
     }
 }
@@ -1062,7 +1078,7 @@ mod tests {
         }
         WeightSet {
             name: "test.local_in1k",
-            arch: "resnet18",
+            arch: crate::Architecture::resnet(crate::ResNetDepth::R18),
             source: "test server",
             url: Box::leak(url.into_boxed_str()),
             sha256: sha256.map(|s| &*Box::leak(s.into_boxed_str())),
@@ -1073,6 +1089,24 @@ mod tests {
             license: "test",
             notes: "",
         }
+    }
+
+    #[test]
+    fn offline_cache_serves_the_cached_file_and_never_requests() {
+        let data = data();
+        let server = serve(ServerConfig::new(Arc::clone(&data)));
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path()).with_progress(false).offline(true);
+        let ws = weight_set(server.url("/resnet18-f00.pth"), Some(digest(&data)));
+        let path = cache.path_for(&ws);
+        match cache.fetch(&ws) {
+            Err(ZooError::Offline { dest, .. }) => assert_eq!(dest, path),
+            other => panic!("{other:?}"),
+        }
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &*data).unwrap();
+        assert_eq!(cache.fetch(&ws).unwrap(), path);
+        assert!(server.seen().is_empty(), "{:?}", server.seen());
     }
 
     #[test]

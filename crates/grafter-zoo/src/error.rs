@@ -56,4 +56,15 @@ pub enum ZooError {
         /// The underlying network error.
         reason: String,
     },
+    /// A name is neither a registered weight set nor an architecture with one.
+    #[error("unknown weight set or architecture '{name}'; known: {known}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The registered weight-set names, comma-separated.
+        known: String,
+    },
+    /// An ONNX file could not be used as a backbone (the error names the file).
+    #[error(transparent)]
+    Onnx(#[from] grafter_onnx::OnnxError),
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::TensorData;
+use grafter_core::tensor_layout::transpose2;
 use onnx_ir::{Node, OnnxGraphBuilder};
 
 use crate::ZooError;
@@ -239,21 +240,4 @@ fn constant(inputs: &[onnx_ir::Argument], index: usize, node: &str) -> Result<Te
 
 fn floats(data: TensorData) -> Vec<f32> {
     data.try_into_vec::<f32>().unwrap_or_default()
-}
-
-/// The transpose of a 2-D f32 tensor (ONNX `Gemm`/`MatMul` weights are `[out, in]` or
-/// `[in, out]` depending on `transB`; Burn's `Linear` wants `[in, out]`). Shared with
-/// grafter-onnx's importer. The caller checks the rank: this panics on a tensor that is
-/// not 2-D.
-pub fn transpose2(data: TensorData) -> TensorData {
-    let shape = data.shape().to_vec();
-    let (r, c) = (shape[0], shape[1]);
-    let v = floats(data);
-    let mut t = vec![0f32; v.len()];
-    for i in 0..r {
-        for j in 0..c {
-            t[j * r + i] = v[i * c + j];
-        }
-    }
-    TensorData::new(t, [c, r])
 }

@@ -32,7 +32,14 @@
 //!   SHA-256 and size from their Git LFS pointers, top-1 and preprocessing from the `resnet` and
 //!   `vgg` READMEs there.
 
+use std::path::Path;
+
+use burn::tensor::Device;
 use grafter_core::{Interpolation, Preprocess};
+
+use crate::ZooError;
+use crate::any::AnyBackbone;
+use crate::architecture::{Architecture, ResNetDepth, ResNetVariant, VggDepth};
 
 /// The serialisation format of a weight file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +50,9 @@ pub enum WeightFormat {
     Safetensors,
     /// An ONNX model (graph and initializers).
     Onnx,
+    /// Burn's record format (burnpack), as written by
+    /// [`save_weights`](grafter_core::weights::save_weights).
+    Burnpack,
 }
 
 impl WeightFormat {
@@ -52,6 +62,7 @@ impl WeightFormat {
             Self::Pth => "pth",
             Self::Safetensors => "safetensors",
             Self::Onnx => "onnx",
+            Self::Burnpack => "bpk",
         }
     }
 }
@@ -65,8 +76,9 @@ pub struct WeightSet {
     /// Unique name, `arch.tag` in timm's style (`resnet50.tv2_in1k`) or the ONNX Model Zoo file
     /// stem (`resnet50-v1-7`).
     pub name: &'static str,
-    /// The architecture the weights fit (`resnet50`, `vgg16_bn`, …).
-    pub arch: &'static str,
+    /// The architecture the weights fit, variant included (a ResNet-50 v1 from the ONNX Model
+    /// Zoo does not take torchvision's v1.5 strides).
+    pub arch: Architecture,
     /// Who published the weights, and under which identifier.
     pub source: &'static str,
     /// Direct download URL (redirects are followed).
@@ -76,7 +88,7 @@ pub struct WeightSet {
     pub sha256: Option<&'static str>,
     /// Exact size in bytes, when published.
     pub size: Option<u64>,
-    /// File format.
+    /// File format; its [`loader`](WeightFormat::loader) builds the backbone.
     pub format: WeightFormat,
     /// Builds the input preprocessing the weights were evaluated with. Prefer
     /// [`WeightSet::preprocess`].
@@ -93,6 +105,15 @@ impl WeightSet {
     /// The preprocessing the weights expect.
     pub fn preprocess(&self) -> Preprocess {
         (self.preprocess)()
+    }
+
+    /// The backbone of [`arch`](Self::arch) with the weights in `path` (a file of this set,
+    /// in its [`format`](Self::format)) and this set's [`preprocess`](Self::preprocess).
+    /// Nothing is checked about the file's origin: see [`crate::pretrained_from_file`] for
+    /// the checked path.
+    pub fn load(&self, path: &Path, device: &Device) -> Result<AnyBackbone, ZooError> {
+        let backbone = (self.format.loader())(path, self.arch, device)?;
+        Ok(backbone.with_preprocess(self.preprocess()))
     }
 
     /// The file name under which the weights are stored: the last segment of the URL path.
@@ -143,9 +164,24 @@ const TV_VGG_NOTES: &str =
     "torchvision IMAGENET1K_V1: trained from scratch with a simplified recipe";
 const ONNX_LICENSE: &str = "Apache-2.0 (ONNX Model Zoo)";
 
+const fn resnet(depth: ResNetDepth) -> Architecture {
+    Architecture::resnet(depth)
+}
+
+const fn resnet_v1(depth: ResNetDepth) -> Architecture {
+    Architecture::ResNet {
+        depth,
+        variant: ResNetVariant::V1,
+    }
+}
+
+const fn vgg(depth: VggDepth, batch_norm: bool) -> Architecture {
+    Architecture::vgg(depth, batch_norm)
+}
+
 const fn tv(
     name: &'static str,
-    arch: &'static str,
+    arch: Architecture,
     source: &'static str,
     url: &'static str,
     sha256: &'static str,
@@ -168,7 +204,7 @@ const fn tv(
 
 const fn onnx(
     name: &'static str,
-    arch: &'static str,
+    arch: Architecture,
     url: &'static str,
     sha256: &'static str,
     size: u64,
@@ -198,7 +234,7 @@ static REGISTRY: &[WeightSet] = &[
     // --- torchvision ResNets (resnet.py) ---
     tv(
         "resnet18.tv_in1k",
-        "resnet18",
+        resnet(ResNetDepth::R18),
         "torchvision ResNet18_Weights.IMAGENET1K_V1",
         "https://download.pytorch.org/models/resnet18-f37072fd.pth",
         "f37072fd",
@@ -206,15 +242,27 @@ static REGISTRY: &[WeightSet] = &[
     ),
     tv(
         "resnet34.tv_in1k",
-        "resnet34",
+        resnet(ResNetDepth::R34),
         "torchvision ResNet34_Weights.IMAGENET1K_V1",
         "https://download.pytorch.org/models/resnet34-b627a593.pth",
         "b627a593",
         73.314,
     ),
+    WeightSet {
+        preprocess: torchvision_v2,
+        notes: TV_V2_NOTES,
+        ..tv(
+            "resnet50.tv2_in1k",
+            resnet(ResNetDepth::R50),
+            "torchvision ResNet50_Weights.IMAGENET1K_V2",
+            "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+            "11ad3fa6",
+            80.858,
+        )
+    },
     tv(
         "resnet50.tv_in1k",
-        "resnet50",
+        resnet(ResNetDepth::R50),
         "torchvision ResNet50_Weights.IMAGENET1K_V1",
         "https://download.pytorch.org/models/resnet50-0676ba61.pth",
         "0676ba61",
@@ -224,17 +272,17 @@ static REGISTRY: &[WeightSet] = &[
         preprocess: torchvision_v2,
         notes: TV_V2_NOTES,
         ..tv(
-            "resnet50.tv2_in1k",
-            "resnet50",
-            "torchvision ResNet50_Weights.IMAGENET1K_V2",
-            "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-            "11ad3fa6",
-            80.858,
+            "resnet101.tv2_in1k",
+            resnet(ResNetDepth::R101),
+            "torchvision ResNet101_Weights.IMAGENET1K_V2",
+            "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
+            "cd907fc2",
+            81.886,
         )
     },
     tv(
         "resnet101.tv_in1k",
-        "resnet101",
+        resnet(ResNetDepth::R101),
         "torchvision ResNet101_Weights.IMAGENET1K_V1",
         "https://download.pytorch.org/models/resnet101-63fe2227.pth",
         "63fe2227",
@@ -244,40 +292,28 @@ static REGISTRY: &[WeightSet] = &[
         preprocess: torchvision_v2,
         notes: TV_V2_NOTES,
         ..tv(
-            "resnet101.tv2_in1k",
-            "resnet101",
-            "torchvision ResNet101_Weights.IMAGENET1K_V2",
-            "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
-            "cd907fc2",
-            81.886,
-        )
-    },
-    tv(
-        "resnet152.tv_in1k",
-        "resnet152",
-        "torchvision ResNet152_Weights.IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet152-394f9c45.pth",
-        "394f9c45",
-        78.312,
-    ),
-    WeightSet {
-        preprocess: torchvision_v2,
-        notes: TV_V2_NOTES,
-        ..tv(
             "resnet152.tv2_in1k",
-            "resnet152",
+            resnet(ResNetDepth::R152),
             "torchvision ResNet152_Weights.IMAGENET1K_V2",
             "https://download.pytorch.org/models/resnet152-f82ba261.pth",
             "f82ba261",
             82.284,
         )
     },
+    tv(
+        "resnet152.tv_in1k",
+        resnet(ResNetDepth::R152),
+        "torchvision ResNet152_Weights.IMAGENET1K_V1",
+        "https://download.pytorch.org/models/resnet152-394f9c45.pth",
+        "394f9c45",
+        78.312,
+    ),
     // --- torchvision VGGs (vgg.py) ---
     WeightSet {
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg11.tv_in1k",
-            "vgg11",
+            vgg(VggDepth::V11, false),
             "torchvision VGG11_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg11-8a719046.pth",
             "8a719046",
@@ -288,7 +324,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg11_bn.tv_in1k",
-            "vgg11_bn",
+            vgg(VggDepth::V11, true),
             "torchvision VGG11_BN_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
             "6002323d",
@@ -299,7 +335,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg13.tv_in1k",
-            "vgg13",
+            vgg(VggDepth::V13, false),
             "torchvision VGG13_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg13-19584684.pth",
             "19584684",
@@ -310,7 +346,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg13_bn.tv_in1k",
-            "vgg13_bn",
+            vgg(VggDepth::V13, true),
             "torchvision VGG13_BN_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
             "abd245e5",
@@ -321,7 +357,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg16.tv_in1k",
-            "vgg16",
+            vgg(VggDepth::V16, false),
             "torchvision VGG16_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
             "397923af",
@@ -332,7 +368,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg16_bn.tv_in1k",
-            "vgg16_bn",
+            vgg(VggDepth::V16, true),
             "torchvision VGG16_BN_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
             "6c64b313",
@@ -343,7 +379,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg19.tv_in1k",
-            "vgg19",
+            vgg(VggDepth::V19, false),
             "torchvision VGG19_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
             "dcbb9e9d",
@@ -354,7 +390,7 @@ static REGISTRY: &[WeightSet] = &[
         notes: TV_VGG_NOTES,
         ..tv(
             "vgg19_bn.tv_in1k",
-            "vgg19_bn",
+            vgg(VggDepth::V19, true),
             "torchvision VGG19_BN_Weights.IMAGENET1K_V1",
             "https://download.pytorch.org/models/vgg19_bn-c79401a0.pth",
             "c79401a0",
@@ -364,7 +400,7 @@ static REGISTRY: &[WeightSet] = &[
     // --- timm (Hugging Face Hub) ---
     WeightSet {
         name: "resnet50.a1_in1k",
-        arch: "resnet50",
+        arch: resnet(ResNetDepth::R50),
         source: "timm resnet50.a1_in1k (Hugging Face timm/resnet50.a1_in1k)",
         url: "https://huggingface.co/timm/resnet50.a1_in1k/resolve/main/model.safetensors",
         sha256: Some("773525d5821de224f8f30c33377b7a795d7863e08522698200d3217d3f2a41bb"),
@@ -380,7 +416,7 @@ static REGISTRY: &[WeightSet] = &[
     // --- ONNX Model Zoo ---
     onnx(
         "resnet18-v1-7",
-        "resnet18",
+        resnet_v1(ResNetDepth::R18),
         "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet18-v1-7.onnx",
         "4e8f8653e7a2222b3904cc3fe8e304cd8b339ce1d05fd24688162f86fb6df52c",
         46_820_737,
@@ -389,7 +425,7 @@ static REGISTRY: &[WeightSet] = &[
     ),
     onnx(
         "resnet50-v1-7",
-        "resnet50",
+        resnet_v1(ResNetDepth::R50),
         "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v1-7.onnx",
         "af16a04a6ec48ac494065d4439fe9dea590d337b9ca6dc328160ccf04a217b9c",
         102_583_340,
@@ -399,7 +435,7 @@ static REGISTRY: &[WeightSet] = &[
     ),
     onnx(
         "vgg16-7",
-        "vgg16",
+        vgg(VggDepth::V16, false),
         "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg16-7.onnx",
         "f20805a3ecccaa88647bbab4ad011ff2412a9838485ea844de0fcbce349820b9",
         553_437_328,
@@ -408,7 +444,7 @@ static REGISTRY: &[WeightSet] = &[
     ),
     onnx(
         "vgg16-bn-7",
-        "vgg16_bn",
+        vgg(VggDepth::V16, true),
         "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg16-bn-7.onnx",
         "4fdceabf1ef715c9ed3020fa2eac1cb2a448296c086b03633c80cf47e1c5afce",
         553_512_191,
@@ -427,9 +463,25 @@ pub fn find(name: &str) -> Option<&'static WeightSet> {
     REGISTRY.iter().find(|w| w.name == name)
 }
 
-/// All weight sets that fit architecture `arch` (e.g. `"resnet50"`, `"vgg16_bn"`).
+/// All weight sets whose architecture is called `arch` (e.g. `"resnet50"`, `"vgg16_bn"`),
+/// whatever their ResNet variant; the architecture's default first.
 pub fn for_arch(arch: &str) -> impl Iterator<Item = &'static WeightSet> {
-    REGISTRY.iter().filter(move |w| w.arch == arch)
+    REGISTRY.iter().filter(move |w| w.arch.name() == arch)
+}
+
+/// The weight set called `name`, or, for an architecture name (`"resnet50"`), that
+/// architecture's default set: the first registered, torchvision's best.
+///
+/// ```
+/// use grafter_zoo::registry;
+///
+/// assert_eq!(registry::resolve("resnet50").unwrap().name, "resnet50.tv2_in1k");
+/// assert_eq!(registry::resolve("vgg16_bn").unwrap().name, "vgg16_bn.tv_in1k");
+/// assert_eq!(registry::resolve("resnet50-v1-7").unwrap().name, "resnet50-v1-7");
+/// assert!(registry::resolve("resnet42").is_none());
+/// ```
+pub fn resolve(name: &str) -> Option<&'static WeightSet> {
+    find(name).or_else(|| for_arch(name).next())
 }
 
 #[cfg(test)]
@@ -470,7 +522,7 @@ mod tests {
                 w.name,
                 w.top1
             );
-            assert!(!w.arch.is_empty() && !w.source.is_empty() && !w.license.is_empty());
+            assert!(!w.source.is_empty() && !w.license.is_empty());
             assert!(w.file_name().ends_with(w.format.extension()), "{}", w.name);
             let p = w.preprocess();
             assert_eq!(p.input_size, [224, 224], "{}", w.name);
@@ -524,7 +576,7 @@ mod tests {
     #[test]
     fn find_and_preprocess() {
         let v2 = find("resnet50.tv2_in1k").unwrap();
-        assert_eq!(v2.arch, "resnet50");
+        assert_eq!(v2.arch, Architecture::resnet50(ResNetVariant::V1_5));
         assert_eq!(v2.format, WeightFormat::Pth);
         assert_eq!(v2.file_name(), "resnet50-11ad3fa6.pth");
         assert_eq!(v2.preprocess().resize_size(), 232);
@@ -542,7 +594,11 @@ mod tests {
 
         let onnx = find("vgg16-bn-7").unwrap();
         assert_eq!(onnx.format, WeightFormat::Onnx);
-        assert_eq!(onnx.arch, "vgg16_bn");
+        assert_eq!(onnx.arch, Architecture::vgg(VggDepth::V16, true));
+        assert_eq!(
+            find("resnet50-v1-7").unwrap().arch,
+            Architecture::resnet50(ResNetVariant::V1)
+        );
         assert_eq!(onnx.preprocess(), Preprocess::imagenet());
 
         assert!(find("resnet50").is_none());

@@ -98,7 +98,7 @@ pub fn load_vgg(
 /// allow-list, every opcode, tensor views inside their storages), and writes them to a private
 /// temporary copy that burn-store then reads: what is loaded is exactly what was checked,
 /// even if the file changes meanwhile.
-fn checked_pth_copy(path: &Path) -> Result<tempfile::NamedTempFile, ZooError> {
+pub(crate) fn checked_pth_copy(path: &Path) -> Result<tempfile::NamedTempFile, ZooError> {
     let io = |source| ZooError::Io {
         path: path.to_path_buf(),
         source,

@@ -1,15 +1,27 @@
-//! The embedded default data set: a small, synthetic set of "dishes" in the Food-101 layout.
+//! A small synthetic image-classification set in the Food-101 layout, drawn on the spot:
+//! six "dishes" with real Food-101 class names, as simple procedural pictures.
 //!
-//! It exists so that `cargo run --release --example food101` does its whole job on a fresh
-//! machine without network: the same parser, loader, augmentation, training, evaluation and
-//! export as on the real Food-101, only on images this file draws. The classes carry real
-//! Food-101 names, but the pictures are simple procedural drawings, and the run says so.
+//! It lets a program do its whole job on a fresh machine without network — the same parser,
+//! loader, augmentation, training, evaluation and export as on the real Food-101, only on
+//! images drawn here (the food101 example falls back to it, and says so). The classes are
+//! easy: a backbone learns them from scratch in a few epochs.
+//!
+//! ```no_run
+//! use grafter_data::{Food101Split, ImageDataset, demo};
+//!
+//! let root = demo::food101_demo("data/food101-demo", 48, 16, 42)?;
+//! let train = ImageDataset::food101(&root, Food101Split::Train)?;
+//! assert_eq!(train.classes().len(), demo::CLASSES.len());
+//! # Ok::<(), grafter_data::DataError>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 
-use grafter::data_pipeline::image::{ImageFormat, Rgb, RgbImage};
+use image::{ImageFormat, Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::{DataError, Result};
 
 /// Classes of the demo set (a subset of Food-101's names).
 pub const CLASSES: [&str; 6] = [
@@ -27,30 +39,43 @@ const SIDE: u32 = 144;
 /// Bumped whenever the drawings change, so an old generated set is rebuilt.
 const VERSION: u32 = 1;
 
-/// Writes (or reuses) the demo set under `root`: `train` and `test` images per class.
-pub fn ensure(root: &Path, train: usize, test: usize, seed: u64) -> std::io::Result<PathBuf> {
+/// Writes (or reuses) the demo set under `root`: `train` and `test` images per class in the
+/// Food-101 layout (`images/<class>/<id>.jpg`, `meta/{classes,train,test}.txt`); returns
+/// `root`. A set written earlier with the same arguments is reused; otherwise it is built
+/// beside `root` and renamed into place, so an interrupted run never leaves half a set.
+pub fn food101_demo(
+    root: impl AsRef<Path>,
+    train: usize,
+    test: usize,
+    seed: u64,
+) -> Result<PathBuf> {
+    let root = root.as_ref();
     let stamp = format!("grafter food101 demo v{VERSION} train={train} test={test} seed={seed}\n");
     let stamp_path = root.join("GENERATED_BY_GRAFTER");
     if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
         return Ok(root.to_path_buf());
     }
-    // Build beside the target and rename, so an interrupted run never leaves half a set.
     let partial = root.with_extension("partial");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| DataError::io(&path, e)
+    };
     if partial.exists() {
-        std::fs::remove_dir_all(&partial)?;
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
-    std::fs::create_dir_all(partial.join("meta"))?;
+    std::fs::create_dir_all(partial.join("meta")).map_err(io(&partial))?;
     let mut train_list = String::new();
     let mut test_list = String::new();
     for (c, class) in CLASSES.iter().enumerate() {
         let dir = partial.join("images").join(class);
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         for i in 0..train + test {
             let id = 100_000 + i;
             let mut rng = StdRng::seed_from_u64(seed ^ ((c as u64) << 32) ^ i as u64);
             let img = draw(c, &mut rng);
-            img.save_with_format(dir.join(format!("{id}.jpg")), ImageFormat::Jpeg)
-                .map_err(std::io::Error::other)?;
+            let path = dir.join(format!("{id}.jpg"));
+            img.save_with_format(&path, ImageFormat::Jpeg)
+                .map_err(|e| DataError::io(&path, std::io::Error::other(e)))?;
             let list = if i < train {
                 &mut train_list
             } else {
@@ -59,14 +84,19 @@ pub fn ensure(root: &Path, train: usize, test: usize, seed: u64) -> std::io::Res
             list.push_str(&format!("{class}/{id}\n"));
         }
     }
-    std::fs::write(partial.join("meta/classes.txt"), CLASSES.join("\n") + "\n")?;
-    std::fs::write(partial.join("meta/train.txt"), train_list)?;
-    std::fs::write(partial.join("meta/test.txt"), test_list)?;
-    std::fs::write(partial.join("GENERATED_BY_GRAFTER"), &stamp)?;
-    if root.exists() {
-        std::fs::remove_dir_all(root)?;
+    for (name, text) in [
+        ("meta/classes.txt", CLASSES.join("\n") + "\n"),
+        ("meta/train.txt", train_list),
+        ("meta/test.txt", test_list),
+        ("GENERATED_BY_GRAFTER", stamp),
+    ] {
+        let path = partial.join(name);
+        std::fs::write(&path, text).map_err(io(&path))?;
     }
-    std::fs::rename(&partial, root)?;
+    if root.exists() {
+        std::fs::remove_dir_all(root).map_err(io(root))?;
+    }
+    std::fs::rename(&partial, root).map_err(io(root))?;
     Ok(root.to_path_buf())
 }
 
