@@ -272,14 +272,18 @@ fn finetune_step<B: Backbone>(
     }
 }
 
-/// Whether a criterion filter given on the command line (`cargo bench --bench backbones --
-/// FILTER`) can match `name`: models are only built for the cases that will run.
+/// Whether the criterion filter (`cargo bench --bench backbones -- FILTER`) can select
+/// `name` (a case, or a group and all its cases): models are only built for the cases that will
+/// run. A plain filter is a substring, as criterion matches it; a filter with regex syntax in it
+/// selects everything here and criterion itself picks the cases.
 fn selected(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args()
+    std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
-        .collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+        .all(|f| {
+            let regex = f.contains(['|', '(', ')', '[', '*', '+', '?', '^', '$', '.', '\\']);
+            regex || name.contains(f.as_str()) || f.starts_with(name)
+        })
 }
 
 /// Wall time of each op of a ResNet-18 forward, run op by op (flex executes eagerly).

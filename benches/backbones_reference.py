@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -53,10 +54,18 @@ MIN_SECONDS = 3.0
 WARMUP = 2
 
 
+# `--only REGEX`: the cases whose name the regex finds (re.search), as criterion's filter.
+ONLY = None
+
+
+def wanted(name: str) -> bool:
+    return ONLY is None or ONLY.search(name) is not None
+
+
 def cases(quick: bool):
     batches = [1, 8] if quick else [1, 8, 32]
     models = ["resnet18"] if quick else MODELS
-    return [(m, b) for m in models for b in batches]
+    return [(m, b) for m in models for b in batches if wanted(f"forward/{m}/b{b}")]
 
 
 def measure(step) -> tuple[float, int]:
@@ -123,13 +132,19 @@ def run_ort(args) -> None:
         for model in STEP_MODELS:
             for mode in ("frozen", "full"):
                 name = f"finetune_step/{model}/{mode}/b32"
-                report("ort", name, 32, None, why="inference only")
+                if wanted(name):
+                    report("ort", name, 32, None, why="inference only")
 
 
 def run_torch(args) -> None:
     names = [f"forward/{m}/b{b}" for m, b in cases(args.quick)]
     if not args.quick:
-        names += [f"finetune_step/{m}/{mode}/b32" for m in STEP_MODELS for mode in ("frozen", "full")]
+        names += [
+            f"finetune_step/{m}/{mode}/b32"
+            for m in STEP_MODELS
+            for mode in ("frozen", "full")
+            if wanted(f"finetune_step/{m}/{mode}/b32")
+        ]
     try:
         import torch
         import torchvision
@@ -178,6 +193,8 @@ def run_torch(args) -> None:
     y = torch.arange(b, device=dev) % CLASSES
     for model in STEP_MODELS:
         for mode in ("frozen", "full"):
+            if not wanted(f"finetune_step/{model}/{mode}/b{b}"):
+                continue
             net = step_model(torchvision, model)
             net = net.to(dev, memory_format=torch.channels_last).train()
             if mode == "frozen":
@@ -286,10 +303,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="resnet18 b1/b8 only")
     ap.add_argument("--fixtures", default=str(REPO_ROOT / ".cache" / "fixtures"))
     ap.add_argument("--engines", default="ort,torch")
+    ap.add_argument("--only", metavar="REGEX", help="only the cases whose name matches (re.search)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: ORT's CUDAExecutionProvider and torch on the GPU")
     ap.add_argument("--ops", type=int, metavar="B", help="time ResNet-18's convolutions alone on ORT")
     args = ap.parse_args(argv)
+    global ONLY
+    ONLY = re.compile(args.only) if args.only else None
     if args.ops:
         run_ops(args)
         return 0
