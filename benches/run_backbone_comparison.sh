@@ -2,6 +2,8 @@
 # Backbone forward / fine-tune-step throughput: grafter (flex) vs onnxruntime vs PyTorch, same
 # architectures, shapes and thread count, same machine, one invocation.
 # Usage: benches/run_backbone_comparison.sh [--quick] [criterion args...]
+#   a criterion filter (e.g. 'forward/resnet18/b32' or a regex) selects the same cases on the
+#   Python side (backbones_reference.py --only)
 #   --quick      resnet18 b1/b8 only (GRAFTER_BENCH_QUICK=1 and the Python --quick)
 # Env: THREADS (default 2; RAYON_NUM_THREADS for grafter, intra_op threads for ORT,
 #      torch.set_num_threads for PyTorch); PYTHON (default .cache/bench-venv/bin/python, made by
@@ -57,8 +59,13 @@ cargo bench "${features[@]}" --bench backbones -- "$@" 2>&1 | tee "$log/rust" >&
 rust_out=$(cat "$log/rust")
 load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "== Python ($python benches/backbones_reference.py --threads $threads --device $ref_device)"
-"$python" benches/backbones_reference.py --threads "$threads" --device "$ref_device" "${quick[@]}" 2>&1 | tee "$log/py" >&2
+# A criterion filter given to this script selects the same cases on the Python side.
+only=()
+for a in "$@"; do
+  case "$a" in -*) ;; *) only=(--only "$a") ;; esac
+done
+echo "== Python ($python benches/backbones_reference.py --threads $threads --device $ref_device ${only[*]})"
+"$python" benches/backbones_reference.py --threads "$threads" --device "$ref_device" "${quick[@]}" "${only[@]}" 2>&1 | tee "$log/py" >&2
 py_out=$(cat "$log/py")
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
