@@ -26,14 +26,7 @@ pub(crate) fn conv2d_forward(
     if super::winograd::applies(geo) {
         return super::winograd::conv2d_winograd(geo, x, weight, bias);
     }
-    let positions = geo.positions();
-    let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
-    if let Some(bias) = bias {
-        // Plane i is channel i mod c_out of image i / c_out.
-        for (i, plane) in out.chunks_mut(positions).enumerate() {
-            plane.fill(bias[i % geo.c_out]);
-        }
-    }
+    let mut out = output_with_bias(geo, bias);
     let work = blocks(geo, geo.k());
     let threads = threads_for(work.len());
     let dst = SendPtr(out.as_mut_ptr());
@@ -51,6 +44,20 @@ pub(crate) fn conv2d_forward(
             for block in &work {
                 run(&mut col, block, Threads::All);
             }
+        }
+    }
+    out
+}
+
+/// The NCHW output buffer, every plane filled with its channel's bias (zeros without one): the
+/// starting value the GEMMs (or Winograd's output transform) add onto.
+pub(super) fn output_with_bias(geo: &ConvGeometry, bias: Option<&[f32]>) -> Vec<f32> {
+    let positions = geo.positions();
+    let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
+    if let Some(bias) = bias {
+        // Plane i is channel i mod c_out of image i / c_out.
+        for (i, plane) in out.chunks_mut(positions).enumerate() {
+            plane.fill(bias[i % geo.c_out]);
         }
     }
     out

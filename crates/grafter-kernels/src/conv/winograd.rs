@@ -93,13 +93,7 @@ pub(crate) fn conv2d_winograd(
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let positions = geo.positions();
-    let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
-    if let Some(bias) = bias {
-        for (i, plane) in out.chunks_mut(positions).enumerate() {
-            plane.fill(bias[i % geo.c_out]);
-        }
-    }
+    let mut out = super::forward::output_with_bias(geo, bias);
     let u = transform_weight(geo, weight);
     let (th, tw) = tiles(geo);
     let total = geo.batch * th * tw;
