@@ -2,7 +2,6 @@
 //! sub-folder per class: one epoch for the new head, then all (fastai's `fine_tune`).
 //!
 //! `cargo run --release --example fine_tune_folder -- data/pets resnet50`
-
 use std::path::PathBuf;
 
 use burn::tensor::Device;
@@ -32,6 +31,7 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (args, device) = (Args::parse(), Device::flex());
+    device.seed(42); // initialisation; FineTuneConfig's seed (42 too) covers the rest
     let cache = Cache::from_env()?.offline(args.offline);
     let (backbone, weights) = pretrained_or_random(&args.backbone, &cache, &device)?;
     println!("weights: {weights}");

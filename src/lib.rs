@@ -7,6 +7,28 @@
 //! This facade re-exports the workspace crates; see [`grafter_core`] for the vocabulary
 //! ([`Backbone`], [`Head`], [`FreezePolicy`], [`FineTune`]) and [`zoo`] for pretrained
 //! backbones.
+//!
+//! ## Reproducible runs
+//!
+//! A run is a function of two seeds. Weight initialisation (`init`, `try_init`, the random
+//! fallback of `zoo::pretrained_or_random`, new heads) draws from the device's random generator,
+//! which Burn seeds per device: call `device.seed(seed)` before building the model. Everything
+//! after that — shuffling, augmentation, dropout, the split streams of a resumed run — is seeded
+//! by [`FineTuneConfig`]'s `seed`. The examples pass one `--seed` to both.
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use grafter::prelude::*;
+//!
+//! let device = Device::flex();
+//! let init = |seed| {
+//!     device.seed(seed);
+//!     let head = LinearHeadConfig::new(8, 3).try_init(&device).unwrap();
+//!     head.linear.weight.val().into_data()
+//! };
+//! assert_eq!(init(7), init(7));
+//! assert_ne!(init(7), init(8));
+//! ```
 
 pub use grafter_core::*;
 

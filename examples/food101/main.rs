@@ -126,6 +126,7 @@ fn run(args: &Args) -> AnyResult<()> {
     let (device, what) = grafter::device::describe_device(&args.device)
         .map_err(|e| format!("--device {}: {e}", args.device))?;
     eprintln!("device: {what}");
+    device.seed(args.seed); // weight initialisation draws from the device's generator
     let (root, demo) = fetch::data(
         args.data.as_deref(),
         args.download,

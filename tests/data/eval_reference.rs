@@ -26,10 +26,7 @@ fn fixtures() -> Option<PathBuf> {
         "image fixtures not found in {}; make them with `python3 tests/fixtures/make_image_fixtures.py` (needs pillow, numpy)",
         dir.display()
     );
-    if std::env::var("GRAFTER_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
+    crate::skip::skip_unless_required("GRAFTER_REQUIRE_FIXTURES", &msg);
     None
 }
 

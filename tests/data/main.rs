@@ -9,3 +9,6 @@ mod hostile;
 mod layouts;
 mod loader;
 mod predict;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;

@@ -17,11 +17,8 @@ pub fn wgpu() -> Option<Device> {
             );
             Some(device)
         }
-        Err(e) if std::env::var("GRAFTER_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("GRAFTER_REQUIRE_GPU=1 but {e}")
-        }
         Err(e) => {
-            eprintln!("SKIPPED: {e}");
+            crate::skip::skip_unless_required("GRAFTER_REQUIRE_GPU", &e.to_string());
             None
         }
     }

@@ -29,10 +29,7 @@ fn f16_device() -> Option<Device> {
     let device = wgpu()?;
     if !device.supports_dtype(FloatDType::F16) {
         let msg = "the wgpu adapter has no f16 arithmetic (shader-f16)";
-        if std::env::var("GRAFTER_REQUIRE_F16").is_ok_and(|v| v == "1") {
-            panic!("GRAFTER_REQUIRE_F16=1 but {msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
+        crate::skip::skip_unless_required("GRAFTER_REQUIRE_F16", msg);
         return None;
     }
     Some(device)

@@ -18,3 +18,6 @@ mod onnx;
 #[path = "../support/params.rs"]
 mod params;
 mod parity;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;

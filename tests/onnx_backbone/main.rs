@@ -7,6 +7,9 @@
 mod fixtures;
 #[path = "../support/params.rs"]
 mod params;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;
 
 mod errors;
 mod export;

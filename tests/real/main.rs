@@ -8,4 +8,7 @@ mod fixtures;
 mod keras_vgg16;
 mod mobilenet_sanity;
 mod real_data;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;
 mod transfer;

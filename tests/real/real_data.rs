@@ -15,10 +15,7 @@ pub fn dir() -> Option<PathBuf> {
         "real-data fixtures not found in {}; make them with `python3 tests/real/make_real_fixtures.py` (needs the package registries)",
         dir.display()
     );
-    if std::env::var("GRAFTER_REQUIRE_REAL").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
+    crate::skip::skip_unless_required("GRAFTER_REQUIRE_REAL", &msg);
     None
 }
 

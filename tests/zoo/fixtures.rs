@@ -20,10 +20,7 @@ pub fn dir(model: &str) -> Option<PathBuf> {
         "fixtures for {model} not found in {}; make them with `python3 tests/fixtures/make_fixtures.py` (see tests/fixtures/README.md)",
         root.display()
     );
-    if std::env::var("GRAFTER_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
+    crate::skip::skip_unless_required("GRAFTER_REQUIRE_FIXTURES", &msg);
     None
 }
 

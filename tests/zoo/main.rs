@@ -11,4 +11,7 @@ mod pth;
 mod registry;
 mod resnet_v1;
 mod shapes;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;
 mod torch_save;
