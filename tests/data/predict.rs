@@ -7,8 +7,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use grafter_core::data::EpochRequest;
 use grafter_core::{Backbone, Classifier, LinearHeadConfig};
 use grafter_data::image::ImageFormat;
-use grafter_data::predict::Predictor;
-use grafter_data::{ClassNames, ImageDataset, ImageLoader};
+use grafter_data::predict::{PredictFailure, Predictor};
+use grafter_data::{ClassNames, DecodeError, ImageDataset, ImageLoader};
 
 use crate::common::{Tiny, drain, image_folder, picture, write};
 
@@ -134,14 +134,32 @@ fn bad_files_are_reported_by_name_and_the_others_still_predicted() {
     let out = predictor.predict_files(&[&empty, &good, &text, &missing], 2);
     assert_eq!(out.len(), 4);
     assert_eq!(out[1].as_ref().unwrap().path, good);
-    for (i, path) in [(0, &empty), (2, &text), (3, &missing)] {
+    let why = [
+        DecodeError::Empty,
+        DecodeError::NotAnImage,
+        DecodeError::Io {
+            what: "read file metadata",
+            reason: String::new(),
+        },
+    ];
+    for ((i, path), why) in [(0, &empty), (2, &text), (3, &missing)]
+        .into_iter()
+        .zip(why)
+    {
         let e = out[i].as_ref().unwrap_err();
         assert_eq!(&e.path, path);
         assert!(
             e.to_string()
                 .contains(path.file_name().unwrap().to_str().unwrap())
         );
-        assert!(!e.reason.is_empty());
+        let PredictFailure::Decode(got) = &e.reason else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            std::mem::discriminant(got),
+            std::mem::discriminant(&why),
+            "{e}"
+        );
     }
 }
 

@@ -174,7 +174,7 @@ impl ImageDataset {
         let results: Vec<Option<String>> = self
             .samples
             .par_iter()
-            .map(|s| decode_file(&s.path, &limits).err())
+            .map(|s| decode_file(&s.path, &limits).err().map(|e| e.to_string()))
             .collect();
         let mut kept = Vec::with_capacity(self.samples.len());
         for (s, err) in self.samples.into_iter().zip(results) {

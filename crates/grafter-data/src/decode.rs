@@ -11,6 +11,98 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
+/// Why a file was not decoded. The path is not part of it: the caller that knows which file
+/// it read adds it ([`BadFiles`](crate::BadFiles), [`PredictError`](crate::predict::PredictError)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The operating system refused an operation (`what`: open, read, metadata).
+    #[error("cannot {what}: {reason}")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The system's message.
+        reason: String,
+    },
+    /// A directory stands where an image file was listed.
+    #[error("is a directory, not an image file")]
+    Directory,
+    /// A FIFO, socket or device stands where an image file was listed; `replaced` when it was
+    /// a regular file at the check and something else once opened.
+    #[error("not a regular file{}", if *.replaced { " (replaced after it was listed)" } else { "" })]
+    NotRegularFile {
+        /// Swapped between the check and the open.
+        replaced: bool,
+    },
+    /// The file is empty.
+    #[error("empty file (0 bytes)")]
+    Empty,
+    /// The file is larger than [`DecodeLimits::max_file_bytes`].
+    #[error("file of {len} bytes is above the limit of {limit} bytes")]
+    FileTooLarge {
+        /// Its length.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file grew above [`DecodeLimits::max_file_bytes`] while it was read.
+    #[error("file grew above the limit of {limit} bytes while being read")]
+    FileGrew {
+        /// The limit.
+        limit: u64,
+    },
+    /// Width or height is zero.
+    #[error("zero-sized image ({width}x{height})")]
+    ZeroSized {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+    },
+    /// A side is longer than [`DecodeLimits::max_side`].
+    #[error("absurd dimensions {width}x{height} (largest side accepted: {max_side})")]
+    SideTooLong {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit.
+        max_side: u32,
+    },
+    /// More pixels than [`DecodeLimits::max_pixels`] (a decompression bomb).
+    #[error("absurd dimensions {width}x{height} (more than {max_pixels} pixels)")]
+    TooManyPixels {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit.
+        max_pixels: u64,
+    },
+    /// The content matches no supported image format.
+    #[error("not an image (content matches no supported format)")]
+    NotAnImage,
+    /// The format is known but its header is broken.
+    #[error("unreadable image header: {0}")]
+    Header(String),
+    /// The header was fine, the pixel data is not.
+    #[error("cannot decode: {0}")]
+    Pixels(String),
+    /// A JPEG that ends before its image data does (`what` says where).
+    #[error("truncated JPEG ({what})")]
+    TruncatedJpeg {
+        /// What is missing.
+        what: &'static str,
+    },
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> DecodeError {
+    move |e| DecodeError::Io {
+        what,
+        reason: e.to_string(),
+    }
+}
+
 /// Size limits checked from the file's length and the image header, before any buffer is
 /// allocated: a 100000×100000 header (a "decompression bomb") or a multi-gigabyte file is
 /// refused instead of exhausting memory.
@@ -44,21 +136,23 @@ impl Default for DecodeLimits {
 
 impl DecodeLimits {
     /// `Ok` when a `width × height` image is acceptable, the reason otherwise.
-    pub fn check(&self, width: u32, height: u32) -> Result<(), String> {
+    pub fn check(&self, width: u32, height: u32) -> Result<(), DecodeError> {
         if width == 0 || height == 0 {
-            return Err(format!("zero-sized image ({width}x{height})"));
+            return Err(DecodeError::ZeroSized { width, height });
         }
         if width > self.max_side || height > self.max_side {
-            return Err(format!(
-                "absurd dimensions {width}x{height} (largest side accepted: {})",
-                self.max_side
-            ));
+            return Err(DecodeError::SideTooLong {
+                width,
+                height,
+                max_side: self.max_side,
+            });
         }
         if width as u64 * height as u64 > self.max_pixels {
-            return Err(format!(
-                "absurd dimensions {width}x{height} (more than {} pixels)",
-                self.max_pixels
-            ));
+            return Err(DecodeError::TooManyPixels {
+                width,
+                height,
+                max_pixels: self.max_pixels,
+            });
         }
         Ok(())
     }
@@ -73,31 +167,23 @@ impl DecodeLimits {
     }
 }
 
-/// Reads and decodes `path` to upright RGB8. The reason in words on failure.
+/// Reads and decodes `path` to upright RGB8.
 ///
 /// Only a regular file of at most [`DecodeLimits::max_file_bytes`] is read (see
 /// `open_regular`).
-pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
+pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
     let file = open_regular(path)?;
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read file metadata: {e}"))?
-        .len();
-    if len > limits.max_file_bytes {
-        return Err(format!(
-            "file of {len} bytes is above the limit of {} bytes",
-            limits.max_file_bytes
-        ));
+    let len = file.metadata().map_err(io("read file metadata"))?.len();
+    let limit = limits.max_file_bytes;
+    if len > limit {
+        return Err(DecodeError::FileTooLarge { len, limit });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    file.take(limits.max_file_bytes + 1)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(format!(
-            "file grew above the limit of {} bytes while being read",
-            limits.max_file_bytes
-        ));
+        .map_err(io("read"))?;
+    if bytes.len() as u64 > limit {
+        return Err(DecodeError::FileGrew { limit });
     }
     decode_bytes(&bytes, limits)
 }
@@ -108,13 +194,13 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, Strin
 /// end: the type is checked before opening, the open itself does not block (`O_NONBLOCK`,
 /// harmless for regular files) in case the file was swapped in between, and the type of
 /// what was actually opened is checked again.
-pub(crate) fn open_regular(path: &Path) -> Result<File, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file metadata: {e}"))?;
+pub(crate) fn open_regular(path: &Path) -> Result<File, DecodeError> {
+    let meta = std::fs::metadata(path).map_err(io("read file metadata"))?;
     if meta.is_dir() {
-        return Err("is a directory, not an image file".into());
+        return Err(DecodeError::Directory);
     }
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(DecodeError::NotRegularFile { replaced: false });
     }
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -123,19 +209,15 @@ pub(crate) fn open_regular(path: &Path) -> Result<File, String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NONBLOCK);
     }
-    let file = options
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("cannot read file metadata: {e}"))?;
+    let file = options.open(path).map_err(io("open"))?;
+    let opened = file.metadata().map_err(io("read file metadata"))?;
     if !opened.is_file() {
-        return Err("not a regular file (replaced after it was listed)".into());
+        return Err(DecodeError::NotRegularFile { replaced: true });
     }
     Ok(file)
 }
 
-/// Decodes an in-memory file to upright RGB8. The reason in words on failure.
+/// Decodes an in-memory file to upright RGB8.
 ///
 /// ```
 /// use grafter_data::decode::decode_bytes;
@@ -148,20 +230,18 @@ pub(crate) fn open_regular(path: &Path) -> Result<File, String> {
 /// assert_eq!((rgb.width(), rgb.height()), (3, 2));
 /// assert_eq!(rgb.get_pixel(0, 0).0, [200, 200, 200]);
 /// ```
-pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, String> {
+pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
-        return Err("empty file (0 bytes)".into());
+        return Err(DecodeError::Empty);
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let format = reader
-        .format()
-        .ok_or_else(|| "not an image (content matches no supported format)".to_string())?;
+        .map_err(io("read"))?;
+    let format = reader.format().ok_or(DecodeError::NotAnImage)?;
     reader.limits(limits.image_limits());
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| format!("unreadable image header: {e}"))?;
+        .map_err(|e| DecodeError::Header(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     limits.check(w, h)?;
     if format == image::ImageFormat::Jpeg {
@@ -171,7 +251,8 @@ pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Str
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| DecodeError::Pixels(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -182,13 +263,17 @@ pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Str
 /// The JPEG decoder is lenient: a truncated file decodes "successfully" with grey where the
 /// data stopped. A complete JPEG has an end-of-image marker (FF D9) after its last
 /// start-of-scan (FF DA); entropy-coded data never contains either byte pair.
-fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), DecodeError> {
     let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
     match (last_sos, last_eoi) {
         (Some(s), Some(e)) if e > s => Ok(()),
-        (None, _) => Err("truncated JPEG (no image data)".into()),
-        _ => Err("truncated JPEG (no end-of-image marker after the image data)".into()),
+        (None, _) => Err(DecodeError::TruncatedJpeg {
+            what: "no image data",
+        }),
+        _ => Err(DecodeError::TruncatedJpeg {
+            what: "no end-of-image marker after the image data",
+        }),
     }
 }
 
@@ -207,7 +292,7 @@ mod tests {
         assert!(decode_bytes(&jpg, &DecodeLimits::default()).is_ok());
         let cut = &jpg[..jpg.len() * 3 / 4];
         let err = decode_bytes(cut, &DecodeLimits::default()).unwrap_err();
-        assert!(err.contains("truncated"), "{err}");
+        assert!(matches!(err, DecodeError::TruncatedJpeg { .. }), "{err}");
     }
 
     #[test]

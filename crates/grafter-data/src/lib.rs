@@ -63,7 +63,7 @@ pub use archive::ExtractLimits;
 pub use bad_files::{BadFile, BadFiles, FoundAt};
 pub use classes::ClassNames;
 pub use dataset::{ImageDataset, Sample, Target};
-pub use decode::DecodeLimits;
+pub use decode::{DecodeError, DecodeLimits};
 pub use error::{DataError, Result};
 pub use feature_cache::{
     CacheOptions, CachePrecision, CacheStorage, CachedFeatures, FeatureCache, fit_frozen_cached,

@@ -234,14 +234,19 @@ impl Inner {
                 let out = catch_unwind(AssertUnwindSafe(|| {
                     #[cfg(test)]
                     tests::fault_at(&sample.path, tests::Fault::Sample);
-                    decode_file(&sample.path, &limits).map(|img| {
-                        if augment {
-                            self.transform
-                                .train(&img, &self.augment, mix_seed(base, i as u64, 0))
-                        } else {
-                            self.transform.eval(&img)
-                        }
-                    })
+                    decode_file(&sample.path, &limits)
+                        .map_err(|e| e.to_string())
+                        .map(|img| {
+                            if augment {
+                                self.transform.train(
+                                    &img,
+                                    &self.augment,
+                                    mix_seed(base, i as u64, 0),
+                                )
+                            } else {
+                                self.transform.eval(&img)
+                            }
+                        })
                 }))
                 .unwrap_or_else(|payload| {
                     Err(format!(

@@ -13,7 +13,7 @@ use grafter_core::{Backbone, Classifier, Head, Preprocess};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::decode::decode_file;
+use crate::decode::{DecodeError, decode_file};
 use crate::{ClassNames, DataError, DecodeLimits, Result, Transform};
 
 /// Anything that maps normalised images `[N, 3, H, W]` to logits `[N, K]`.
@@ -77,8 +77,20 @@ pub struct Prediction {
 pub struct PredictError {
     /// The file.
     pub path: PathBuf,
-    /// What went wrong (unreadable, not an image, absurd dimensions…).
-    pub reason: String,
+    /// What went wrong.
+    pub reason: PredictFailure,
+}
+
+/// What went wrong with one image.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PredictFailure {
+    /// The file is unreadable, not an image, or beyond the decode limits.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The model's output could not be read back from the device.
+    #[error("cannot read the model's output: {0}")]
+    Output(String),
 }
 
 /// Predicts classes of image files with a trained model.
@@ -182,9 +194,9 @@ impl<M: ImageModel> Predictor<M> {
             let decoded: Vec<std::result::Result<RgbImage, PredictError>> = chunk
                 .par_iter()
                 .map(|p| {
-                    decode_file(p.as_ref(), &limits).map_err(|reason| PredictError {
+                    decode_file(p.as_ref(), &limits).map_err(|e| PredictError {
                         path: p.as_ref().to_path_buf(),
-                        reason,
+                        reason: e.into(),
                     })
                 })
                 .collect();
@@ -211,12 +223,13 @@ impl<M: ImageModel> Predictor<M> {
         out
     }
 
-    /// The top `k` classes of a decoded image.
-    pub fn predict_image(&self, image: &RgbImage, k: usize) -> Result<Prediction> {
-        let probs = self
-            .probabilities(&[image])
-            .map_err(DataError::Config)?
-            .remove(0);
+    /// The top `k` classes of a decoded image (a camera frame, an upload already in memory).
+    pub fn predict_image(
+        &self,
+        image: &RgbImage,
+        k: usize,
+    ) -> std::result::Result<Prediction, PredictFailure> {
+        let probs = self.probabilities(&[image])?.remove(0);
         Ok(Prediction {
             path: PathBuf::new(),
             top: self.top_k(&probs, k),
@@ -227,7 +240,7 @@ impl<M: ImageModel> Predictor<M> {
     pub fn probabilities(
         &self,
         images: &[&RgbImage],
-    ) -> std::result::Result<Vec<Vec<f32>>, String> {
+    ) -> std::result::Result<Vec<Vec<f32>>, PredictFailure> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -259,7 +272,7 @@ impl<M: ImageModel> Predictor<M> {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| format!("cannot read the model's output: {e:?}"))?;
+            .map_err(|e| PredictFailure::Output(format!("{e:?}")))?;
         Ok(host
             .chunks(k * views)
             .map(|rows| {

@@ -6,7 +6,7 @@ use std::path::Path;
 use image::ImageReader;
 use rayon::prelude::*;
 
-use crate::decode::DecodeLimits;
+use crate::decode::{DecodeError, DecodeLimits};
 use crate::{BadFiles, FoundAt};
 
 /// File extensions an image folder accepts (case-insensitive).
@@ -20,35 +20,40 @@ pub(crate) fn has_image_extension(path: &Path) -> bool {
 }
 
 /// Checks that `path` is a readable, non-empty regular file whose header names a supported
-/// format and sane dimensions. The reason in words otherwise.
-pub(crate) fn check_file(path: &Path, limits: &DecodeLimits) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file metadata: {e}"))?;
+/// format and sane dimensions.
+pub(crate) fn check_file(path: &Path, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    let meta = std::fs::metadata(path).map_err(|e| DecodeError::Io {
+        what: "read file metadata",
+        reason: e.to_string(),
+    })?;
     if meta.is_dir() {
-        return Err("is a directory, not an image file".into());
+        return Err(DecodeError::Directory);
     }
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(DecodeError::NotRegularFile { replaced: false });
     }
     if meta.len() == 0 {
-        return Err("empty file (0 bytes)".into());
+        return Err(DecodeError::Empty);
     }
     if meta.len() > limits.max_file_bytes {
-        return Err(format!(
-            "file of {} bytes is above the limit of {} bytes",
-            meta.len(),
-            limits.max_file_bytes
-        ));
+        return Err(DecodeError::FileTooLarge {
+            len: meta.len(),
+            limit: limits.max_file_bytes,
+        });
     }
     let file = crate::decode::open_regular(path)?;
     let reader = ImageReader::new(BufReader::new(file))
         .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|e| DecodeError::Io {
+            what: "read",
+            reason: e.to_string(),
+        })?;
     if reader.format().is_none() {
-        return Err("not an image (content matches no supported format)".into());
+        return Err(DecodeError::NotAnImage);
     }
     let (w, h) = reader
         .into_dimensions()
-        .map_err(|e| format!("unreadable image header: {e}"))?;
+        .map_err(|e| DecodeError::Header(e.to_string()))?;
     limits.check(w, h)
 }
 
@@ -56,7 +61,7 @@ pub(crate) fn check_file(path: &Path, limits: &DecodeLimits) -> Result<(), Strin
 pub(crate) fn check_all(paths: &[&Path], limits: &DecodeLimits) -> Vec<Option<String>> {
     paths
         .par_iter()
-        .map(|p| check_file(p, limits).err())
+        .map(|p| check_file(p, limits).err().map(|e| e.to_string()))
         .collect()
 }
 

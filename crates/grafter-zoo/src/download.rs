@@ -61,6 +61,7 @@ pub struct Downloader {
     retries: u32,
     connect_timeout: Duration,
     response_timeout: Duration,
+    stall_timeout: Duration,
     env_proxy: bool,
 }
 
@@ -71,9 +72,19 @@ impl Default for Downloader {
             retries: 3,
             connect_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
             env_proxy: true,
         }
     }
+}
+
+/// What a finished transfer can be checked against besides its length header.
+#[derive(Clone, Copy, Debug)]
+struct Check {
+    /// The exact size in bytes, when published.
+    size: Option<u64>,
+    /// Whether a digest will be verified afterwards.
+    digest: bool,
 }
 
 /// Why one transfer attempt failed.
@@ -85,7 +96,8 @@ enum Failure {
 }
 
 impl Downloader {
-    /// Progress bar on, 3 automatic resume attempts, 30 s connect and 60 s response timeouts.
+    /// Progress bar on, 3 automatic resume attempts, 30 s connect, 60 s response and 60 s
+    /// stall timeouts.
     pub fn new() -> Self {
         Self::default()
     }
@@ -115,6 +127,14 @@ impl Downloader {
         self
     }
 
+    /// Longest wait for the next bytes of a body once it has started: a transfer that stalls
+    /// longer is cut (the `.part` file is kept and resumed like any cut transfer) instead of
+    /// hanging forever. A total body timeout would not do: a 5 GB file may rightly take hours.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
     /// Whether to honour the `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` environment
     /// variables (default: yes).
     pub fn env_proxy(mut self, enabled: bool) -> Self {
@@ -129,8 +149,25 @@ impl Downloader {
         dest: &Path,
         expected_sha256: Option<&str>,
     ) -> Result<PathBuf, ZooError> {
+        self.download_exact(url, dest, expected_sha256, None)
+    }
+
+    /// [`download`](Self::download), also checking the file's exact size in bytes when it is
+    /// known: a server announcing another length is refused before any byte is written, a body
+    /// that ends short is resumed, and a cached file of another size is fetched again.
+    ///
+    /// Without a digest and without any length (no `expected_size`, no `Content-Length`, no
+    /// chunked encoding), a connection that closes early is indistinguishable from a complete
+    /// file: such a transfer is refused rather than cached as complete.
+    pub fn download_exact(
+        &self,
+        url: &str,
+        dest: &Path,
+        expected_sha256: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<PathBuf, ZooError> {
         let expected = normalize_expected(expected_sha256)?;
-        if let Some(path) = existing_verified(dest, expected.as_deref())? {
+        if let Some(path) = existing_verified(dest, expected.as_deref(), expected_size)? {
             return Ok(path);
         }
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -141,7 +178,7 @@ impl Downloader {
         let lock_path = sibling(dest, ".lock");
         let lock = lock_exclusive(&lock_path, dest)?;
         // Another holder of the lock may have completed the file meanwhile.
-        if let Some(path) = existing_verified(dest, expected.as_deref())? {
+        if let Some(path) = existing_verified(dest, expected.as_deref(), expected_size)? {
             return Ok(path);
         }
 
@@ -149,7 +186,11 @@ impl Downloader {
         let agent = self.agent();
         let mut attempt = 0;
         loop {
-            match self.transfer(&agent, url, dest, &part) {
+            let check = Check {
+                size: expected_size,
+                digest: expected.is_some(),
+            };
+            match self.transfer(&agent, url, dest, &part, check) {
                 Ok(()) => break,
                 Err(Failure::Retry(err)) if attempt < self.retries => {
                     attempt += 1;
@@ -189,6 +230,7 @@ impl Downloader {
             .http_status_as_error(false)
             .timeout_connect(Some(self.connect_timeout))
             .timeout_recv_response(Some(self.response_timeout))
+            .timeout_per_read(Some(self.stall_timeout))
             .user_agent(concat!("grafter-zoo/", env!("CARGO_PKG_VERSION")))
             .proxy(if self.env_proxy {
                 ureq::Proxy::try_from_env()
@@ -206,6 +248,7 @@ impl Downloader {
         url: &str,
         dest: &Path,
         part: &Path,
+        check: Check,
     ) -> Result<(), Failure> {
         let offset = match fs::metadata(part) {
             Ok(m) => m.len(),
@@ -278,6 +321,25 @@ impl Downloader {
             }
         };
 
+        if let (Some(announced), Some(size)) = (total, check.size)
+            && announced != size
+        {
+            return Err(Failure::Fatal(download_err(format!(
+                "the server announces {announced} bytes, the file is published as {size} bytes"
+            ))));
+        }
+        let total = total.or(check.size);
+        // A chunked body ends with its own terminator (a cut one is a read error); a body
+        // delimited only by the connection closing is not.
+        let chunked =
+            header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if total.is_none() && !chunked && !check.digest {
+            return Err(Failure::Fatal(download_err(
+                "the server sends neither a length nor a chunked body, and no checksum was                  given: a cut transfer could not be told from a complete file"
+                    .into(),
+            )));
+        }
+
         let file = if start == 0 {
             File::create(part)
         } else {
@@ -297,6 +359,9 @@ impl Downloader {
                         .map_err(|e| Failure::Fatal(io_err(part, e)))?;
                     written += n as u64;
                     bar.set_position(written);
+                    if total.is_some_and(|t| written > t) {
+                        break None; // refused below, before the disk fills
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(e.to_string()),
@@ -307,6 +372,12 @@ impl Downloader {
             .map_err(|e| Failure::Fatal(io_err(part, e.into_error())))?;
         file.sync_all()
             .map_err(|e| Failure::Fatal(io_err(part, e)))?;
+        if let Some(t) = total.filter(|&t| written > t) {
+            truncate(part)?;
+            return Err(Failure::Fatal(download_err(format!(
+                "the body is longer than the {t} bytes expected ({written} bytes)"
+            ))));
+        }
         let short = total
             .filter(|&t| written < t)
             .map(|t| format!("got {written} of {t} bytes"));
@@ -423,7 +494,7 @@ impl Cache {
     /// The cached file of `weights` if it is present and verified; never touches the network.
     pub fn cached(&self, weights: &WeightSet) -> Result<Option<PathBuf>, ZooError> {
         let expected = normalize_expected(weights.sha256)?;
-        existing_verified(&self.path_for(weights), expected.as_deref())
+        existing_verified(&self.path_for(weights), expected.as_deref(), weights.size)
     }
 
     /// The local path of `weights`: the cached file if present and verified, otherwise
@@ -437,7 +508,8 @@ impl Cache {
                 reason: "offline: downloads are turned off".into(),
             });
         }
-        self.downloader.download(weights.url, &dest, weights.sha256)
+        self.downloader
+            .download_exact(weights.url, &dest, weights.sha256, weights.size)
     }
 }
 
@@ -497,7 +569,11 @@ fn normalize_expected(expected: Option<&str>) -> Result<Option<String>, ZooError
 
 /// `dest` if it exists and matches `expected` (anything goes when `None`). A mismatching file
 /// is left in place (the download will replace it) and reported in the log.
-fn existing_verified(dest: &Path, expected: Option<&str>) -> Result<Option<PathBuf>, ZooError> {
+fn existing_verified(
+    dest: &Path,
+    expected: Option<&str>,
+    size: Option<u64>,
+) -> Result<Option<PathBuf>, ZooError> {
     let meta = match fs::metadata(dest) {
         Ok(m) if m.is_file() => m,
         Ok(_) => {
@@ -509,6 +585,14 @@ fn existing_verified(dest: &Path, expected: Option<&str>) -> Result<Option<PathB
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(dest, e)),
     };
+    if let Some(size) = size.filter(|&s| s != meta.len()) {
+        log::warn!(
+            "{}: {} bytes where {size} are expected; downloading it again",
+            dest.display(),
+            meta.len()
+        );
+        return Ok(None);
+    }
     let Some(expected) = expected else {
         return Ok(Some(dest.to_path_buf()));
     };
@@ -706,6 +790,11 @@ mod tests {
         drop_first_after: Option<usize>,
         /// Stop after this many connections (or after 30 s, whichever comes first).
         max_requests: usize,
+        /// Send this many body bytes of the first request, then hold the connection open and
+        /// silent for 20 s.
+        stall_first_after: Option<usize>,
+        /// Answer 200 without `Content-Length` (the body ends when the connection closes).
+        no_length: bool,
     }
 
     impl ServerConfig {
@@ -715,6 +804,8 @@ mod tests {
                 honour_range: true,
                 drop_first_after: None,
                 max_requests: 4,
+                stall_first_after: None,
+                no_length: false,
             }
         }
     }
@@ -747,7 +838,9 @@ mod tests {
             while index < cfg.max_requests && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let _ = handle(stream, &cfg, index, &log);
+                        // A connection of its own: a stalled one must not block the next.
+                        let (cfg, log) = (cfg.clone(), Arc::clone(&log));
+                        std::thread::spawn(move || handle(stream, &cfg, index, &log));
                         index += 1;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -829,6 +922,10 @@ mod tests {
                 )?;
                 s as usize
             }
+            _ if cfg.no_length => {
+                write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+                0
+            }
             _ => {
                 write!(
                     stream,
@@ -837,6 +934,12 @@ mod tests {
                 0
             }
         };
+        if let (Some(k), 0) = (cfg.stall_first_after, index) {
+            stream.write_all(&cfg.data[start..start + k])?;
+            stream.flush()?;
+            std::thread::sleep(Duration::from_secs(20));
+            return stream.shutdown(Shutdown::Both);
+        }
         let body = &cfg.data[start..];
         let cut = match cfg.drop_first_after {
             Some(k) if index == 0 => k.min(body.len()),
@@ -1224,5 +1327,77 @@ mod tests {
             sibling(Path::new("/c/resnet50-11ad3fa6.pth"), ".part"),
             PathBuf::from("/c/resnet50-11ad3fa6.pth.part")
         );
+    }
+
+    #[test]
+    fn a_stalled_body_is_cut_by_the_stall_timeout_and_resumed() {
+        let data = data();
+        let mut cfg = ServerConfig::new(Arc::clone(&data));
+        cfg.stall_first_after = Some(1000);
+        let server = serve(cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let started = Instant::now();
+        quiet()
+            .retries(1)
+            .stall_timeout(Duration::from_millis(300))
+            .download(&server.url("/w.bin"), &dest, Some(&digest(&data)))
+            .unwrap();
+        // the server holds the first connection silent for 20 s
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(fs::read(&dest).unwrap(), *data);
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[1].range_start, Some(1000), "{seen:?}");
+    }
+
+    #[test]
+    fn a_length_less_body_without_checksum_is_refused_not_cached() {
+        let data = data();
+        let mut cfg = ServerConfig::new(Arc::clone(&data));
+        cfg.no_length = true;
+        cfg.drop_first_after = Some(1000);
+        let server = serve(cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let err = quiet()
+            .download(&server.url("/w.bin"), &dest, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("neither a length"), "{err}");
+        assert!(!dest.exists());
+        // with the published size, the cut is seen and resumed
+        let mut cfg = ServerConfig::new(Arc::clone(&data));
+        cfg.no_length = true;
+        cfg.drop_first_after = Some(1000);
+        let server = serve(cfg);
+        let got = quiet()
+            .retries(1)
+            .download_exact(&server.url("/w.bin"), &dest, None, Some(LEN as u64))
+            .unwrap();
+        assert_eq!(fs::read(got).unwrap(), *data);
+        assert_eq!(server.seen()[1].range_start, Some(1000));
+    }
+
+    #[test]
+    fn the_published_size_is_checked_before_and_after_the_transfer() {
+        let data = data();
+        let server = serve(ServerConfig::new(Arc::clone(&data)));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let err = quiet()
+            .download_exact(&server.url("/w.bin"), &dest, None, Some(LEN as u64 + 1))
+            .unwrap_err();
+        assert!(err.to_string().contains("announces"), "{err}");
+        assert!(!dest.exists() && !sibling(&dest, ".part").exists());
+        // a cached file of another size is fetched again
+        fs::write(&dest, b"stale").unwrap();
+        quiet()
+            .download_exact(&server.url("/w.bin"), &dest, None, Some(LEN as u64))
+            .unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), *data);
     }
 }
