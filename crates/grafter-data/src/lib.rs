@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod auto_augment;
 mod bad_files;
 mod classes;
 mod dataset;
@@ -60,6 +61,7 @@ mod transform;
 pub use image;
 
 pub use archive::ExtractLimits;
+pub use auto_augment::{AugmentOp, AutoAugment};
 pub use bad_files::{BadFile, BadFiles, FoundAt};
 pub use classes::ClassNames;
 pub use dataset::{ImageDataset, Sample, Target};

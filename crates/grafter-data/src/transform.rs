@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::auto_augment::AutoAugment;
 use crate::resize::{ResizeEngine, resize_rgb8};
 
 /// The most pixels the intermediate image of [`Transform::eval_rgb8`] may have (16 Mi, 48 MiB
@@ -91,6 +92,9 @@ pub struct Augment {
     pub hflip: f32,
     /// Colour jitter; `None` for none.
     pub jitter: Option<ColorJitter>,
+    /// An automatic policy (`TrivialAugmentWide`, `RandAugment`) after the crop, flip and
+    /// jitter; `None` for none.
+    pub auto: Option<AutoAugment>,
 }
 
 impl Augment {
@@ -100,6 +104,7 @@ impl Augment {
             crop: Some(RandomResizedCrop::default()),
             hflip: 0.5,
             jitter: None,
+            auto: None,
         }
     }
 
@@ -109,12 +114,20 @@ impl Augment {
             crop: None,
             hflip: 0.0,
             jitter: None,
+            auto: None,
         }
     }
 
     /// Adds colour jitter.
     pub fn with_jitter(mut self, jitter: ColorJitter) -> Self {
         self.jitter = Some(jitter);
+        self
+    }
+
+    /// Adds an automatic augmentation policy (timm's and torchvision's recipes:
+    /// [`AutoAugment::trivial_augment_wide`], [`AutoAugment::rand_augment`]).
+    pub fn with_auto(mut self, auto: AutoAugment) -> Self {
+        self.auto = Some(auto);
         self
     }
 }
@@ -242,6 +255,9 @@ impl Transform {
         }
         if let Some(j) = &augment.jitter {
             color_jitter(&mut out, j, &mut rng);
+        }
+        if let Some(auto) = &augment.auto {
+            out = auto.apply(&out, &mut rng);
         }
         out
     }
