@@ -51,6 +51,7 @@ mod food101;
 mod list;
 mod loader;
 pub mod predict;
+pub mod random_erasing;
 mod resize;
 mod scan;
 mod split;
@@ -73,5 +74,6 @@ pub use feature_cache::{
 pub use food101::Food101Split;
 pub use list::ListOptions;
 pub use loader::ImageLoader;
+pub use random_erasing::{EraseValue, RandomErasing};
 pub use resize::{ResizeEngine, resize_rgb8};
 pub use transform::{Augment, ColorJitter, MAX_RESIZED_PIXELS, RandomResizedCrop, Transform};

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::auto_augment::AutoAugment;
+use crate::random_erasing::RandomErasing;
 use crate::resize::{ResizeEngine, resize_rgb8};
 
 /// The most pixels the intermediate image of [`Transform::eval_rgb8`] may have (16 Mi, 48 MiB
@@ -95,6 +96,8 @@ pub struct Augment {
     /// An automatic policy (`TrivialAugmentWide`, `RandAugment`) after the crop, flip and
     /// jitter; `None` for none.
     pub auto: Option<AutoAugment>,
+    /// Random erasing of the normalised image (the last step); `None` for none.
+    pub erasing: Option<RandomErasing>,
 }
 
 impl Augment {
@@ -105,6 +108,7 @@ impl Augment {
             hflip: 0.5,
             jitter: None,
             auto: None,
+            erasing: None,
         }
     }
 
@@ -115,6 +119,7 @@ impl Augment {
             hflip: 0.0,
             jitter: None,
             auto: None,
+            erasing: None,
         }
     }
 
@@ -128,6 +133,12 @@ impl Augment {
     /// [`AutoAugment::trivial_augment_wide`], [`AutoAugment::rand_augment`]).
     pub fn with_auto(mut self, auto: AutoAugment) -> Self {
         self.auto = Some(auto);
+        self
+    }
+
+    /// Adds random erasing after normalisation.
+    pub fn with_erasing(mut self, erasing: RandomErasing) -> Self {
+        self.erasing = Some(erasing);
         self
     }
 }
@@ -229,7 +240,14 @@ impl Transform {
 
     /// The training transform with the RNG seeded by `seed` (a per-sample seed).
     pub fn train(&self, img: &RgbImage, augment: &Augment, seed: u64) -> Vec<f32> {
-        self.normalize(&self.train_rgb8(img, augment, seed))
+        let mut x = self.normalize(&self.train_rgb8(img, augment, seed));
+        if let Some(erasing) = &augment.erasing {
+            // a stream of its own, so that erasing leaves the geometry and colours as they were
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
+            let [h, w] = self.preprocess.input_size;
+            erasing.apply(&mut x, 3, h, w, &mut rng);
+        }
+        x
     }
 
     /// Training geometry and colour, before normalisation.
