@@ -21,6 +21,7 @@ pub mod finetune;
 pub mod head;
 pub mod history;
 pub mod metrics;
+pub mod mixup;
 pub mod optimizer;
 pub mod plot;
 pub mod policy;
