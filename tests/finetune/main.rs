@@ -12,3 +12,7 @@ mod observer;
 #[path = "../support/params.rs"]
 mod params;
 mod resume;
+#[allow(dead_code)]
+#[path = "../support/skip.rs"]
+mod skip;
+mod tensorboard;

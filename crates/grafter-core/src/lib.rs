@@ -30,6 +30,7 @@ pub mod progress;
 mod schedule;
 mod task;
 pub mod tensor_layout;
+pub mod tensorboard;
 pub mod weights;
 
 pub use backbone::{Backbone, Stage};
