@@ -6,6 +6,7 @@ mod bad_files;
 mod common;
 mod eval_reference;
 mod feature_cache;
+mod fuzz;
 mod hostile;
 mod layouts;
 mod loader;
