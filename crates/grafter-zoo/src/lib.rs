@@ -16,7 +16,6 @@
 mod any;
 mod architecture;
 pub mod download;
-pub mod drop_path;
 mod error;
 mod layers;
 pub mod load;

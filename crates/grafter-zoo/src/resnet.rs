@@ -12,7 +12,6 @@ use grafter_core::{Backbone, Preprocess, Stage};
 use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
-use crate::drop_path::DropPath;
 use crate::layers::{bn, conv};
 
 /// Residual block kind.
@@ -45,11 +44,6 @@ pub struct ResNetConfig {
     /// the ONNX Model Zoo's v1 models) instead of torchvision's "v1.5" (stride on the 3×3).
     #[config(default = false)]
     pub stride_in_1x1: bool,
-    /// Stochastic depth: the drop probability of the last block's residual branch, rising
-    /// linearly from 0 at the first block (timm's `drop_path_rate`; 0.05–0.1 in its ResNet
-    /// recipes). 0 turns it off.
-    #[config(default = 0.0)]
-    pub drop_path_rate: f64,
 }
 
 impl ResNetConfig {
@@ -94,17 +88,11 @@ impl ResNetConfig {
     /// Builds the backbone with fresh (random) weights.
     pub fn init(&self, device: &Device) -> ResNet {
         let mut inplanes = 64;
-        let total: usize = self.layers.iter().sum();
-        let mut index = 0;
         let mut make_layer = |planes: usize, blocks: usize, stride: usize| {
             (0..blocks)
                 .map(|i| {
                     let s = if i == 0 { stride } else { 1 };
-                    let mut block = Block::new(self, inplanes, planes, s, device);
-                    block.drop_path = DropPath::new(
-                        self.drop_path_rate * index as f64 / (total.max(2) - 1) as f64,
-                    );
-                    index += 1;
+                    let block = Block::new(self, inplanes, planes, s, device);
                     inplanes = planes * self.block.expansion();
                     block
                 })
@@ -157,8 +145,6 @@ pub struct Block {
     pub bn3: Option<BatchNorm>,
     /// Projection shortcut when the shape changes.
     pub downsample: Option<Downsample>,
-    /// Stochastic depth on the residual branch (identity unless training with a rate).
-    pub drop_path: DropPath,
 }
 
 impl Block {
@@ -183,7 +169,6 @@ impl Block {
                 conv3: None,
                 bn3: None,
                 downsample,
-                drop_path: DropPath::new(0.0),
             },
             BlockKind::Bottleneck => {
                 let (s1, s3) = if cfg.stride_in_1x1 {
@@ -199,7 +184,6 @@ impl Block {
                     conv3: Some(conv(planes, out, 1, 1, false, device)),
                     bn3: Some(bn(out, device)),
                     downsample,
-                    drop_path: DropPath::new(0.0),
                 }
             }
         }
@@ -215,7 +199,7 @@ impl Block {
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
             y = batch_norm_layer(b3, conv2d_layer(c3, relu(y)));
         }
-        relu(self.drop_path.forward(y) + identity)
+        relu(y + identity)
     }
 }
 
@@ -280,28 +264,5 @@ impl Backbone for ResNet {
 
     fn preprocess(&self) -> Preprocess {
         self.preprocess.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drop_path_rises_linearly_from_the_first_block_to_the_rate() {
-        let net = ResNetConfig::resnet18()
-            .with_drop_path_rate(0.1)
-            .init(&Device::flex());
-        let probs: Vec<f64> = [&net.layer1, &net.layer2, &net.layer3, &net.layer4]
-            .into_iter()
-            .flatten()
-            .map(|b| b.drop_path.prob)
-            .collect();
-        assert_eq!(probs.len(), 8);
-        for (i, p) in probs.iter().enumerate() {
-            assert!((p - 0.1 * i as f64 / 7.0).abs() < 1e-12, "{probs:?}");
-        }
-        let off = ResNetConfig::resnet18().init(&Device::flex());
-        assert!(off.layer4.iter().all(|b| b.drop_path.prob == 0.0));
     }
 }
