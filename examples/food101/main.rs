@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use grafter::data_pipeline::{Augment, Food101Split, ImageDataset, ImageLoader};
+use grafter::finetune::{ClassWeights, Ema, LrFind};
 use grafter::onnx::export_classifier;
 use grafter::prelude::*;
 use grafter::zoo::download::{Cache, Downloader};
@@ -96,6 +97,22 @@ struct Args {
     /// Decoding threads (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Batches whose gradients are summed into one optimiser step (an effective batch this
+    /// many times larger).
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
+    /// Keep a moving average of the weights with this decay (timm's model EMA, with
+    /// warm-up), evaluated beside the trained weights; the better of the two is kept.
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Weight the loss by class, n / (classes · count) from the training data (sklearn's
+    /// "balanced").
+    #[arg(long)]
+    balanced_classes: bool,
+    /// Choose the peak learning rate with the range test (fastai's lr_find, its "valley"
+    /// suggestion) instead of --lr; writes lr_find.svg to the run folder.
+    #[arg(long)]
+    lr_find: bool,
 }
 
 /// The `--policy` choices.
@@ -193,13 +210,38 @@ fn run(args: &Args) -> AnyResult<()> {
         .with_batch_size(args.batch_size.unwrap_or(if demo { 16 } else { 32 }))
         .with_seed(args.seed)
         .with_label_smoothing(0.1)
-        .with_precision(args.precision);
-    let policy: Box<dyn FreezePolicy> = match args.policy {
-        PolicyChoice::TwoPhase => Box::new(TwoPhase::new(freeze, 10.0)),
-        PolicyChoice::Frozen => Box::new(Frozen),
-        PolicyChoice::Full => Box::new(TrainAll),
-        PolicyChoice::Gradual => Box::new(GradualUnfreeze::new(1)),
+        .with_precision(args.precision)
+        .with_accumulate_steps(args.accumulate)
+        .with_ema(args.ema.map(|decay| Ema::new(decay).with_warmup(true)))
+        .with_class_weights(args.balanced_classes.then_some(ClassWeights::Balanced));
+    let make_policy = || -> Box<dyn FreezePolicy> {
+        match args.policy {
+            PolicyChoice::TwoPhase => Box::new(TwoPhase::new(freeze, 10.0)),
+            PolicyChoice::Frozen => Box::new(Frozen),
+            PolicyChoice::Full => Box::new(TrainAll),
+            PolicyChoice::Gradual => Box::new(GradualUnfreeze::new(1)),
+        }
     };
+    let mut config = config;
+    if args.lr_find && args.resume.is_none() {
+        let probe = FineTune::new(config.clone(), make_policy()).out_dir(&out);
+        let found = probe.lr_find(&model, &train, &device, &LrFind::default())?;
+        match found.valley {
+            Some(lr) => {
+                eprintln!(
+                    "lr_find: valley {lr:.2e}, steepest {:.2e} (plot: {})",
+                    found.steepest.unwrap_or(f64::NAN),
+                    out.join("lr_find.svg").display()
+                );
+                config.lr = lr;
+            }
+            None => eprintln!(
+                "lr_find: too few steps for a suggestion, keeping --lr {:.1e}",
+                config.lr
+            ),
+        }
+    }
+    let policy = make_policy();
     let fine_tune = match &args.resume {
         Some(dir) => FineTune::resume(dir, policy)?,
         None => FineTune::new(config, policy).out_dir(&out),

@@ -149,6 +149,15 @@ pub trait DataSource: Send + Sync {
         let _ = request;
         None
     }
+
+    /// The number of samples of each class (single-label data), when the source knows it
+    /// without decoding its images: what [`ClassWeights::Balanced`] is computed from.
+    /// Default: `None` (unknown).
+    ///
+    /// [`ClassWeights::Balanced`]: crate::finetune::ClassWeights::Balanced
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// The order of a pass over `len` samples as [`InMemoryDataset`] (and grafter-data's loader)
@@ -274,5 +283,13 @@ impl DataSource for InMemoryDataset {
 
     fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
         Some(shuffled_order(self.labels.len(), &request))
+    }
+
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        let mut counts = vec![0; self.num_classes];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        Some(counts)
     }
 }

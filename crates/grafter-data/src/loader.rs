@@ -326,6 +326,11 @@ impl DataSource for ImageLoader {
         self.inner.dataset.classes().len()
     }
 
+    /// The dataset's counts (single-label datasets only).
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        (!self.inner.dataset.is_multi_label()).then(|| self.inner.dataset.class_counts())
+    }
+
     fn batches<'a>(
         &'a self,
         request: EpochRequest,

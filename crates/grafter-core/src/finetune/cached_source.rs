@@ -134,6 +134,10 @@ impl DataSource for CachedSource<'_> {
         self.original.num_classes()
     }
 
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        self.original.class_counts()
+    }
+
     fn batches<'b>(
         &'b self,
         request: EpochRequest,
