@@ -35,7 +35,7 @@ fn lr_find_leaves_no_trace_and_suggests_a_rate() {
         "{n} steps, diverged {}, steepest {:?}, valley {:?}, smoothed {:.3?}",
         found.diverged, found.steepest, found.valley, found.smoothed
     );
-    assert!(n >= 20 && n <= 40, "{n} steps");
+    assert!((20..=40).contains(&n), "{n} steps");
     assert_eq!(found.lrs[0], settings.start_lr);
     assert!(found.lrs.windows(2).all(|w| w[1] > w[0]));
     assert_eq!((found.losses.len(), found.smoothed.len()), (n, n));

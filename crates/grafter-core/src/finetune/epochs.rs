@@ -30,6 +30,9 @@ use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage};
 /// RNG stream of the device generator (dropout), derived from `(seed, epoch)`.
 const DEVICE_RNG_STREAM: u64 = 1;
 
+/// The trained model and its weight average (when the run keeps one).
+pub(super) type Trained<BB, H> = (Classifier<BB, H>, Option<Classifier<BB, H>>);
+
 /// What the epochs of a run carry from one to the next.
 pub(super) struct Run {
     pub state: RunState,
@@ -67,7 +70,7 @@ impl EpochLoop<'_> {
         device: &Device,
         run: &mut Run,
         full: impl Fn(&Classifier<BB, H>) -> Classifier<B, H>,
-    ) -> Result<(Classifier<BB, H>, Option<Classifier<BB, H>>)> {
+    ) -> Result<Trained<BB, H>> {
         let cfg = self.cfg;
         let ad = device.clone().autodiff();
         let mut model = model.fork(&ad).train();

@@ -171,7 +171,7 @@ impl FineTune {
                             head: e.head,
                         });
                         let (trained, trained_ema) = epochs.run(
-                            head_only, ema_head, &ctrain, &cvalid, device, &mut run, &graft,
+                            head_only, ema_head, &ctrain, &cvalid, device, &mut run, graft,
                         )?;
                         let trained_ema = trained_ema.map(|e| graft(&e));
                         return self.outcome(graft(&trained), trained_ema, run, device);
