@@ -332,3 +332,50 @@ fn bad_class_weights_are_refused() {
     let err = try_fit(config(1).with_accumulate_steps(0), &dataset(2, 1));
     assert!(err.contains("accumulate_steps"), "{err}");
 }
+
+/// A frozen backbone trains its head from cached features; the average then covers the head
+/// (the backbone's average is the backbone), and the paused and resumed cached run equals
+/// the uninterrupted one, average included.
+#[test]
+fn the_average_follows_the_head_on_cached_features_and_resumes() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let train = dataset(8, 1);
+    let valid = dataset(4, 2);
+    let cfg = config(3)
+        .with_accumulate_steps(2)
+        .with_restore_best(false)
+        .with_ema(Some(Ema::new(0.5).with_select(EmaSelect::Ema)));
+    let run = || FineTune::new(cfg.clone(), Frozen);
+    let model = classifier(&device, 6, 0.0);
+    assert!(
+        run()
+            .feature_cache_use(&model, &train, &valid)
+            .unwrap()
+            .is_on()
+    );
+    let straight_dir = tempfile::tempdir().unwrap();
+    let straight = run()
+        .out_dir(straight_dir.path())
+        .fit(model, &train, &valid, &device)
+        .unwrap();
+    let split_dir = tempfile::tempdir().unwrap();
+    run()
+        .out_dir(split_dir.path())
+        .pause_after(1)
+        .fit(classifier(&device, 6, 0.0), &train, &valid, &device)
+        .unwrap();
+    let resumed = FineTune::resume(split_dir.path(), Frozen)
+        .unwrap()
+        .progress(false)
+        .fit(classifier(&device, 77, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(straight.history, resumed.history);
+    let (a, b) = (straight.ema.unwrap(), resumed.ema.unwrap());
+    assert_eq!(params(&a), params(&b));
+    assert_eq!(params(&straight.model), params(&resumed.model));
+    // the backbone of the average is the frozen backbone; its head is not the last trained one
+    assert_eq!(params(&a.backbone), params(&straight.model.backbone));
+    assert_ne!(params(&a.head), params(&straight.model.head));
+    assert!(straight.best.unwrap().ema);
+}

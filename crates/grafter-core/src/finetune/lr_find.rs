@@ -3,7 +3,8 @@
 //! loss, and suggest a rate from the curve.
 //!
 //! The test trains a copy under the run's first plan (its frozen stages, per-stage rate
-//! multipliers, optimiser, loss, class weights, batch size and gradient clipping) and
+//! multipliers, optimiser, loss, class weights, batch size and gradient clipping; in f32,
+//! one batch per step, whatever the run's precision and accumulation) and
 //! leaves no trace: the model's parameters and BatchNorm statistics are untouched (the copy
 //! has its own statistics), the run's optimiser does not exist yet (the test builds its
 //! own), and the run's random streams are derived from `(seed, epoch)` when `fit` starts, so
