@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use grafter::data_pipeline::{Augment, Food101Split, ImageDataset, ImageLoader};
-use grafter::finetune::{ClassWeights, Ema, LrFind};
+use grafter::finetune::{ClassWeights, Ema, LrFind, Sampler};
 use grafter::onnx::export_classifier;
 use grafter::prelude::*;
 use grafter::zoo::download::{Cache, Downloader};
@@ -109,6 +109,10 @@ struct Args {
     /// "balanced").
     #[arg(long)]
     balanced_classes: bool,
+    /// Draw training passes class-balanced (with replacement, each class equally often)
+    /// instead of shuffling every image once.
+    #[arg(long)]
+    balanced_sampler: bool,
     /// Choose the peak learning rate with the range test (fastai's lr_find, its "valley"
     /// suggestion) instead of --lr; writes lr_find.svg to the run folder.
     #[arg(long)]
@@ -213,7 +217,12 @@ fn run(args: &Args) -> AnyResult<()> {
         .with_precision(args.precision)
         .with_accumulate_steps(args.accumulate)
         .with_ema(args.ema.map(|decay| Ema::new(decay).with_warmup(true)))
-        .with_class_weights(args.balanced_classes.then_some(ClassWeights::Balanced));
+        .with_class_weights(args.balanced_classes.then_some(ClassWeights::Balanced))
+        .with_sampler(if args.balanced_sampler {
+            Sampler::ClassBalanced
+        } else {
+            Sampler::Shuffle
+        });
     let make_policy = || -> Box<dyn FreezePolicy> {
         match args.policy {
             PolicyChoice::TwoPhase => Box::new(TwoPhase::new(freeze, 10.0)),

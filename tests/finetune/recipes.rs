@@ -7,7 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter::data::{DataSource, InMemoryDataset};
-use grafter::finetune::{ClassWeights, Ema, EmaSelect, Observer, Precision, StepInfo};
+use grafter::finetune::{ClassWeights, Ema, EmaSelect, Observer, Precision, Sampler, StepInfo};
 use grafter::prelude::*;
 use grafter::{LinearHead, evaluate};
 
@@ -195,9 +195,9 @@ fn accumulation_under_f16_checks_the_loss_scale_once_per_step() {
     assert!(diff < 1e-2, "f16 accumulated vs large batch: {diff}");
 }
 
-/// EMA, accumulation and balanced class weights at once: paused after two epochs and
-/// resumed, the run equals the uninterrupted one bit for bit — trained weights, average,
-/// metrics log and history (raw and EMA metrics).
+/// EMA, accumulation, balanced class weights and the class-balanced sampler at once: paused
+/// after two epochs and resumed, the run equals the uninterrupted one bit for bit — trained
+/// weights, average, metrics log and history (raw and EMA metrics).
 #[test]
 fn resume_with_ema_accumulation_and_class_weights_is_bit_identical() {
     let _rng = crate::common::rng_lock();
@@ -208,7 +208,8 @@ fn resume_with_ema_accumulation_and_class_weights_is_bit_identical() {
         .with_batch_size(8)
         .with_accumulate_steps(2)
         .with_ema(Some(Ema::new(0.9).with_warmup(true)))
-        .with_class_weights(Some(ClassWeights::Balanced));
+        .with_class_weights(Some(ClassWeights::Balanced))
+        .with_sampler(Sampler::ClassBalanced);
     let policy = || TwoPhase::new(1, 10.0);
 
     let straight_dir = tempfile::tempdir().unwrap();
@@ -248,6 +249,29 @@ fn resume_with_ema_accumulation_and_class_weights_is_bit_identical() {
     assert_eq!(log(straight_dir.path()), log(split_dir.path()));
     // 40 images in batches of 8, two per step: 3 steps per epoch
     assert_eq!(straight.history.last().unwrap().step, 12);
+    // the sampler draws the rare class (4 of 40 images) about as often as the others
+    let drawn = |c: usize| -> u64 {
+        straight
+            .history
+            .iter()
+            .map(|r| r.train.confusion[c].iter().sum::<u64>())
+            .sum()
+    };
+    println!(
+        "drawn per class over 4 epochs: {:?}",
+        (0..4).map(drawn).collect::<Vec<_>>()
+    );
+    assert_eq!((0..4).map(drawn).sum::<u64>(), 160);
+    assert!(
+        drawn(2) > 24,
+        "class 2 drawn {} times, 16 without the sampler",
+        drawn(2)
+    );
+    assert!(
+        drawn(0) < 56,
+        "class 0 drawn {} times, 64 without the sampler",
+        drawn(0)
+    );
 }
 
 /// The best model comes from the weights `select` asks for, and is what `fit` returns.
@@ -331,6 +355,13 @@ fn bad_class_weights_are_refused() {
     assert!(err.contains("single-label"), "{err}");
     let err = try_fit(config(1).with_accumulate_steps(0), &dataset(2, 1));
     assert!(err.contains("accumulate_steps"), "{err}");
+    let err = try_fit(
+        config(1)
+            .with_task(Task::MultiLabel)
+            .with_sampler(Sampler::ClassBalanced),
+        &dataset(2, 1),
+    );
+    assert!(err.contains("class-balanced sampler"), "{err}");
 }
 
 /// A frozen backbone trains its head from cached features; the average then covers the head
@@ -344,6 +375,7 @@ fn the_average_follows_the_head_on_cached_features_and_resumes() {
     let valid = dataset(4, 2);
     let cfg = config(3)
         .with_accumulate_steps(2)
+        .with_sampler(Sampler::ClassBalanced)
         .with_restore_best(false)
         .with_ema(Some(Ema::new(0.5).with_select(EmaSelect::Ema)));
     let run = || FineTune::new(cfg.clone(), Frozen);

@@ -36,7 +36,7 @@ pub use classifier::Classifier;
 pub use error::{GrafterError, Result};
 pub use finetune::{
     ClassWeights, DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, Ema, EmaSelect, FineTune,
-    FineTuneConfig, FitOutcome, Observer, Precision, StepInfo, evaluate,
+    FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate,
 };
 pub use head::{Head, LinearHead, LinearHeadConfig, MlpHead, MlpHeadConfig, Pooling};
 pub use metrics::{Metrics, Monitor};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::class_weights::ClassWeights;
 use super::ema::Ema;
 use super::mixed_precision::{DEFAULT_LOSS_SCALE, Precision};
+use super::sampler::Sampler;
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
@@ -85,6 +86,10 @@ pub struct FineTuneConfig {
     /// data's class counts, or given). Off by default: every image counts the same.
     #[config(default = "None")]
     pub class_weights: Option<ClassWeights>,
+    /// Which samples a training pass visits: each once, shuffled (the default), or a
+    /// class-balanced draw for imbalanced single-label data.
+    #[config(default = "Sampler::Shuffle")]
+    pub sampler: Sampler,
 }
 
 impl FineTuneConfig {
@@ -140,6 +145,12 @@ impl FineTuneConfig {
                 ));
             }
             weights.validate()?;
+        }
+        if self.sampler == Sampler::ClassBalanced && self.task != Task::SingleLabel {
+            return bad(format!(
+                "the class-balanced sampler needs a single-label task, not {:?}",
+                self.task
+            ));
         }
         Ok(())
     }

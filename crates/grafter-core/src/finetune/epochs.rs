@@ -20,6 +20,7 @@ use super::plan::{apply_plan, base_lr, stage_lrs};
 use super::precision::PrecisionStep;
 use super::reporter::Reporter;
 use super::run_state::RunState;
+use super::sampler::{SAMPLER_STREAM, class_balanced_order};
 use crate::data::{DataSource, EpochRequest, mix_seed};
 use crate::history::EpochRecord;
 use crate::metrics::MetricsAccumulator;
@@ -54,6 +55,8 @@ pub(super) struct EpochLoop<'a> {
     pub pause_after: Option<usize>,
     /// The training loss (class-weighted when asked).
     pub loss: TrainLoss,
+    /// The training data's labels, when the class-balanced sampler draws the passes.
+    pub sampled: Option<Vec<usize>>,
 }
 
 impl EpochLoop<'_> {
@@ -217,7 +220,21 @@ impl EpochLoop<'_> {
         };
         let mut lr = 0.0;
         let mut pending = Pending::default();
-        let mut batches = train.batches(request).enumerate().peekable();
+        let batches = match &self.sampled {
+            None => train.batches(request),
+            Some(labels) => {
+                let mut rng = request.rng(SAMPLER_STREAM);
+                let order = class_balanced_order(labels, train.num_classes(), &mut rng)?;
+                train.batches_of(order, request).ok_or_else(|| {
+                    GrafterError::Config(
+                        "the class-balanced sampler needs a data source that serves a given \
+                         order (DataSource::batches_of)"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        let mut batches = batches.enumerate().peekable();
         while let Some((batch_index, batch)) = batches.next() {
             let batch = batch?;
             batch.validate()?;

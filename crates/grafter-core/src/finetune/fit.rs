@@ -15,6 +15,7 @@ use super::plan::plans_of;
 use super::precision::PrecisionStep;
 use super::reporter::Reporter;
 use super::run_state::{RunState, STATE_VERSION};
+use super::sampler::Sampler;
 use crate::data::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
@@ -42,6 +43,10 @@ impl FineTune {
                 Some(w) => Some(w.resolve(train)?.into_iter().map(|v| v as f32).collect()),
                 None => None,
             },
+        };
+        let sampled = match cfg.sampler {
+            Sampler::Shuffle => None,
+            Sampler::ClassBalanced => Some(balanced_labels(train)?),
         };
         let mut optim = cfg.optimizer.build();
         let (model, mut state, ema_record) = match (&checkpointer, self.resume) {
@@ -118,6 +123,7 @@ impl FineTune {
             observers: &self.observers,
             pause_after: self.pause_after,
             loss,
+            sampled,
         };
 
         // an epoch will run: only then is a feature pass worth its cost
@@ -271,4 +277,23 @@ impl FineTune {
             loss_scale: None,
         }
     }
+}
+
+/// The labels the class-balanced sampler draws from: one per sample of `train`, each a class.
+fn balanced_labels(train: &dyn DataSource) -> Result<Vec<usize>> {
+    let labels = train.sample_labels().ok_or_else(|| {
+        GrafterError::Config(
+            "the class-balanced sampler needs the training data's labels, which this data \
+             source does not give (DataSource::sample_labels)"
+                .into(),
+        )
+    })?;
+    if labels.len() != train.len() {
+        return Err(GrafterError::Data(format!(
+            "the training data gives {} labels for {} samples",
+            labels.len(),
+            train.len()
+        )));
+    }
+    Ok(labels)
 }

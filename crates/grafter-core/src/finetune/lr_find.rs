@@ -116,8 +116,9 @@ impl LrFindResult {
 
 impl FineTune {
     /// Runs the learning-rate range test on a copy of `model` with `train`'s batches and
-    /// this run's settings and first plan, and suggests a base rate (see the
-    /// [module](self) for what is and is not touched). With [`out_dir`](Self::out_dir) set,
+    /// this run's settings and first plan, and suggests a base rate. `model` is left as it
+    /// was (weights and BatchNorm statistics: the copy has statistics of its own) and a run
+    /// after the test is bit for bit the run without it. With [`out_dir`](Self::out_dir) set,
     /// writes `lr_find.svg` and `lr_find.json` there.
     ///
     /// ```no_run

@@ -7,6 +7,7 @@
 //! | plans | `plan.rs` | freezing (BatchNorm included), per-stage rates, schedule phases |
 //! | precision | `precision.rs`, `mixed_precision.rs`, `loss_scale.rs` | autocast, loss scale |
 //! | loss | `class_weights.rs` | the task's loss, class-weighted when asked |
+//! | sampler | `sampler.rs` | shuffled passes, or class-balanced draws |
 //! | weight average | `ema.rs` | timm's `ModelEmaV3`: updated every step, evaluated, saved |
 //! | rate finder | `lr_find.rs` | the learning-rate range test, on a copy, leaving no trace |
 //! | checkpointer | `checkpointer.rs` | config, atomic checkpoints, prune, resume, best weights |
@@ -54,6 +55,7 @@ mod plan;
 mod precision;
 mod reporter;
 mod run_state;
+mod sampler;
 
 pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};
@@ -65,3 +67,4 @@ pub use lr_find::{LrFind, LrFindResult};
 pub use mixed_precision::{LossScale, Precision};
 pub use observer::{Observer, StepInfo};
 pub use run_state::BestEpoch;
+pub use sampler::{Sampler, class_balanced_order};
