@@ -411,3 +411,42 @@ fn the_average_follows_the_head_on_cached_features_and_resumes() {
     assert_ne!(params(&a.head), params(&straight.model.head));
     assert!(straight.best.unwrap().ema);
 }
+
+/// In an f16 run the trained BatchNorm statistics are half precision during an epoch; the
+/// average takes them in, but stays f32 and finite, and is evaluated every epoch.
+#[test]
+fn the_average_of_an_f16_run_with_batchnorm_stays_f32() {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::DType;
+    struct Kinds(Vec<DType>);
+    impl ModuleVisitor for Kinds {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.val().dtype());
+        }
+    }
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let cfg = config(2)
+        .with_precision(Precision::F16)
+        .with_ema(Some(Ema::new(0.9)));
+    let outcome = FineTune::new(cfg, TrainAll)
+        .fit(
+            classifier(&device, 2, 0.0),
+            &dataset(8, 1),
+            &dataset(4, 2),
+            &device,
+        )
+        .unwrap();
+    let ema = outcome.ema.unwrap();
+    let mut kinds = Kinds(Vec::new());
+    ema.visit(&mut kinds);
+    assert!(kinds.0.iter().all(|d| *d == DType::F32), "{:?}", kinds.0);
+    let values = params(&ema);
+    assert!(values.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    assert_ne!(
+        values,
+        params(&classifier(&device, 2, 0.0)),
+        "the average moved"
+    );
+    assert!(outcome.history.iter().all(|r| r.valid_ema.is_some()));
+}

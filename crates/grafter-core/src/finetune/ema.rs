@@ -61,7 +61,7 @@ pub struct Ema {
     pub warmup_power: f64,
     /// Updates that only copy the model before averaging starts.
     pub update_after_step: usize,
-    /// Which weights count as the run's best.
+    /// Which weights count as the run's best (early stopping watches the same value).
     pub select: EmaSelect,
 }
 
