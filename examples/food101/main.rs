@@ -10,6 +10,7 @@
 //! cargo run --release --example food101                      # real data if present, else the demo set
 //! cargo run --release --example food101 -- --download        # fetch Food-101 (5 GB) into data/
 //! cargo run --release --example food101 -- --data ~/food-101 --backbone resnet18 --per-class 100
+//! cargo run --release --example food101 -- --lr auto --ema 0.999 --accumulate 2   # the recipes
 //! ```
 
 mod fetch;
@@ -61,9 +62,10 @@ struct Args {
     /// Peak learning rate (one-cycle). two-phase: the head at lr while the backbone is
     /// frozen; then the head at lr/2 and the backbone's n stages from lr/20 (stem) rising
     /// geometrically to lr/(2·10^(1/n)) (last stage). frozen, full, gradual: lr for the head
-    /// and every stage that trains.
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
+    /// and every stage that trains. `auto`: the range test's suggestion (fastai's lr_find,
+    /// its "valley"), plotted in the run folder's lr_find.svg.
+    #[arg(long, default_value = "2e-3")]
+    lr: LrArg,
     /// Freeze policy.
     #[arg(long, value_enum, default_value_t = PolicyChoice::TwoPhase)]
     policy: PolicyChoice,
@@ -113,10 +115,30 @@ struct Args {
     /// instead of shuffling every image once.
     #[arg(long)]
     balanced_sampler: bool,
-    /// Choose the peak learning rate with the range test (fastai's lr_find, its "valley"
-    /// suggestion) instead of --lr; writes lr_find.svg to the run folder.
-    #[arg(long)]
-    lr_find: bool,
+}
+
+/// `--lr`: a rate, or `auto` for the range test's suggestion.
+#[derive(Clone, Copy, Debug)]
+enum LrArg {
+    Auto,
+    Value(f64),
+}
+
+/// Used when `--lr auto` finds too few steps for a suggestion.
+const FALLBACK_LR: f64 = 2e-3;
+
+impl std::str::FromStr for LrArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(LrArg::Auto);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(LrArg::Value(v)),
+            _ => Err(format!("'{s}' is neither a positive number nor 'auto'")),
+        }
+    }
 }
 
 /// The `--policy` choices.
@@ -210,7 +232,11 @@ fn run(args: &Args) -> AnyResult<()> {
     let model = Classifier::new(backbone, head)?;
     let epochs = args.epochs.unwrap_or(6);
     let freeze = args.freeze_epochs.min(epochs.saturating_sub(1));
-    let config = FineTuneConfig::fine_tune(freeze, epochs - freeze, args.lr)
+    let lr = match args.lr {
+        LrArg::Value(v) => v,
+        LrArg::Auto => FALLBACK_LR,
+    };
+    let config = FineTuneConfig::fine_tune(freeze, epochs - freeze, lr)
         .with_batch_size(args.batch_size.unwrap_or(if demo { 16 } else { 32 }))
         .with_seed(args.seed)
         .with_label_smoothing(0.1)
@@ -232,7 +258,7 @@ fn run(args: &Args) -> AnyResult<()> {
         }
     };
     let mut config = config;
-    if args.lr_find && args.resume.is_none() {
+    if matches!(args.lr, LrArg::Auto) && args.resume.is_none() {
         let probe = FineTune::new(config.clone(), make_policy()).out_dir(&out);
         let found = probe.lr_find(&model, &train, &device, &LrFind::default())?;
         match found.valley {
@@ -245,7 +271,7 @@ fn run(args: &Args) -> AnyResult<()> {
                 config.lr = lr;
             }
             None => eprintln!(
-                "lr_find: too few steps for a suggestion, keeping --lr {:.1e}",
+                "lr_find: too few steps for a suggestion, using {:.1e}",
                 config.lr
             ),
         }
