@@ -8,4 +8,5 @@ mod fixtures;
 mod keras_vgg16;
 mod mobilenet_sanity;
 mod real_data;
+mod recipes;
 mod transfer;
