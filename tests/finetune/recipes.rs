@@ -362,6 +362,11 @@ fn bad_class_weights_are_refused() {
         &dataset(2, 1),
     );
     assert!(err.contains("class-balanced sampler"), "{err}");
+    // one class per image is all the sampler needs: binary tasks draw too
+    let binary = config(1)
+        .with_task(Task::Binary)
+        .with_sampler(Sampler::ClassBalanced);
+    assert!(binary.validate().is_ok());
 }
 
 /// A frozen backbone trains its head from cached features; the average then covers the head

@@ -146,11 +146,11 @@ impl FineTuneConfig {
             }
             weights.validate()?;
         }
-        if self.sampler == Sampler::ClassBalanced && self.task != Task::SingleLabel {
-            return bad(format!(
-                "the class-balanced sampler needs a single-label task, not {:?}",
-                self.task
-            ));
+        if self.sampler == Sampler::ClassBalanced && self.task == Task::MultiLabel {
+            return bad(
+                "the class-balanced sampler needs one class per image, not a multi-label task"
+                    .into(),
+            );
         }
         Ok(())
     }
