@@ -16,7 +16,8 @@ use crate::data::Labels;
 /// Metrics of one pass over a dataset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// Mean loss per image (with label smoothing, as optimised).
+    /// Mean loss per image (with label smoothing, as optimised; with class weights, the mean
+    /// weighted by them, as optimised).
     pub loss: f64,
     /// Top-1 accuracy in [0, 1]. Multi-label: fraction of correct label decisions at 0.5.
     pub top1: f64,
@@ -80,6 +81,8 @@ pub struct MetricsAccumulator {
     task: Task,
     num_classes: usize,
     loss_sum: f64,
+    /// What `loss_sum` is divided by: the images, or the sum of their class weights.
+    loss_weight: f64,
     samples: usize,
     correct1: f64,
     correct5: usize,
@@ -103,6 +106,7 @@ impl MetricsAccumulator {
             task,
             num_classes,
             loss_sum: 0.0,
+            loss_weight: 0.0,
             samples: 0,
             correct1: 0.0,
             correct5: 0,
@@ -117,12 +121,20 @@ impl MetricsAccumulator {
 
     /// Adds one batch: its mean loss, its logits `[N, K]` row-major, and its labels.
     pub fn add(&mut self, mean_loss: f64, logits: &[f32], labels: &Labels) {
+        self.add_weighted(mean_loss, labels.len() as f64, logits, labels);
+    }
+
+    /// Adds one batch whose loss is a weighted mean (class weights): the pass's loss is then
+    /// `Σ mean_loss · weight / Σ weight`, whatever the batching. `weight` is the batch's sum
+    /// of weights (its number of images for a plain mean, as [`add`](Self::add) passes).
+    pub fn add_weighted(&mut self, mean_loss: f64, weight: f64, logits: &[f32], labels: &Labels) {
         let n = labels.len();
         if n == 0 {
             return;
         }
         let k = logits.len() / n;
-        self.loss_sum += mean_loss * n as f64;
+        self.loss_sum += mean_loss * weight;
+        self.loss_weight += weight;
         self.samples += n;
         match (self.task, labels) {
             (Task::SingleLabel, Labels::Classes(classes)) => {
@@ -183,7 +195,11 @@ impl MetricsAccumulator {
         let top5 = (self.task == Task::SingleLabel && self.num_classes > 5)
             .then(|| div(self.correct5 as f64, self.samples));
         Metrics {
-            loss: div(self.loss_sum, self.samples),
+            loss: if self.loss_weight > 0.0 {
+                self.loss_sum / self.loss_weight
+            } else {
+                0.0
+            },
             top1: div(self.correct1, self.decisions),
             top5,
             per_class: self
@@ -339,6 +355,21 @@ mod tests {
         }
         close(acc.finish().map.unwrap(), want, "accumulated mAP");
         assert_eq!(average_precision(&[0.3, 0.2], &[false, false]), None);
+    }
+
+    #[test]
+    fn a_weighted_loss_averages_by_the_weights() {
+        let mut acc = MetricsAccumulator::new(Task::SingleLabel, 2);
+        acc.add_weighted(2.0, 3.0, &[1.0, 0.0], &Labels::Classes(vec![0]));
+        acc.add_weighted(
+            1.0,
+            1.0,
+            &[0.0, 1.0, 1.0, 0.0],
+            &Labels::Classes(vec![1, 1]),
+        );
+        let m = acc.finish();
+        assert_eq!(m.loss, (2.0 * 3.0 + 1.0) / 4.0);
+        assert_eq!(m.samples, 3);
     }
 
     #[test]

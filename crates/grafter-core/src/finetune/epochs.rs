@@ -263,7 +263,7 @@ impl EpochLoop<'_> {
                 .into_data()
                 .try_to_vec::<f32>()
                 .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
-            acc.add(loss_value, &host, &batch.labels);
+            acc.add_weighted(loss_value, norm, &host, &batch.labels);
             bar.advance(n, format!("loss {loss_value:.4}"));
 
             let last = batches.peek().is_none();
