@@ -453,3 +453,31 @@ fn the_average_of_an_f16_run_with_batchnorm_stays_f32() {
     );
     assert!(outcome.history.iter().all(|r| r.valid_ema.is_some()));
 }
+
+/// A run that keeps an average resumes only from a checkpoint holding it: a missing
+/// `ema.bpk` is an error naming the checkpoint, not a fresh average.
+#[test]
+fn resuming_an_average_without_its_file_is_refused() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let (train, valid) = (dataset(2, 1), dataset(2, 2));
+    let dir = tempfile::tempdir().unwrap();
+    FineTune::new(config(2).with_ema(Some(Ema::new(0.9))), TrainAll)
+        .out_dir(dir.path())
+        .pause_after(1)
+        .fit(classifier(&device, 1, 0.0), &train, &valid, &device)
+        .unwrap();
+    let checkpoint = dir.path().join("checkpoints/epoch-0001");
+    std::fs::remove_file(checkpoint.join("ema.bpk")).unwrap();
+    let err = FineTune::resume(dir.path(), TrainAll)
+        .unwrap()
+        .progress(false)
+        .fit(classifier(&device, 1, 0.0), &train, &valid, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("ema.bpk") && err.contains("epoch-0001"),
+        "{err}"
+    );
+}
