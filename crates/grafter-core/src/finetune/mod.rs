@@ -10,9 +10,9 @@
 //! | sampler | `sampler.rs` | shuffled passes, or class-balanced draws |
 //! | weight average | `ema.rs` | timm's `ModelEmaV3`: updated every step, evaluated, saved |
 //! | rate finder | `lr_find.rs` | the learning-rate range test, on a copy, leaving no trace |
-//! | checkpointer | `checkpointer.rs` | config, atomic checkpoints, prune, resume, best weights |
+//! | checkpointer | `checkpointer.rs` | config, atomic checkpoints (model, EMA, optimiser, state), prune, resume, best weights |
 //! | early stopping | `early_stopping.rs` | best epoch, patience, min_delta |
-//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg` |
+//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json` |
 //! | observers | `observer.rs` | read-only [`Observer`] hooks for user code |
 //! | feature cache | `feature_cache.rs`, `cached_source.rs` | frozen-backbone features once |
 //!
