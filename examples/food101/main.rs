@@ -115,6 +115,11 @@ struct Args {
     /// instead of shuffling every image once.
     #[arg(long)]
     balanced_sampler: bool,
+    /// Stochastic depth of a ResNet backbone: the last block's residual branch is dropped per
+    /// image with this probability while training, earlier blocks less (timm's
+    /// drop_path_rate).
+    #[arg(long)]
+    drop_path: Option<f64>,
 }
 
 /// `--lr`: a rate, or `auto` for the range test's suggestion.
@@ -182,6 +187,10 @@ fn run(args: &Args) -> AnyResult<()> {
         false => "resnet50".into(),
     });
     let (backbone, weights) = backbone(args, &name, &device)?;
+    let backbone = match args.drop_path {
+        Some(rate) => backbone.with_drop_path(rate)?,
+        None => backbone,
+    };
     let out = (args.resume.clone().or(args.out.clone())).unwrap_or_else(|| {
         (1..)
             .map(|i| PathBuf::from(format!("runs/food101/run-{i:03}")))

@@ -481,3 +481,46 @@ fn resuming_an_average_without_its_file_is_refused() {
         "{err}"
     );
 }
+
+/// Stochastic depth draws its masks from the generator the loop seeds per epoch: a ResNet
+/// with drop path, paused and resumed, trains bit for bit as uninterrupted — and not as
+/// without drop path.
+#[test]
+fn drop_path_resumes_bit_identically() {
+    use grafter::zoo::{ResNet, ResNetConfig};
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let (train, valid) = (dataset(4, 1), dataset(2, 2));
+    let resnet = |rate: f64| -> Classifier<ResNet, LinearHead> {
+        device.seed(11);
+        let backbone = ResNetConfig::resnet18()
+            .init(&device)
+            .with_drop_path(rate)
+            .unwrap();
+        let head = LinearHeadConfig::new(512, CLASSES)
+            .try_init(&device)
+            .unwrap();
+        Classifier::new(backbone, head).unwrap()
+    };
+    let cfg = config(2).with_batch_size(8).with_restore_best(false);
+    let straight = FineTune::new(cfg.clone(), TrainAll)
+        .fit(resnet(0.3), &train, &valid, &device)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    FineTune::new(cfg.clone(), TrainAll)
+        .out_dir(dir.path())
+        .pause_after(1)
+        .fit(resnet(0.3), &train, &valid, &device)
+        .unwrap();
+    let resumed = FineTune::resume(dir.path(), TrainAll)
+        .unwrap()
+        .progress(false)
+        .fit(resnet(0.3), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(params(&straight.model), params(&resumed.model));
+    assert_eq!(straight.history, resumed.history);
+    let without = FineTune::new(cfg, TrainAll)
+        .fit(resnet(0.0), &train, &valid, &device)
+        .unwrap();
+    assert_ne!(params(&straight.model), params(&without.model));
+}
