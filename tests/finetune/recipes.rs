@@ -482,11 +482,12 @@ fn resuming_an_average_without_its_file_is_refused() {
     );
 }
 
-/// Stochastic depth draws its masks from the generator the loop seeds per epoch: a ResNet
-/// with drop path, paused and resumed, trains bit for bit as uninterrupted — and not as
-/// without drop path.
+/// Everything at once on a zoo ResNet: stochastic depth (masks from the generator the loop
+/// seeds per epoch), accumulation, the average, class weights and the class-balanced
+/// sampler; paused and resumed, the run is bit for bit the uninterrupted one — and drop path
+/// does change it.
 #[test]
-fn drop_path_resumes_bit_identically() {
+fn everything_at_once_on_a_resnet_with_drop_path_resumes_bit_identically() {
     use grafter::zoo::{ResNet, ResNetConfig};
     let _rng = crate::common::rng_lock();
     let device = Device::flex();
@@ -502,7 +503,13 @@ fn drop_path_resumes_bit_identically() {
             .unwrap();
         Classifier::new(backbone, head).unwrap()
     };
-    let cfg = config(2).with_batch_size(8).with_restore_best(false);
+    let cfg = config(2)
+        .with_batch_size(4)
+        .with_accumulate_steps(2)
+        .with_ema(Some(Ema::new(0.9).with_warmup(true)))
+        .with_class_weights(Some(ClassWeights::Given(vec![1.0, 2.0, 0.5, 1.5])))
+        .with_sampler(Sampler::ClassBalanced)
+        .with_restore_best(false);
     let straight = FineTune::new(cfg.clone(), TrainAll)
         .fit(resnet(0.3), &train, &valid, &device)
         .unwrap();
@@ -519,6 +526,10 @@ fn drop_path_resumes_bit_identically() {
         .unwrap();
     assert_eq!(params(&straight.model), params(&resumed.model));
     assert_eq!(straight.history, resumed.history);
+    assert_eq!(
+        params(&straight.ema.unwrap()),
+        params(&resumed.ema.unwrap())
+    );
     let without = FineTune::new(cfg, TrainAll)
         .fit(resnet(0.0), &train, &valid, &device)
         .unwrap();
