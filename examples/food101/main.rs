@@ -10,6 +10,7 @@
 //! cargo run --release --example food101                      # real data if present, else the demo set
 //! cargo run --release --example food101 -- --download        # fetch Food-101 (5 GB) into data/
 //! cargo run --release --example food101 -- --data ~/food-101 --backbone resnet18 --per-class 100
+//! cargo run --release --example food101 -- --lr auto --ema 0.999 --accumulate 2   # the recipes
 //! ```
 
 mod fetch;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use grafter::data_pipeline::{Augment, Food101Split, ImageDataset, ImageLoader};
+use grafter::finetune::{ClassWeights, Ema, LrFind, Sampler};
 use grafter::onnx::export_classifier;
 use grafter::prelude::*;
 use grafter::zoo::download::{Cache, Downloader};
@@ -60,9 +62,10 @@ struct Args {
     /// Peak learning rate (one-cycle). two-phase: the head at lr while the backbone is
     /// frozen; then the head at lr/2 and the backbone's n stages from lr/20 (stem) rising
     /// geometrically to lr/(2·10^(1/n)) (last stage). frozen, full, gradual: lr for the head
-    /// and every stage that trains.
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
+    /// and every stage that trains. `auto`: the range test's suggestion (fastai's lr_find,
+    /// its "valley"), plotted in the run folder's lr_find.svg.
+    #[arg(long, default_value = "2e-3")]
+    lr: LrArg,
     /// Freeze policy.
     #[arg(long, value_enum, default_value_t = PolicyChoice::TwoPhase)]
     policy: PolicyChoice,
@@ -96,6 +99,51 @@ struct Args {
     /// Decoding threads (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Batches whose gradients are summed into one optimiser step (an effective batch this
+    /// many times larger).
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
+    /// Keep a moving average of the weights with this decay (timm's model EMA, with
+    /// warm-up), evaluated beside the trained weights; the better of the two is kept.
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Weight the loss by class, n / (classes · count) from the training data (sklearn's
+    /// "balanced").
+    #[arg(long)]
+    balanced_classes: bool,
+    /// Draw training passes class-balanced (with replacement, each class equally often)
+    /// instead of shuffling every image once.
+    #[arg(long)]
+    balanced_sampler: bool,
+    /// Stochastic depth of a ResNet backbone: the last block's residual branch is dropped per
+    /// image with this probability while training, earlier blocks less (timm's
+    /// drop_path_rate).
+    #[arg(long)]
+    drop_path: Option<f64>,
+}
+
+/// `--lr`: a rate, or `auto` for the range test's suggestion.
+#[derive(Clone, Copy, Debug)]
+enum LrArg {
+    Auto,
+    Value(f64),
+}
+
+/// Used when `--lr auto` finds too few steps for a suggestion.
+const FALLBACK_LR: f64 = 2e-3;
+
+impl std::str::FromStr for LrArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(LrArg::Auto);
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(LrArg::Value(v)),
+            _ => Err(format!("'{s}' is neither a positive number nor 'auto'")),
+        }
+    }
 }
 
 /// The `--policy` choices.
@@ -140,6 +188,10 @@ fn run(args: &Args) -> AnyResult<()> {
         false => "resnet50".into(),
     });
     let (backbone, weights) = backbone(args, &name, &device)?;
+    let backbone = match args.drop_path {
+        Some(rate) => backbone.with_drop_path(rate)?,
+        None => backbone,
+    };
     let out = (args.resume.clone().or(args.out.clone())).unwrap_or_else(|| {
         (1..)
             .map(|i| PathBuf::from(format!("runs/food101/run-{i:03}")))
@@ -190,17 +242,51 @@ fn run(args: &Args) -> AnyResult<()> {
     let model = Classifier::new(backbone, head)?;
     let epochs = args.epochs.unwrap_or(6);
     let freeze = args.freeze_epochs.min(epochs.saturating_sub(1));
-    let config = FineTuneConfig::fine_tune(freeze, epochs - freeze, args.lr)
+    let lr = match args.lr {
+        LrArg::Value(v) => v,
+        LrArg::Auto => FALLBACK_LR,
+    };
+    let config = FineTuneConfig::fine_tune(freeze, epochs - freeze, lr)
         .with_batch_size(args.batch_size.unwrap_or(if demo { 16 } else { 32 }))
         .with_seed(args.seed)
         .with_label_smoothing(0.1)
-        .with_precision(args.precision);
-    let policy: Box<dyn FreezePolicy> = match args.policy {
-        PolicyChoice::TwoPhase => Box::new(TwoPhase::new(freeze, 10.0)),
-        PolicyChoice::Frozen => Box::new(Frozen),
-        PolicyChoice::Full => Box::new(TrainAll),
-        PolicyChoice::Gradual => Box::new(GradualUnfreeze::new(1)),
+        .with_precision(args.precision)
+        .with_accumulate_steps(args.accumulate)
+        .with_ema(args.ema.map(|decay| Ema::new(decay).with_warmup(true)))
+        .with_class_weights(args.balanced_classes.then_some(ClassWeights::Balanced))
+        .with_sampler(if args.balanced_sampler {
+            Sampler::ClassBalanced
+        } else {
+            Sampler::Shuffle
+        });
+    let make_policy = || -> Box<dyn FreezePolicy> {
+        match args.policy {
+            PolicyChoice::TwoPhase => Box::new(TwoPhase::new(freeze, 10.0)),
+            PolicyChoice::Frozen => Box::new(Frozen),
+            PolicyChoice::Full => Box::new(TrainAll),
+            PolicyChoice::Gradual => Box::new(GradualUnfreeze::new(1)),
+        }
     };
+    let mut config = config;
+    if matches!(args.lr, LrArg::Auto) && args.resume.is_none() {
+        let probe = FineTune::new(config.clone(), make_policy()).out_dir(&out);
+        let found = probe.lr_find(&model, &train, &device, &LrFind::default())?;
+        match found.valley {
+            Some(lr) => {
+                eprintln!(
+                    "lr_find: valley {lr:.2e}, steepest {:.2e} (plot: {})",
+                    found.steepest.unwrap_or(f64::NAN),
+                    out.join("lr_find.svg").display()
+                );
+                config.lr = lr;
+            }
+            None => eprintln!(
+                "lr_find: too few steps for a suggestion, using {:.1e}",
+                config.lr
+            ),
+        }
+    }
+    let policy = make_policy();
     let fine_tune = match &args.resume {
         Some(dir) => FineTune::resume(dir, policy)?,
         None => FineTune::new(config, policy).out_dir(&out),

@@ -83,8 +83,8 @@ pub fn print_summary<B, H>(out: &Path, run: &Run, outcome: &FitOutcome<B, H>, te
         );
     }
     println!(
-        "files    : best.bpk, metrics.jsonl, curves.svg, confusion.svg, classes.json, \
-         preprocess.json, run.json, model.onnx"
+        "files    : best.bpk, metrics.jsonl, curves.svg, class_report.json, confusion.svg, \
+         classes.json, preprocess.json, run.json, model.onnx (and lr_find.svg with --lr auto)"
     );
     println!(
         "predict  : cargo run --release --example predict -- --run {} IMAGE...",

@@ -7,10 +7,12 @@ mod convergence;
 mod faults;
 mod feature_cache;
 mod freezing;
+mod lr_find;
 mod mixed_precision;
 mod observer;
 #[path = "../support/params.rs"]
 mod params;
+mod recipes;
 mod resume;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]

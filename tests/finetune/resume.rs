@@ -80,8 +80,8 @@ fn resume_with_another_policy_is_refused() {
 }
 
 /// A run saved before a setting existed (here `precision` and `loss_scale`, added with mixed
-/// precision) resumes with that setting's default; a config.json that is not an object is an
-/// error naming the file.
+/// precision, and the training recipes' settings) resumes with that setting's default; a
+/// config.json that is not an object is an error naming the file.
 #[test]
 fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
     let _rng = crate::common::rng_lock();
@@ -99,9 +99,16 @@ fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let fields = saved.as_object_mut().unwrap();
     assert!(fields.remove("precision").is_some() && fields.remove("loss_scale").is_some());
+    // and those of the training recipes
+    for key in ["accumulate_steps", "ema", "class_weights", "sampler"] {
+        assert!(fields.remove(key).is_some(), "{key} not saved");
+    }
     std::fs::write(&path, serde_json::to_string(&saved).unwrap()).unwrap();
     let resume = FineTune::resume(dir.path(), TrainAll).unwrap();
     assert_eq!(resume.config().precision, grafter::finetune::Precision::F32);
+    assert_eq!(resume.config().accumulate_steps, 1);
+    assert!(resume.config().ema.is_none() && resume.config().class_weights.is_none());
+    assert_eq!(resume.config().sampler, grafter::Sampler::Shuffle);
     assert_eq!(resume.config().epochs, 2);
     let outcome = fit_small(resume, &device).unwrap();
     assert_eq!(outcome.history.len(), 2);

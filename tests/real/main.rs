@@ -8,6 +8,7 @@ mod fixtures;
 mod keras_vgg16;
 mod mobilenet_sanity;
 mod real_data;
+mod recipes;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;

@@ -8,10 +8,10 @@ use crate::fixtures::Reference;
 
 /// Side of the network input: Fashion-MNIST's 28 px padded to 32 (VGG's five pools need 32).
 const SIDE: usize = 32;
-const CLASSES: usize = 10;
+pub(crate) const CLASSES: usize = 10;
 
 /// Grey 28×28 images → RGB 64×64, normalised with the backbone's convention.
-fn dataset(r: &Reference, split: &str, preprocess: &Preprocess) -> InMemoryDataset {
+pub(crate) fn dataset(r: &Reference, split: &str, preprocess: &Preprocess) -> InMemoryDataset {
     let (pixels, shape) = r.host(&format!("{split}_images"));
     let (labels, _) = r.host(&format!("{split}_labels"));
     let n = shape[0];

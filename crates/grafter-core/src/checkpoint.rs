@@ -65,6 +65,9 @@ pub mod files {
     pub const OPTIMIZER: &str = "optimizer.bpk";
     /// Epoch, step, history, best value, early-stopping counter, seed (JSON).
     pub const STATE: &str = "state.json";
+    /// The weight average of a run that keeps one (Burn burnpack record, parameter ids
+    /// included).
+    pub const EMA: &str = "ema.bpk";
 }
 
 /// A run's directory of checkpoints.

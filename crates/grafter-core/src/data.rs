@@ -149,6 +149,46 @@ pub trait DataSource: Send + Sync {
         let _ = request;
         None
     }
+
+    /// The number of samples of each class (single-label data), when the source knows it
+    /// without decoding its images: what [`ClassWeights::Balanced`] is computed from.
+    /// Default: `None` (unknown).
+    ///
+    /// [`ClassWeights::Balanced`]: crate::finetune::ClassWeights::Balanced
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// The class of every sample (single-label data), by position in the evaluation pass,
+    /// when the source knows them without decoding its images: what the class-balanced
+    /// [`Sampler`](crate::finetune::Sampler) draws from. Default: `None` (unknown).
+    fn sample_labels(&self) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// A training pass over the samples `order` names (positions in the evaluation pass; a
+    /// sample may come more than once), cut into batches of `request.batch_size` (the last
+    /// one may be smaller) and transformed as `request` asks: the pass a
+    /// [`Sampler`](crate::finetune::Sampler) draws. Default: `None` (the source serves only
+    /// its own orders).
+    fn batches_of<'a>(
+        &'a self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Option<Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a>> {
+        let _ = (order, request);
+        None
+    }
+}
+
+/// The error a pass over `order` yields when it names a sample past `len`.
+pub fn check_order(order: &[usize], len: usize) -> Result<()> {
+    match order.iter().find(|&&i| i >= len) {
+        Some(bad) => Err(GrafterError::Data(format!(
+            "the pass names sample {bad} of a source of {len}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The order of a pass over `len` samples as [`InMemoryDataset`] (and grafter-data's loader)
@@ -250,6 +290,49 @@ impl DataSource for InMemoryDataset {
         request: EpochRequest,
     ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a> {
         let order = shuffled_order(self.labels.len(), &request);
+        self.serve(order, request)
+    }
+
+    /// Always: the images are fixed, only their order changes.
+    fn cacheable(&self) -> bool {
+        true
+    }
+
+    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
+        Some(shuffled_order(self.labels.len(), &request))
+    }
+
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        let mut counts = vec![0; self.num_classes];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        Some(counts)
+    }
+
+    fn sample_labels(&self) -> Option<Vec<usize>> {
+        Some(self.labels.clone())
+    }
+
+    fn batches_of<'a>(
+        &'a self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Option<Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a>> {
+        if let Err(e) = check_order(&order, self.labels.len()) {
+            return Some(Box::new(std::iter::once(Err(e))));
+        }
+        Some(self.serve(order, request))
+    }
+}
+
+impl InMemoryDataset {
+    /// The samples of `order`, in batches of `request.batch_size`.
+    fn serve(
+        &self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + '_> {
         let per = self.image_shape.iter().product::<usize>();
         let [c, h, w] = self.image_shape;
         let batch = request.batch_size.max(1);
@@ -265,14 +348,5 @@ impl DataSource for InMemoryDataset {
                 labels: Labels::Classes(idx.iter().map(|&i| self.labels[i]).collect()),
             })
         }))
-    }
-
-    /// Always: the images are fixed, only their order changes.
-    fn cacheable(&self) -> bool {
-        true
-    }
-
-    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
-        Some(shuffled_order(self.labels.len(), &request))
     }
 }

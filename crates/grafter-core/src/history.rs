@@ -20,6 +20,10 @@ pub struct EpochRecord {
     pub train: Metrics,
     /// Validation metrics.
     pub valid: Metrics,
+    /// Validation metrics of the weight average, in runs that keep one
+    /// ([`Ema`](crate::finetune::Ema)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_ema: Option<Metrics>,
 }
 
 /// Serialises a history as JSON lines, without the bulky confusion matrices.
@@ -29,6 +33,9 @@ pub fn to_jsonl(history: &[EpochRecord]) -> String {
         let mut r = r.clone();
         r.train.confusion.clear();
         r.valid.confusion.clear();
+        if let Some(m) = r.valid_ema.as_mut() {
+            m.confusion.clear();
+        }
         out.push_str(&serde_json::to_string(&r).unwrap_or_default());
         out.push('\n');
     }

@@ -37,8 +37,8 @@ pub use backbone::{Backbone, Stage};
 pub use classifier::Classifier;
 pub use error::{GrafterError, Result};
 pub use finetune::{
-    DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, FineTune, FineTuneConfig, FitOutcome, Observer,
-    Precision, StepInfo, evaluate,
+    ClassWeights, DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, Ema, EmaSelect, FineTune,
+    FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate,
 };
 pub use head::{Head, LinearHead, LinearHeadConfig, MlpHead, MlpHeadConfig, Pooling};
 pub use metrics::{Metrics, Monitor};

@@ -2,6 +2,7 @@
 
 use plotters::prelude::*;
 
+use crate::finetune::LrFindResult;
 use crate::history::EpochRecord;
 use crate::{GrafterError, Result};
 
@@ -80,6 +81,99 @@ pub fn curves_svg(history: &[EpochRecord]) -> Result<String> {
                 .draw()
                 .map_err(plot_err)?;
         }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// The learning-rate range test: raw and smoothed loss against the rate (log scale), with the
+/// steepest-descent and valley suggestions marked, as an SVG document.
+pub fn lr_find_svg(result: &LrFindResult) -> Result<String> {
+    let points = |ys: &[f64]| -> Curve {
+        result
+            .lrs
+            .iter()
+            .zip(ys)
+            .filter(|(_, y)| y.is_finite())
+            .map(|(lr, y)| (lr.log10(), *y))
+            .collect()
+    };
+    let (raw, smooth) = (points(&result.losses), points(&result.smoothed));
+    let xs = || smooth.iter().map(|p| p.0);
+    let xmin = xs().fold(f64::INFINITY, f64::min);
+    let xmax = xs().fold(f64::NEG_INFINITY, f64::max);
+    let (xmin, xmax) = if xmin < xmax {
+        (xmin, xmax)
+    } else {
+        (-7.0, 1.0)
+    };
+    let lo = smooth.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let first = smooth.first().map_or(1.0, |p| p.1);
+    // the divergence at the end would squash the interesting part
+    let hi = smooth
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .min(first * 1.5)
+        .max(lo + 1e-3);
+    let lo = if lo.is_finite() {
+        lo - 0.05 * (hi - lo)
+    } else {
+        0.0
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("learning-rate range test", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(xmin..xmax, lo..hi)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("learning rate")
+            .y_desc("loss")
+            .x_label_formatter(&|x| format!("1e{x:.1}"))
+            .draw()
+            .map_err(plot_err)?;
+        let clip = |c: Curve| -> Curve { c.into_iter().filter(|p| p.1 <= hi).collect() };
+        chart
+            .draw_series(LineSeries::new(clip(raw), BLUE.mix(0.3).stroke_width(1)))
+            .map_err(plot_err)?
+            .label("loss")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.mix(0.3)));
+        chart
+            .draw_series(LineSeries::new(clip(smooth), BLUE.stroke_width(2)))
+            .map_err(plot_err)?
+            .label("smoothed")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+        for (lr, colour, name) in [
+            (result.steepest, RED, "steepest"),
+            (result.valley, GREEN, "valley"),
+        ] {
+            if let Some(lr) = lr {
+                let x = lr.log10();
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(x, lo), (x, hi)],
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?
+                    .label(format!("{name} {lr:.1e}"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+            }
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

@@ -651,8 +651,16 @@ pub fn fit_frozen_cached<B: Backbone, H: Head>(
         &cvalid,
         device,
     )?;
+    let ema = match outcome.ema {
+        Some(ema) => Some(Classifier::new(
+            backbone.valid().to_device(device),
+            ema.head,
+        )?),
+        None => None,
+    };
     Ok(grafter_core::FitOutcome {
         model: Classifier::new(backbone.valid().to_device(device), outcome.model.head)?,
+        ema,
         history: outcome.history,
         best: outcome.best,
         stopped_early: outcome.stopped_early,

@@ -8,7 +8,9 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use grafter_core::Preprocess;
-use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels, mix_seed, shuffled_order};
+use grafter_core::data::{
+    DataSource, EpochRequest, HostBatch, Labels, check_order, mix_seed, shuffled_order,
+};
 use rayon::prelude::*;
 
 use crate::decode::decode_file;
@@ -329,6 +331,37 @@ impl DataSource for ImageLoader {
 
     fn num_classes(&self) -> usize {
         self.inner.dataset.classes().len()
+    }
+
+    /// The dataset's counts (single-label datasets only).
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        (!self.inner.dataset.is_multi_label()).then(|| self.inner.dataset.class_counts())
+    }
+
+    /// The dataset's classes (single-label datasets only).
+    fn sample_labels(&self) -> Option<Vec<usize>> {
+        self.inner
+            .dataset
+            .samples()
+            .iter()
+            .map(|s| match s.target {
+                Target::Class(c) => Some(c),
+                Target::Multi(_) => None,
+            })
+            .collect()
+    }
+
+    /// Decoded and transformed as a shuffled pass is; a sample that comes twice in one pass
+    /// is augmented the same way both times (augmentation is seeded per sample and epoch).
+    fn batches_of<'a>(
+        &'a self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Option<Box<dyn Iterator<Item = grafter_core::Result<HostBatch>> + Send + 'a>> {
+        if let Err(e) = check_order(&order, self.inner.dataset.len()) {
+            return Some(Box::new(std::iter::once(Err(e))));
+        }
+        Some(self.run(request, order, request.train))
     }
 
     fn batches<'a>(

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use grafter_core::{Backbone, Preprocess, Stage};
 use grafter_onnx::{ExportError, OnnxBackbone, OnnxBackboneExport, OnnxEmitter};
 
+use crate::ZooError;
 use crate::resnet::ResNet;
 use crate::vgg::Vgg;
 
@@ -66,6 +67,19 @@ impl AnyBackbone {
                 Self::Vgg(v)
             }
             Self::Onnx(o) => Self::Onnx(o),
+        }
+    }
+
+    /// Stochastic depth for a ResNet ([`ResNet::with_drop_path`]); an error for the others,
+    /// which have no residual blocks of the zoo's (a rate of 0 leaves any backbone as it is).
+    pub fn with_drop_path(self, rate: f64) -> Result<Self, ZooError> {
+        match self {
+            Self::ResNet(r) => Ok(Self::ResNet(r.with_drop_path(rate)?)),
+            other if rate == 0.0 => Ok(other),
+            other => Err(ZooError::Config(format!(
+                "drop path needs a zoo ResNet, not a {} backbone",
+                other.kind()
+            ))),
         }
     }
 }

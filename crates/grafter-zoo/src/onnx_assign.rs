@@ -194,6 +194,7 @@ fn assign_block<'a>(
         conv3,
         bn3,
         downsample,
+        drop_path: _,
     } = block;
     let mut main = vec![
         Slot {

@@ -7,11 +7,12 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
 use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
+use crate::ZooError;
 use crate::layers::{bn, conv};
 
 /// Residual block kind.
@@ -145,6 +146,10 @@ pub struct Block {
     pub bn3: Option<BatchNorm>,
     /// Projection shortcut when the shape changes.
     pub downsample: Option<Downsample>,
+    /// Probability of dropping the residual branch of a sample in training (stochastic
+    /// depth; 0 by default, see [`ResNet::with_drop_path`]).
+    #[module(skip)]
+    pub drop_path: f64,
 }
 
 impl Block {
@@ -169,6 +174,7 @@ impl Block {
                 conv3: None,
                 bn3: None,
                 downsample,
+                drop_path: 0.0,
             },
             BlockKind::Bottleneck => {
                 let (s1, s3) = if cfg.stride_in_1x1 {
@@ -184,6 +190,7 @@ impl Block {
                     conv3: Some(conv(planes, out, 1, 1, false, device)),
                     bn3: Some(bn(out, device)),
                     downsample,
+                    drop_path: 0.0,
                 }
             }
         }
@@ -199,7 +206,25 @@ impl Block {
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
             y = batch_norm_layer(b3, conv2d_layer(c3, relu(y)));
         }
-        relu(y + identity)
+        relu(self.drop_residual(y) + identity)
+    }
+
+    /// Stochastic depth (timm's `drop_path`): in training, each sample's residual branch is
+    /// dropped with probability `drop_path` and the kept ones scaled by `1 / (1 − p)`, so the
+    /// expectation is the inference output. Only while the block trains: on an autodiff
+    /// device, and not frozen (a frozen stage's BatchNorm, hence the block, is in inference
+    /// mode). The mask is drawn from the device's generator, which the fine-tune loop seeds
+    /// per epoch, so resumed runs draw the same masks.
+    fn drop_residual(&self, y: Tensor<4>) -> Tensor<4> {
+        let p = self.drop_path;
+        let training = y.device().is_autodiff() && self.bn1.training.is_enabled();
+        if p <= 0.0 || !training {
+            return y;
+        }
+        let keep = 1.0 - p;
+        let n = y.dims()[0];
+        let mask = Tensor::<4>::random([n, 1, 1, 1], Distribution::Bernoulli(keep), &y.device());
+        y * mask.div_scalar(keep)
     }
 }
 
@@ -225,6 +250,47 @@ pub struct ResNet {
     /// Input convention of the weights (torchvision's by default).
     #[module(skip)]
     pub preprocess: Preprocess,
+}
+
+impl ResNet {
+    /// Stochastic depth with timm's schedule: the residual branch of block `i` of `n` (all
+    /// stages, input side first) is dropped per sample with probability
+    /// `rate · i / (n − 1)` while training, so the first block never and the last with
+    /// `rate` (timm's `drop_path_rate`; 0.05–0.1 is usual for fine-tuning). Records and
+    /// exports are unchanged: it acts in training forwards only.
+    ///
+    /// ```
+    /// use burn::tensor::Device;
+    /// use grafter_zoo::ResNetConfig;
+    ///
+    /// let net = ResNetConfig::resnet18().init(&Device::flex()).with_drop_path(0.1).unwrap();
+    /// assert_eq!(net.layer1[0].drop_path, 0.0);
+    /// assert!((net.layer4[1].drop_path - 0.1).abs() < 1e-12);
+    /// ```
+    pub fn with_drop_path(mut self, rate: f64) -> Result<Self, ZooError> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(ZooError::Config(format!(
+                "drop_path rate must be in [0, 1), got {rate}"
+            )));
+        }
+        let n: usize = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .iter()
+            .map(|l| l.len())
+            .sum();
+        let mut i = 0;
+        for layer in [
+            &mut self.layer1,
+            &mut self.layer2,
+            &mut self.layer3,
+            &mut self.layer4,
+        ] {
+            for block in layer.iter_mut() {
+                block.drop_path = rate * i as f64 / (n.max(2) - 1) as f64;
+                i += 1;
+            }
+        }
+        Ok(self)
+    }
 }
 
 impl Backbone for ResNet {
@@ -264,5 +330,51 @@ impl Backbone for ResNet {
 
     fn preprocess(&self) -> Preprocess {
         self.preprocess.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(t: Tensor<4>) -> Vec<Vec<f32>> {
+        let n = t.dims()[0];
+        let v = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Eight copies of one image: in a training forward only stochastic depth can make
+    /// their features differ (BatchNorm sees identical samples).
+    #[test]
+    fn drop_path_acts_per_sample_while_training_only() {
+        let device = Device::flex();
+        let one = Tensor::<4>::random([1, 3, 32, 32], Distribution::Default, &device);
+        let x = one.repeat_dim(0, 8);
+        let build = |rate| {
+            ResNetConfig::resnet18()
+                .init(&device)
+                .with_drop_path(rate)
+                .unwrap()
+        };
+        let all_same = |r: &[Vec<f32>]| r.iter().all(|row| row == &r[0]);
+
+        let dropping = build(0.5);
+        assert!(
+            all_same(&rows(dropping.forward_features(x.clone()))),
+            "inference"
+        );
+        let ad = device.clone().autodiff();
+        let training = dropping.fork(&ad).train();
+        let out = rows(training.forward_features(x.clone().to_device(&ad)));
+        assert!(!all_same(&out), "no sample's residual branch was dropped");
+        // a frozen network (BatchNorm in inference mode) drops nothing
+        let frozen = training.freeze();
+        assert!(all_same(&rows(
+            frozen.forward_features(x.clone().to_device(&ad))
+        )));
+        // rate 0: nothing dropped while training either
+        let plain = build(0.0).fork(&ad).train();
+        assert!(all_same(&rows(plain.forward_features(x.to_device(&ad)))));
+        assert!(build(0.0).with_drop_path(1.0).is_err());
     }
 }

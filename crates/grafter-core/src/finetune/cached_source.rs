@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::{DataSource, EpochRequest, HostBatch, Labels};
+use crate::data::{DataSource, EpochRequest, HostBatch, Labels, check_order};
 use crate::progress::PassProgress;
 use crate::{Backbone, GrafterError, Result};
 
@@ -134,6 +134,26 @@ impl DataSource for CachedSource<'_> {
         self.original.num_classes()
     }
 
+    fn class_counts(&self) -> Option<Vec<usize>> {
+        self.original.class_counts()
+    }
+
+    fn sample_labels(&self) -> Option<Vec<usize>> {
+        self.original.sample_labels()
+    }
+
+    /// The cached features of `order`: a sampled pass, as the original source would serve it.
+    fn batches_of<'b>(
+        &'b self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Option<Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'b>> {
+        if let Err(e) = check_order(&order, self.features.len) {
+            return Some(Box::new(std::iter::once(Err(e))));
+        }
+        Some(self.serve(order, request))
+    }
+
     fn batches<'b>(
         &'b self,
         request: EpochRequest,
@@ -156,6 +176,17 @@ impl DataSource for CachedSource<'_> {
                 self.features.len
             )))));
         }
+        self.serve(order, request)
+    }
+}
+
+impl CachedSource<'_> {
+    /// The features of `order` (checked to be in range), in batches of `request.batch_size`.
+    fn serve(
+        &self,
+        order: Vec<usize>,
+        request: EpochRequest,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + '_> {
         let [c, h, w] = self.features.shape;
         let per = c * h * w;
         let chunks: Vec<Vec<usize>> = order

@@ -65,11 +65,17 @@ impl Checkpointer {
     }
 
     /// Loads the newest checkpoint into `model` (weights and parameter ids), with the loop
-    /// state and the optimiser's record.
+    /// state, the optimiser's record and the weight average's record (when it holds one).
+    #[allow(clippy::type_complexity)]
     pub(crate) fn resume<B: Backbone, H: Head>(
         &self,
         model: Classifier<B, H>,
-    ) -> Result<(Classifier<B, H>, RunState, OptimizerRecord)> {
+    ) -> Result<(
+        Classifier<B, H>,
+        RunState,
+        OptimizerRecord,
+        Option<(PathBuf, ModuleRecord)>,
+    )> {
         let dir = self
             .latest()?
             .ok_or_else(|| GrafterError::checkpoint(self.root(), "no checkpoint to resume from"))?;
@@ -93,7 +99,13 @@ impl Checkpointer {
                 ),
             ));
         }
-        Ok((model, state, optim))
+        let ema_path = dir.join(files::EMA);
+        let ema = if ema_path.is_file() {
+            Some((ema_path.clone(), record_from_file(&ema_path)?))
+        } else {
+            None
+        };
+        Ok((model, state, optim, ema))
     }
 
     /// Writes the best epoch's weights.
@@ -107,11 +119,12 @@ impl Checkpointer {
         record_from_file(&self.root().join(BEST))
     }
 
-    /// Writes the checkpoint of the epoch `state` ends: model, optimiser and state, then
-    /// `latest`, then prunes. Returns its directory.
+    /// Writes the checkpoint of the epoch `state` ends: model, weight average (if any),
+    /// optimiser and state, then `latest`, then prunes. Returns its directory.
     pub(crate) fn save(
         &self,
         model: ModuleRecord,
+        ema: Option<ModuleRecord>,
         optim: &ModuleOptimizer,
         state: &RunState,
     ) -> Result<PathBuf> {
@@ -119,14 +132,17 @@ impl Checkpointer {
         let optim_bytes = optim.to_record().into_bytes().map_err(record_err)?;
         let state_bytes =
             serde_json::to_vec_pretty(state).map_err(|e| GrafterError::Config(e.to_string()))?;
-        self.dir.save(
-            state.epochs_done,
-            &[
-                (files::MODEL, &model_bytes),
-                (files::OPTIMIZER, &optim_bytes),
-                (files::STATE, &state_bytes),
-            ],
-        )
+        let ema_bytes = match ema {
+            Some(record) => Some(record.into_bytes().map_err(record_err)?),
+            None => None,
+        };
+        let mut items: Vec<(&str, &[u8])> = vec![(files::MODEL, &model_bytes)];
+        if let Some(bytes) = &ema_bytes {
+            items.push((files::EMA, bytes));
+        }
+        items.push((files::OPTIMIZER, &optim_bytes));
+        items.push((files::STATE, &state_bytes));
+        self.dir.save(state.epochs_done, &items)
     }
 }
 
@@ -192,10 +208,11 @@ mod tests {
         let saved = model(&device, 1);
         let optim = crate::OptimizerConfig::adamw().build();
         for e in 1..=3 {
-            ck.save(saved.clone().into_record(), &optim, &state(e))
+            ck.save(saved.clone().into_record(), None, &optim, &state(e))
                 .unwrap();
         }
-        let (loaded, st, _) = ck.resume(model(&device, 2)).unwrap();
+        let (loaded, st, _, ema) = ck.resume(model(&device, 2)).unwrap();
+        assert!(ema.is_none());
         assert_eq!(weights(&loaded), weights(&saved));
         assert_eq!((st.epochs_done, st.step, st.bad_epochs), (3, 21, 1));
         let mut names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
@@ -224,7 +241,7 @@ mod tests {
         let mut future = state(1);
         future.version = STATE_VERSION + 1;
         let optim = crate::OptimizerConfig::adamw().build();
-        ck.save(best.into_record(), &optim, &future).unwrap();
+        ck.save(best.into_record(), None, &optim, &future).unwrap();
         let err = ck.resume(model(&device, 6)).unwrap_err().to_string();
         assert!(
             err.contains("state.json") && err.contains("version"),

@@ -3,7 +3,10 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
+use super::class_weights::ClassWeights;
+use super::ema::Ema;
 use super::mixed_precision::{DEFAULT_LOSS_SCALE, Precision};
+use super::sampler::Sampler;
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
@@ -69,6 +72,24 @@ pub struct FineTuneConfig {
     /// Initial loss scale of f16 training (ignored otherwise); adjusted as training runs.
     #[config(default = "DEFAULT_LOSS_SCALE")]
     pub loss_scale: f64,
+    /// Micro-batches of `batch_size` images whose gradients are summed into one optimiser
+    /// step ([gradient accumulation](super#gradient-accumulation)): the step equals one of a
+    /// batch `accumulate_steps` times larger, except that BatchNorm normalises and updates its
+    /// statistics per micro-batch (as in PyTorch). 1 (the default) steps after every batch.
+    #[config(default = 1)]
+    pub accumulate_steps: usize,
+    /// An exponential moving average of the weights (timm's `ModelEmaV3`), evaluated beside
+    /// the trained weights every epoch and checkpointed with them. Off by default.
+    #[config(default = "None")]
+    pub ema: Option<Ema>,
+    /// Per-class weights of the single-label cross-entropy (`"balanced"` from the training
+    /// data's class counts, or given). Off by default: every image counts the same.
+    #[config(default = "None")]
+    pub class_weights: Option<ClassWeights>,
+    /// Which samples a training pass visits: each once, shuffled (the default), or a
+    /// class-balanced draw for imbalanced single-label data.
+    #[config(default = "Sampler::Shuffle")]
+    pub sampler: Sampler,
 }
 
 impl FineTuneConfig {
@@ -109,6 +130,27 @@ impl FineTuneConfig {
                 "loss_scale must be a number >= 1, got {}",
                 self.loss_scale
             ));
+        }
+        if self.accumulate_steps == 0 {
+            return bad("accumulate_steps must be at least 1".into());
+        }
+        if let Some(ema) = &self.ema {
+            ema.validate()?;
+        }
+        if let Some(weights) = &self.class_weights {
+            if self.task != Task::SingleLabel {
+                return bad(format!(
+                    "class_weights apply to single-label tasks, not {:?}",
+                    self.task
+                ));
+            }
+            weights.validate()?;
+        }
+        if self.sampler == Sampler::ClassBalanced && self.task == Task::MultiLabel {
+            return bad(
+                "the class-balanced sampler needs one class per image, not a multi-label task"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -61,7 +61,11 @@ impl Watch {
             Some(b) => self.monitor.improves(value, b.value, self.min_delta),
         };
         if improved {
-            standing.best = Some(BestEpoch { epoch, value });
+            standing.best = Some(BestEpoch {
+                epoch,
+                value,
+                ema: false,
+            });
             standing.bad_epochs = 0;
         } else {
             standing.bad_epochs += 1;
@@ -109,7 +113,8 @@ mod tests {
             s.best,
             Some(BestEpoch {
                 epoch: 1,
-                value: 0.6
+                value: 0.6,
+                ema: false,
             })
         );
         assert!(
@@ -151,7 +156,8 @@ mod tests {
             s.best,
             Some(BestEpoch {
                 epoch: 2,
-                value: 0.8
+                value: 0.8,
+                ema: false,
             })
         );
     }

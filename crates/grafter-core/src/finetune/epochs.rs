@@ -5,19 +5,22 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::checkpointer::Checkpointer;
+use super::class_weights::TrainLoss;
 use super::config::FineTuneConfig;
 use super::early_stopping::{Standing, Watch};
+use super::ema::{EmaSelect, ema_update};
 use super::evaluate::evaluate;
 use super::observer::{Observers, StepInfo};
 use super::plan::{apply_plan, base_lr, stage_lrs};
 use super::precision::PrecisionStep;
 use super::reporter::Reporter;
 use super::run_state::RunState;
+use super::sampler::{SAMPLER_STREAM, class_balanced_order};
 use crate::data::{DataSource, EpochRequest, mix_seed};
 use crate::history::EpochRecord;
 use crate::metrics::MetricsAccumulator;
@@ -27,6 +30,9 @@ use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage};
 
 /// RNG stream of the device generator (dropout), derived from `(seed, epoch)`.
 const DEVICE_RNG_STREAM: u64 = 1;
+
+/// The trained model and its weight average (when the run keeps one).
+pub(super) type Trained<BB, H> = (Classifier<BB, H>, Option<Classifier<BB, H>>);
 
 /// What the epochs of a run carry from one to the next.
 pub(super) struct Run {
@@ -47,24 +53,31 @@ pub(super) struct EpochLoop<'a> {
     pub observers: &'a Observers,
     /// Epochs this call may run before it returns a resumable run.
     pub pause_after: Option<usize>,
+    /// The training loss (class-weighted when asked).
+    pub loss: TrainLoss,
+    /// The training data's labels, when the class-balanced sampler draws the passes.
+    pub sampled: Option<Vec<usize>>,
 }
 
 impl EpochLoop<'_> {
     /// The epochs left, on `model` (any backbone: the real one, or the cached features'
-    /// identity). `full` turns the trained model into the classifier whose weights are
-    /// checkpointed and restored.
+    /// identity) and its weight average `ema` (when the run keeps one). `full` turns a
+    /// trained model into the classifier whose weights are checkpointed and restored.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn run<BB: Backbone, B: Backbone, H: Head>(
         &self,
         model: Classifier<BB, H>,
+        ema: Option<Classifier<BB, H>>,
         train: &dyn DataSource,
         valid: &dyn DataSource,
         device: &Device,
         run: &mut Run,
         full: impl Fn(&Classifier<BB, H>) -> Classifier<B, H>,
-    ) -> Result<Classifier<BB, H>> {
+    ) -> Result<Trained<BB, H>> {
         let cfg = self.cfg;
         let ad = device.clone().autodiff();
         let mut model = model.fork(&ad).train();
+        let mut ema = ema.map(|e| e.to_device(device));
         let mut precision = PrecisionStep::new(cfg.precision, run.state.loss_scale, cfg.loss_scale);
         let watch = Watch::new(cfg);
         let first = run.state.epochs_done;
@@ -78,24 +91,59 @@ impl EpochLoop<'_> {
             model = apply_plan(model, plan, &stages);
             precision.begin_epoch(&model, plan, &stages);
             ad.seed(mix_seed(cfg.seed, epoch as u64, DEVICE_RNG_STREAM));
-            let (trained, train_metrics, lr) =
-                self.train_epoch(model, train, &ad, epoch, &stages, &mut precision, run)?;
+            let (trained, train_metrics, lr) = self.train_epoch(
+                model,
+                &mut ema,
+                train,
+                &ad,
+                epoch,
+                &stages,
+                &mut precision,
+                run,
+            )?;
             model = precision.end_epoch(trained);
             if let Some(scale) = precision.loss_scale() {
                 run.state.loss_scale = Some(scale);
             }
-            let valid_metrics = evaluate(
-                &model.valid(),
-                valid,
-                cfg.task,
-                cfg.batch_size,
-                device,
-                self.reporter.progress(),
-            )?;
+            let eval = |m: &Classifier<BB, H>| {
+                evaluate(
+                    m,
+                    valid,
+                    cfg.task,
+                    cfg.batch_size,
+                    device,
+                    self.reporter.progress(),
+                )
+            };
+            let valid_metrics = eval(&model.valid())?;
+            let ema_metrics = match &ema {
+                Some(average) => Some(eval(average)?),
+                None => None,
+            };
 
+            // the candidate for best: the trained weights, or the average as selected
+            let raw_value = cfg.monitor.value(&valid_metrics);
+            let from_ema = match (&cfg.ema, &ema_metrics) {
+                (Some(settings), Some(m)) => match settings.select {
+                    EmaSelect::Raw => false,
+                    EmaSelect::Ema => true,
+                    EmaSelect::Better => cfg.monitor.improves(cfg.monitor.value(m), raw_value, 0.0),
+                },
+                _ => false,
+            };
+            let value = match (&ema_metrics, from_ema) {
+                (Some(m), true) => cfg.monitor.value(m),
+                _ => raw_value,
+            };
             let mut standing = Standing::of(&run.state);
-            if watch.update(&mut standing, epoch, cfg.monitor.value(&valid_metrics)) {
-                let record = full(&model).into_record();
+            if watch.update(&mut standing, epoch, value) {
+                let record = match (&ema, from_ema) {
+                    (Some(average), true) => full(average).into_record(),
+                    _ => full(&model).into_record(),
+                };
+                if let Some(best) = standing.best.as_mut() {
+                    best.ema = from_ema;
+                }
                 if let Some(ck) = self.checkpointer {
                     ck.save_best(&record)?;
                 }
@@ -110,6 +158,7 @@ impl EpochLoop<'_> {
                 plan: plan.clone(),
                 train: train_metrics,
                 valid: valid_metrics,
+                valid_ema: ema_metrics,
             };
             let secs = started.elapsed().as_secs_f64();
             self.reporter.epoch_done(&record, secs, train.len());
@@ -117,7 +166,13 @@ impl EpochLoop<'_> {
             run.state.epochs_done = epoch + 1;
 
             if let Some(ck) = self.checkpointer {
-                let saved = ck.save(full(&model).into_record(), &run.optim, &run.state)?;
+                let ema_record = ema.as_ref().map(|e| full(e).into_record());
+                let saved = ck.save(
+                    full(&model).into_record(),
+                    ema_record,
+                    &run.optim,
+                    &run.state,
+                )?;
                 run.last_checkpoint = Some(saved);
                 self.reporter
                     .write_logs(ck.writer(), ck.root(), &run.state.history)?;
@@ -130,15 +185,19 @@ impl EpochLoop<'_> {
                     .stopped_early(cfg.monitor, run.state.bad_epochs);
             }
         }
-        Ok(model)
+        Ok((model, ema))
     }
 
     /// One training pass over `train` under `epoch`'s plan: the trained model, the pass's
-    /// metrics and the base learning rate of its last step.
+    /// metrics and the base learning rate of its last step. Each optimiser step sums the
+    /// gradients of `accumulate_steps` batches (the last step of the epoch takes what is
+    /// left), so no accumulation is ever pending at an epoch's end, where checkpoints are
+    /// taken; the average `ema` follows every step.
     #[allow(clippy::too_many_arguments)]
     fn train_epoch<BB: Backbone, H: Head>(
         &self,
         mut model: Classifier<BB, H>,
+        ema: &mut Option<Classifier<BB, H>>,
         train: &dyn DataSource,
         ad: &Device,
         epoch: usize,
@@ -149,7 +208,8 @@ impl EpochLoop<'_> {
         let cfg = self.cfg;
         let plan = &self.plans[epoch];
         let outputs = model.num_outputs();
-        let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+        let k = cfg.accumulate_steps.max(1);
+        let steps_per_epoch = steps_per_epoch(train.len(), cfg.batch_size, k);
         let mut acc = MetricsAccumulator::new(cfg.task, train.num_classes());
         let bar = self.reporter.epoch_bar(epoch, train.len());
         let request = EpochRequest {
@@ -159,7 +219,23 @@ impl EpochLoop<'_> {
             train: true,
         };
         let mut lr = 0.0;
-        for (batch_index, batch) in train.batches(request).enumerate() {
+        let mut pending = Pending::default();
+        let batches = match &self.sampled {
+            None => train.batches(request),
+            Some(labels) => {
+                let mut rng = request.rng(SAMPLER_STREAM);
+                let order = class_balanced_order(labels, train.num_classes(), &mut rng)?;
+                train.batches_of(order, request).ok_or_else(|| {
+                    GrafterError::Config(
+                        "the class-balanced sampler needs a data source that serves a given \
+                         order (DataSource::batches_of)"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        let mut batches = batches.enumerate().peekable();
+        while let Some((batch_index, batch)) = batches.next() {
             let batch = batch?;
             batch.validate()?;
             let n = batch.shape[0];
@@ -168,7 +244,7 @@ impl EpochLoop<'_> {
                 .targets(&batch.labels, outputs, cfg.label_smoothing, ad)?;
             let images = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), ad);
             let logits = precision.forward(&model, images);
-            let loss = cfg.task.loss(logits.clone(), targets);
+            let (loss, norm) = self.loss.loss(logits.clone(), targets, &batch.labels, ad)?;
             let loss_value: f64 = loss.clone().into_scalar::<f64>();
             if !loss_value.is_finite() {
                 bar.finish();
@@ -179,7 +255,25 @@ impl EpochLoop<'_> {
                     last_checkpoint: run.last_checkpoint.clone(),
                 });
             }
-            let grads = precision.backward(loss, &model)?;
+            // without accumulation the batch's loss is the step's: weight 1, divisor 1
+            let weight = if k == 1 { 1.0 } else { norm };
+            let part = precision.backward_part(loss, weight, &model);
+            pending.add(&model, part, weight, n, loss_value);
+            let host = logits
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
+            acc.add_weighted(loss_value, norm, &host, &batch.labels);
+            bar.advance(n, format!("loss {loss_value:.4}"));
+
+            let last = batches.peek().is_none();
+            if pending.parts < k && !last {
+                continue;
+            }
+            let (grads, divisor, images, step_loss) = pending.take();
+            // a step whose every image is of a zero-weight class has nothing to divide by
+            let divisor = if divisor > 0.0 { divisor } else { 1.0 };
+            let grads = precision.finish_step(grads, divisor, &model)?;
             lr = base_lr(cfg, self.plans, epoch, run.state.step, steps_per_epoch);
             let applied = grads.is_some();
             if let Some(mut grads) = grads {
@@ -188,26 +282,73 @@ impl EpochLoop<'_> {
                 }
                 model = run.optim.step(stage_lrs(lr, plan, stages), model, grads);
             }
+            if let (Some(settings), Some(average)) = (&cfg.ema, ema.take()) {
+                let decay = settings.decay_at(run.state.step + 1);
+                *ema = Some(ema_update(average, &model, decay));
+            }
             self.observers.step(&StepInfo {
                 epoch,
                 batch: batch_index,
                 step: run.state.step,
-                images: n,
-                loss: loss_value,
+                images,
+                loss: step_loss,
                 lr: lr * plan.head.lr_mult,
                 applied,
                 loss_scale: precision.loss_scale().map(|s| s.scale),
             });
             run.state.step += 1;
-
-            let host = logits
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
-            acc.add(loss_value, &host, &batch.labels);
-            bar.advance(n, format!("loss {loss_value:.4}"));
         }
         bar.finish();
         Ok((model, acc.finish(), lr))
+    }
+}
+
+/// Optimiser steps in an epoch of `len` images: batches of `batch_size`, `accumulate` of
+/// them per step, the last step taking what is left.
+pub(crate) fn steps_per_epoch(len: usize, batch_size: usize, accumulate: usize) -> usize {
+    len.div_ceil(batch_size.max(1)).div_ceil(accumulate.max(1))
+}
+
+/// The gradients of the micro-batches of the step being accumulated.
+#[derive(Default)]
+struct Pending {
+    grads: Option<GradientsParams>,
+    parts: usize,
+    weights: f64,
+    images: usize,
+    loss_sum: f64,
+}
+
+impl Pending {
+    /// Adds one micro-batch's (weighted) gradients.
+    fn add<M: Module>(
+        &mut self,
+        model: &M,
+        grads: GradientsParams,
+        weight: f64,
+        images: usize,
+        loss: f64,
+    ) {
+        self.grads = Some(match self.grads.take() {
+            None => grads,
+            Some(sum) => {
+                let mut acc = GradientsAccumulator::<M>::new();
+                acc.accumulate(model, sum);
+                acc.accumulate(model, grads);
+                acc.grads()
+            }
+        });
+        self.parts += 1;
+        self.weights += weight;
+        self.images += images;
+        self.loss_sum += loss * images as f64;
+    }
+
+    /// The summed gradients, the sum of the weights, the images and their mean loss; empties
+    /// the accumulation.
+    fn take(&mut self) -> (GradientsParams, f64, usize, f64) {
+        let p = std::mem::take(self);
+        let loss = p.loss_sum / p.images.max(1) as f64;
+        (p.grads.unwrap_or_default(), p.weights, p.images, loss)
     }
 }

@@ -60,6 +60,10 @@ pub struct FitOutcome<B, H> {
     /// The trained model in inference mode on the caller's device: the best epoch's weights
     /// when `restore_best` is set, else the last epoch's.
     pub model: Classifier<B, H>,
+    /// The weight average after the last epoch, in inference mode on the caller's device, when
+    /// the run keeps one ([`Ema`](super::Ema)). (When it was the better of the two at the best
+    /// epoch, `model` holds the average's weights of that epoch: see [`BestEpoch::ema`].)
+    pub ema: Option<Classifier<B, H>>,
     /// Metrics of every epoch.
     pub history: Vec<EpochRecord>,
     /// The best epoch by the monitored metric.

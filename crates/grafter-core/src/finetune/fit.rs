@@ -7,6 +7,7 @@ use burn::tensor::Device;
 
 use super::cached_source::CachedSource;
 use super::checkpointer::{Checkpointer, record_err};
+use super::class_weights::TrainLoss;
 use super::epochs::{EpochLoop, Run};
 use super::feature_cache::{self, CachedFeatures, FeatureCacheUse};
 use super::fine_tune::{FineTune, FitOutcome};
@@ -14,6 +15,7 @@ use super::plan::plans_of;
 use super::precision::PrecisionStep;
 use super::reporter::Reporter;
 use super::run_state::{RunState, STATE_VERSION};
+use super::sampler::Sampler;
 use crate::data::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
@@ -35,18 +37,50 @@ impl FineTune {
             .out_dir
             .as_ref()
             .map(|d| Checkpointer::new(d, self.writer.clone(), cfg.keep_checkpoints));
+        let loss = TrainLoss {
+            task: cfg.task,
+            weights: match &cfg.class_weights {
+                Some(w) => Some(w.resolve(train)?.into_iter().map(|v| v as f32).collect()),
+                None => None,
+            },
+        };
+        let sampled = match cfg.sampler {
+            Sampler::Shuffle => None,
+            Sampler::ClassBalanced => Some(balanced_labels(train)?),
+        };
         let mut optim = cfg.optimizer.build();
-        let (model, mut state) = match (&checkpointer, self.resume) {
+        let (model, mut state, ema_record) = match (&checkpointer, self.resume) {
             (Some(ck), true) => {
-                let (model, state, record) = ck.resume(model)?;
+                let (model, state, record, ema) = ck.resume(model)?;
                 optim = optim.load_record(record);
-                (model, state)
+                (model, state, ema)
             }
             (Some(ck), false) => {
                 ck.start(cfg)?;
-                (model, self.fresh_state())
+                (model, self.fresh_state(), None)
             }
-            (None, _) => (model, self.fresh_state()),
+            (None, _) => (model, self.fresh_state(), None),
+        };
+        // the weight average: a copy of the model (its own running statistics: `valid()`
+        // gives fresh ones), or the one saved in the checkpoint resumed from
+        let ema = match (&cfg.ema, ema_record) {
+            (None, _) => None,
+            (Some(_), Some((path, record))) => Some(
+                model
+                    .valid()
+                    .try_load_record(record)
+                    .map_err(|e| GrafterError::checkpoint(&path, e))?,
+            ),
+            (Some(_), None) if self.resume => {
+                let dir = checkpointer
+                    .as_ref()
+                    .and_then(|ck| ck.latest().ok().flatten());
+                return Err(GrafterError::checkpoint(
+                    dir.as_deref().unwrap_or(std::path::Path::new("")),
+                    "the run keeps a weight average (ema) but the checkpoint has no ema.bpk",
+                ));
+            }
+            (Some(_), None) => Some(model.valid()),
         };
 
         let stages = model.stages();
@@ -88,6 +122,8 @@ impl FineTune {
             reporter,
             observers: &self.observers,
             pause_after: self.pause_after,
+            loss,
+            sampled,
         };
 
         // an epoch will run: only then is a feature pass worth its cost
@@ -107,6 +143,7 @@ impl FineTune {
             FeatureCacheUse::Off("no epoch left to run".into())
         };
         let mut model = model;
+        let mut ema = ema;
         match use_cache {
             FeatureCacheUse::On => {
                 let Classifier { backbone, head } = model;
@@ -135,9 +172,15 @@ impl FineTune {
                             backbone: backbone.clone(),
                             head: m.head.clone(),
                         };
-                        let trained =
-                            epochs.run(head_only, &ctrain, &cvalid, device, &mut run, graft)?;
-                        return self.outcome(graft(&trained), run, device);
+                        let ema_head = ema.take().map(|e| Classifier {
+                            backbone: CachedFeatures::of(&e.backbone),
+                            head: e.head,
+                        });
+                        let (trained, trained_ema) = epochs.run(
+                            head_only, ema_head, &ctrain, &cvalid, device, &mut run, graft,
+                        )?;
+                        let trained_ema = trained_ema.map(|e| graft(&e));
+                        return self.outcome(graft(&trained), trained_ema, run, device);
                     }
                     Err(why) => {
                         reporter.say(&format!("feature cache off: {why}"));
@@ -150,15 +193,16 @@ impl FineTune {
             }
             FeatureCacheUse::Off(_) => {}
         }
-        let trained = epochs.run(
+        let (trained, trained_ema) = epochs.run(
             model,
+            ema,
             train,
             valid,
             device,
             &mut run,
             |m: &Classifier<B, H>| m.clone(),
         )?;
-        self.outcome(trained, run, device)
+        self.outcome(trained, trained_ema, run, device)
     }
 
     /// Errors on empty data, differing class counts, or a head of the wrong width.
@@ -197,6 +241,7 @@ impl FineTune {
     fn outcome<B: Backbone, H: Head>(
         &self,
         model: Classifier<B, H>,
+        ema: Option<Classifier<B, H>>,
         run: Run,
         device: &Device,
     ) -> Result<FitOutcome<B, H>> {
@@ -208,6 +253,7 @@ impl FineTune {
         }
         Ok(FitOutcome {
             model,
+            ema: ema.map(|e| e.valid().to_device(device)),
             history: run.state.history,
             best: run.state.best,
             stopped_early: run.state.stopped_early,
@@ -231,4 +277,23 @@ impl FineTune {
             loss_scale: None,
         }
     }
+}
+
+/// The labels the class-balanced sampler draws from: one per sample of `train`, each a class.
+fn balanced_labels(train: &dyn DataSource) -> Result<Vec<usize>> {
+    let labels = train.sample_labels().ok_or_else(|| {
+        GrafterError::Config(
+            "the class-balanced sampler needs the training data's labels, which this data \
+             source does not give (DataSource::sample_labels)"
+                .into(),
+        )
+    })?;
+    if labels.len() != train.len() {
+        return Err(GrafterError::Data(format!(
+            "the training data gives {} labels for {} samples",
+            labels.len(),
+            train.len()
+        )));
+    }
+    Ok(labels)
 }

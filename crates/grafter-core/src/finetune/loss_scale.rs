@@ -46,16 +46,19 @@ impl LossScale {
         }
     }
 
-    /// Removes the scale from `grads` and says whether the step may be taken: false (and the
-    /// scale halved) when some gradient is not finite. For the half-precision modes only.
+    /// Removes the scale (and the accumulation `divisor`, 1 without accumulation) from
+    /// `grads` and says whether the step may be taken: false (and the scale halved) when some
+    /// gradient is not finite. For the half-precision modes only.
     pub(crate) fn unscale<M: Module>(
         &mut self,
         precision: Precision,
         model: &M,
         grads: &mut GradientsParams,
+        divisor: f64,
     ) -> Result<bool> {
-        if self.scale != 1.0 {
-            scale_grads(model, grads, 1.0 / self.scale);
+        let factor = self.scale * divisor;
+        if factor != 1.0 {
+            scale_grads(model, grads, 1.0 / factor);
         }
         let finite = grad_norm(model, grads).is_finite();
         if finite {
@@ -96,24 +99,27 @@ mod tests {
         };
         let mut ls = LossScale::new(Precision::F16, 1024.0);
         let mut grads = grads_of(f32::INFINITY);
-        assert!(!ls.unscale(Precision::F16, &model, &mut grads).unwrap());
+        assert!(!ls.unscale(Precision::F16, &model, &mut grads, 1.0).unwrap());
         assert_eq!((ls.scale, ls.skipped_steps), (512.0, 1));
 
         // a finite gradient is divided by the scale
         let mut grads = grads_of(512.0);
-        assert!(ls.unscale(Precision::F16, &model, &mut grads).unwrap());
+        assert!(ls.unscale(Precision::F16, &model, &mut grads, 1.0).unwrap());
         let g = grads.get::<2>(model.weight.id).unwrap().into_data();
         assert_eq!(g.try_to_vec::<f32>().unwrap()[0], 1.0);
 
         ls.good_steps = LOSS_SCALE_GROWTH_INTERVAL - 1;
         let mut grads = grads_of(1.0);
-        assert!(ls.unscale(Precision::F16, &model, &mut grads).unwrap());
+        assert!(ls.unscale(Precision::F16, &model, &mut grads, 1.0).unwrap());
         assert_eq!((ls.scale, ls.good_steps), (1024.0, 0));
 
         // bf16 is never scaled; overflow there is an error, not a skipped step
         let mut bf = LossScale::new(Precision::Bf16, 1024.0);
         assert_eq!(bf.scale, 1.0);
         let mut grads = grads_of(f32::NAN);
-        assert!(bf.unscale(Precision::Bf16, &model, &mut grads).is_err());
+        assert!(
+            bf.unscale(Precision::Bf16, &model, &mut grads, 1.0)
+                .is_err()
+        );
     }
 }

@@ -6,11 +6,29 @@
 //! | epoch loop | `epochs.rs` | plan → train pass → evaluate → judge → checkpoint → report |
 //! | plans | `plan.rs` | freezing (BatchNorm included), per-stage rates, schedule phases |
 //! | precision | `precision.rs`, `mixed_precision.rs`, `loss_scale.rs` | autocast, loss scale |
-//! | checkpointer | `checkpointer.rs` | config, atomic checkpoints, prune, resume, best weights |
+//! | loss | `class_weights.rs` | the task's loss, class-weighted when asked |
+//! | sampler | `sampler.rs` | shuffled passes, or class-balanced draws |
+//! | weight average | `ema.rs` | timm's `ModelEmaV3`: updated every step, evaluated, saved |
+//! | rate finder | `lr_find.rs` | the learning-rate range test, on a copy, leaving no trace |
+//! | checkpointer | `checkpointer.rs` | config, atomic checkpoints (model, EMA, optimiser, state), prune, resume, best weights |
 //! | early stopping | `early_stopping.rs` | best epoch, patience, min_delta |
-//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg` |
+//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json` |
 //! | observers | `observer.rs` | read-only [`Observer`] hooks for user code |
 //! | feature cache | `feature_cache.rs`, `cached_source.rs` | frozen-backbone features once |
+//!
+//! ## Gradient accumulation
+//!
+//! With `accumulate_steps = k`, an optimiser step sums the gradients of `k` batches of
+//! `batch_size` images. Each batch's loss is weighted by its number of images (by the sum of
+//! its images' class weights under [`ClassWeights`]) and the sum divided by theirs, so the
+//! step's gradient is that of one batch of `k × batch_size` images of the same data order
+//! (within float rounding; asserted by the `accumulation` tests). Two things differ by
+//! design, as in PyTorch: BatchNorm normalises each micro-batch with its own statistics and
+//! updates its running statistics once per micro-batch, and dropout draws per micro-batch.
+//! Under f16 the loss scale multiplies every micro-batch's loss and is checked (an overflow
+//! skips the whole step) once per step. The last step of an epoch takes the batches left
+//! (fewer than `k`), so no accumulation is pending at an epoch's end, where checkpoints are
+//! written: resume stays exact. The schedule counts optimiser steps.
 //!
 //! grafter keeps this loop rather than burn-train's `Learner` because per-epoch freeze plans
 //! (with BatchNorm switched to inference in frozen stages and per-stage rate groups that
@@ -20,25 +38,33 @@
 
 mod cached_source;
 mod checkpointer;
+mod class_weights;
 mod config;
 mod early_stopping;
+mod ema;
 mod epochs;
 mod evaluate;
 mod feature_cache;
 mod fine_tune;
 mod fit;
 mod loss_scale;
+mod lr_find;
 pub mod mixed_precision;
 mod observer;
 mod plan;
 mod precision;
 mod reporter;
 mod run_state;
+mod sampler;
 
+pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};
+pub use ema::{Ema, EmaSelect, ema_update};
 pub use evaluate::evaluate;
 pub use feature_cache::{CachedFeatures, FeatureCacheUse};
 pub use fine_tune::{DEFAULT_FEATURE_CACHE_BUDGET, FineTune, FitOutcome};
+pub use lr_find::{LrFind, LrFindResult};
 pub use mixed_precision::{LossScale, Precision};
 pub use observer::{Observer, StepInfo};
 pub use run_state::BestEpoch;
+pub use sampler::{Sampler, class_balanced_order};

@@ -17,13 +17,13 @@ use crate::history::EpochRecord;
 pub struct StepInfo {
     /// Zero-based epoch.
     pub epoch: usize,
-    /// Zero-based batch within the epoch.
+    /// Zero-based batch within the epoch (with gradient accumulation, the step's last).
     pub batch: usize,
     /// Zero-based global step (counted over the whole run, across resumes).
     pub step: usize,
-    /// Images in the batch.
+    /// Images in the step (all its accumulated batches).
     pub images: usize,
-    /// The batch's training loss (before any loss scaling).
+    /// The step's mean training loss per image (before any loss scaling).
     pub loss: f64,
     /// The head's learning rate at this step.
     pub lr: f64,
@@ -167,6 +167,7 @@ mod tests {
             per_class: vec![Some(0.5)],
             samples: 4,
             confusion: Vec::new(),
+            map: None,
         };
         observers.epoch_end(&EpochRecord {
             epoch: 0,
@@ -175,6 +176,7 @@ mod tests {
             plan,
             train: metrics.clone(),
             valid: metrics,
+            valid_ema: None,
         });
         assert_eq!(lock(&log).0, ["step 0 0", "step 0 1", "epoch 0"]);
         assert_eq!(*lock(&count), 2);

@@ -12,6 +12,7 @@ use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::mixed_precision::{LossScale, Precision, autocast, cast_input};
 use super::plan::frozen_groups;
+use crate::optimizer::scale_grads;
 use crate::policy::EpochPlan;
 use crate::{Backbone, Classifier, Head, Result, Stage};
 
@@ -78,17 +79,58 @@ impl PrecisionStep {
 
     /// The gradients of `loss` on `model`'s f32 parameters, or `None` when the step must be
     /// skipped (f16 gradients that overflowed: the scale has been halved).
+    #[cfg(test)]
     pub(crate) fn backward<M: Module>(
         &mut self,
         loss: Tensor<1>,
         model: &M,
     ) -> Result<Option<GradientsParams>> {
+        let grads = self.backward_part(loss, 1.0, model);
+        self.finish_step(grads, 1.0, model)
+    }
+
+    /// The gradients of `loss × weight` on `model`'s f32 parameters, still multiplied by the
+    /// loss scale: one micro-batch's share of a step, to be summed with the others' and
+    /// handed to [`finish_step`](Self::finish_step).
+    pub(crate) fn backward_part<M: Module>(
+        &self,
+        loss: Tensor<1>,
+        weight: f64,
+        model: &M,
+    ) -> GradientsParams {
+        let scale = if self.precision.is_mixed() {
+            self.scale.scale
+        } else {
+            1.0
+        };
+        let factor = weight * scale;
+        let loss = if factor == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(factor)
+        };
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    /// The step's gradients from the summed parts: divided by the loss scale and by
+    /// `divisor` (the sum of the parts' weights), or `None` when the step must be skipped
+    /// (f16 gradients that overflowed: the scale has been halved). The loss scale is checked
+    /// and adjusted once per step, as PyTorch's `GradScaler` does under accumulation.
+    pub(crate) fn finish_step<M: Module>(
+        &mut self,
+        mut grads: GradientsParams,
+        divisor: f64,
+        model: &M,
+    ) -> Result<Option<GradientsParams>> {
         if !self.precision.is_mixed() {
-            return Ok(Some(GradientsParams::from_grads(loss.backward(), model)));
+            if divisor != 1.0 {
+                scale_grads(model, &mut grads, 1.0 / divisor);
+            }
+            return Ok(Some(grads));
         }
-        let scaled = loss.mul_scalar(self.scale.scale);
-        let mut grads = GradientsParams::from_grads(scaled.backward(), model);
-        let ok = self.scale.unscale(self.precision, model, &mut grads)?;
+        let ok = self
+            .scale
+            .unscale(self.precision, model, &mut grads, divisor)?;
         Ok(ok.then_some(grads))
     }
 

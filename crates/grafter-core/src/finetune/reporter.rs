@@ -1,13 +1,17 @@
 //! The loop's reporter: what a person watching the run sees (progress bars, one summary
 //! line per epoch, notes on precision and the feature cache) and the run directory's
-//! readable logs (`metrics.jsonl`, `curves.svg`), rewritten atomically after every epoch.
+//! readable logs (`metrics.jsonl`, `curves.svg`, `class_report.json`), rewritten atomically
+//! after every epoch.
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::Monitor;
 use crate::Result;
 use crate::checkpoint::{FileWriter, write_atomic};
 use crate::history::{EpochRecord, to_jsonl};
+use crate::metrics::ClassReport;
 use crate::plot::curves_svg;
 use crate::progress::PassProgress;
 
@@ -15,6 +19,20 @@ use crate::progress::PassProgress;
 pub(crate) const METRICS: &str = "metrics.jsonl";
 /// Loss and accuracy curves of a run.
 pub(crate) const CURVES: &str = "curves.svg";
+/// Per-class precision, recall and F1 of the latest epoch's validation pass.
+pub(crate) const CLASS_REPORT: &str = "class_report.json";
+
+/// The content of `class_report.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ClassReportFile {
+    /// Zero-based epoch the report is of.
+    pub epoch: usize,
+    /// The validation pass of the trained weights.
+    pub valid: ClassReport,
+    /// The validation pass of the weight average, when the run keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_ema: Option<ClassReport>,
+}
 
 /// Progress output (on stderr when `progress` is on; notes also go to the log) and logs.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +83,8 @@ impl Reporter {
         }
     }
 
-    /// Rewrites `metrics.jsonl` and `curves.svg` in `root` from the whole history.
+    /// Rewrites `metrics.jsonl` and `curves.svg` in `root` from the whole history, and
+    /// `class_report.json` from its last epoch (single-label and binary tasks).
     pub(crate) fn write_logs(
         &self,
         writer: &dyn FileWriter,
@@ -73,7 +92,21 @@ impl Reporter {
         history: &[EpochRecord],
     ) -> Result<()> {
         write_atomic(writer, &root.join(METRICS), to_jsonl(history).as_bytes())?;
-        write_atomic(writer, &root.join(CURVES), curves_svg(history)?.as_bytes())
+        write_atomic(writer, &root.join(CURVES), curves_svg(history)?.as_bytes())?;
+        let Some(last) = history.last() else {
+            return Ok(());
+        };
+        if let Some(valid) = last.valid.class_report() {
+            let file = ClassReportFile {
+                epoch: last.epoch,
+                valid,
+                valid_ema: last.valid_ema.as_ref().and_then(|m| m.class_report()),
+            };
+            let json = serde_json::to_string_pretty(&file)
+                .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
+            write_atomic(writer, &root.join(CLASS_REPORT), json.as_bytes())?;
+        }
+        Ok(())
     }
 }
 
@@ -84,8 +117,13 @@ fn summary_line(r: &EpochRecord, epochs: usize, secs: f64, images: usize) -> Str
         .top5
         .map(|t| format!(" top5 {:5.1}%", 100.0 * t))
         .unwrap_or_default();
+    let ema = r
+        .valid_ema
+        .as_ref()
+        .map(|m| format!("  ema loss {:.4} acc {:5.1}%", m.loss, 100.0 * m.top1))
+        .unwrap_or_default();
     format!(
-        "epoch {:>3}/{epochs}  train loss {:.4} acc {:5.1}%  valid loss {:.4} acc {:5.1}%{top5}  lr {:.2e}  stages {}/{} trainable  {:.1}s ({:.0} img/s)",
+        "epoch {:>3}/{epochs}  train loss {:.4} acc {:5.1}%  valid loss {:.4} acc {:5.1}%{top5}{ema}  lr {:.2e}  stages {}/{} trainable  {:.1}s ({:.0} img/s)",
         r.epoch + 1,
         r.train.loss,
         100.0 * r.train.top1,
@@ -114,6 +152,7 @@ mod tests {
             per_class: vec![Some(top1)],
             samples: 10,
             confusion: vec![vec![3]],
+            map: None,
         };
         let mut plan = EpochPlan::uniform(4, StageSetting::frozen());
         plan.stages[3] = StageSetting::train(0.1);
@@ -124,6 +163,7 @@ mod tests {
             plan,
             train: metrics.clone(),
             valid: metrics,
+            valid_ema: None,
         }
     }
 
@@ -166,5 +206,11 @@ mod tests {
         );
         let svg = std::fs::read_to_string(dir.path().join(CURVES)).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(40)]);
+        let report: ClassReportFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(CLASS_REPORT)).unwrap()).unwrap();
+        assert_eq!(report.epoch, 1);
+        assert_eq!(report.valid.classes.len(), 1);
+        assert_eq!(report.valid.classes[0].support, 3);
+        assert!(report.valid_ema.is_none());
     }
 }

@@ -16,6 +16,10 @@ pub struct BestEpoch {
     pub epoch: usize,
     /// Value of the monitored metric.
     pub value: f64,
+    /// True when the best weights are the weight average's ([`Ema`](super::Ema)), not the
+    /// trained ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ema: bool,
 }
 
 /// Loop state at the end of an epoch. With the model and optimiser records it is everything

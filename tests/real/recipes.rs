@@ -1,0 +1,96 @@
+//! The recipes measured on real weights and images (reported, not asserted): the frozen
+//! Keras VGG16 ImageNet conv base with a new linear head on the Fashion-MNIST subset, the
+//! settings of `transfer.rs` (a fixed rate) against the range test's rate plus the weight
+//! average, over three seeds. docs/RECIPES.md records the numbers.
+
+use burn::tensor::Device;
+use grafter::data_pipeline::{CacheOptions, FeatureCache};
+use grafter::evaluate;
+use grafter::finetune::{Ema, EmaSelect, LrFind};
+use grafter::prelude::*;
+use grafter::zoo::{VggConfig, load_vgg_backbone_onnx};
+
+use crate::fixtures::Reference;
+use crate::transfer::{CLASSES, dataset};
+
+#[test]
+#[ignore = "a measurement: cargo test --test real recipes -- --ignored --nocapture"]
+fn recipes_against_a_fixed_rate_on_fashion_mnist() {
+    let _rng = crate::real_data::rng_lock();
+    let Some(dir) = crate::real_data::dir() else {
+        return;
+    };
+    let device = Device::flex();
+    let started = std::time::Instant::now();
+    let r = Reference::load_file(&dir.join("fashion_mnist.safetensors"));
+    let backbone = load_vgg_backbone_onnx(
+        dir.join("vgg16_keras.onnx"),
+        &VggConfig::vgg16(),
+        Preprocess::caffe(),
+        &device,
+    )
+    .unwrap();
+    let pre = backbone.preprocess.clone();
+    let options = CacheOptions::default();
+    let build = |split| {
+        FeatureCache::build(&backbone, &dataset(&r, split, &pre), &options, &device).unwrap()
+    };
+    let (train, test) = (build("train"), build("test"));
+    let base = FineTuneConfig::new()
+        .with_epochs(30)
+        .with_batch_size(50)
+        .with_lr(1e-3)
+        .with_restore_best(false)
+        .with_progress(false);
+    // the last epoch's weights (trained, or their average) on the test images
+    let run = |seed: u64, (find, average): (bool, bool)| -> (f64, f64) {
+        device.seed(seed);
+        let head = LinearHeadConfig::new(512, CLASSES)
+            .try_init(&device)
+            .unwrap();
+        let model = train.head_classifier(head, pre.clone()).unwrap();
+        let mut cfg = base.clone().with_seed(seed);
+        if find {
+            let found = FineTune::new(cfg.clone(), Frozen)
+                .lr_find(&model, &train, &device, &LrFind::default())
+                .unwrap();
+            cfg.lr = found.valley.unwrap();
+        }
+        if average {
+            cfg = cfg.with_ema(Some(
+                Ema::new(0.99).with_warmup(true).with_select(EmaSelect::Ema),
+            ));
+        }
+        let lr = cfg.lr;
+        let outcome = FineTune::new(cfg, Frozen)
+            .fit(model, &train, &test, &device)
+            .unwrap();
+        let model = match outcome.ema {
+            Some(ema) => ema,
+            None => outcome.model,
+        };
+        let top1 = evaluate(&model, &test, Task::SingleLabel, 100, &device, false)
+            .unwrap()
+            .top1;
+        (top1, lr)
+    };
+    let summary = |name: &str, recipe: (bool, bool)| {
+        let results: Vec<(f64, f64)> = (1..=3).map(|seed| run(seed, recipe)).collect();
+        let acc: Vec<f64> = results.iter().map(|r| 100.0 * r.0).collect();
+        let mean = acc.iter().sum::<f64>() / 3.0;
+        let spread = acc.iter().fold(0.0f64, |m, a| m.max((a - mean).abs()));
+        let lrs: Vec<String> = results.iter().map(|r| format!("{:.1e}", r.1)).collect();
+        println!(
+            "RECIPES {name}: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; lr {})",
+            lrs.join(", ")
+        );
+    };
+    summary("fixed lr 1e-3 (transfer.rs)", (false, false));
+    summary("lr_find valley", (true, false));
+    summary("EMA 0.99 (warm-up), lr 1e-3", (false, true));
+    summary("lr_find valley + EMA 0.99 (warm-up)", (true, true));
+    println!(
+        "RECIPES frozen Keras VGG16 + linear head, Fashion-MNIST 600 train / 400 test at 32x32, 30 epochs, batch 50, AdamW one-cycle ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
