@@ -9,6 +9,7 @@ mod feature_cache;
 mod freezing;
 mod lr_find;
 mod mixed_precision;
+mod mixup;
 mod observer;
 #[path = "../support/params.rs"]
 mod params;

@@ -7,6 +7,7 @@ use super::class_weights::ClassWeights;
 use super::ema::Ema;
 use super::mixed_precision::{DEFAULT_LOSS_SCALE, Precision};
 use super::sampler::Sampler;
+use crate::mixup::Mixup;
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
@@ -90,6 +91,14 @@ pub struct FineTuneConfig {
     /// class-balanced draw for imbalanced single-label data.
     #[config(default = "Sampler::Shuffle")]
     pub sampler: Sampler,
+    /// MixUp / CutMix on the training batches (timm's `Mixup`; [`Mixup::timm`] is its ImageNet
+    /// recipe). Off by default. Mixing needs images, so it turns the feature cache off.
+    #[config(default = "None")]
+    pub mixup: Option<Mixup>,
+    /// The epoch from which MixUp / CutMix stop (timm's `mixup_off_epoch`: the last epochs
+    /// train on clean images); `None` mixes to the end.
+    #[config(default = "None")]
+    pub mixup_off_epoch: Option<usize>,
 }
 
 impl FineTuneConfig {
@@ -145,6 +154,30 @@ impl FineTuneConfig {
                 ));
             }
             weights.validate()?;
+        }
+        if let Some(m) = &self.mixup {
+            let unit = 0.0..=1.0;
+            let alpha_ok = |a: f64| a.is_finite() && a >= 0.0;
+            if !(alpha_ok(m.mixup_alpha) && alpha_ok(m.cutmix_alpha)) {
+                return bad("mixup: the alphas must be finite and >= 0".into());
+            }
+            if !(unit.contains(&m.prob) && unit.contains(&m.switch_prob)) {
+                return bad("mixup: prob and switch_prob must be in [0, 1]".into());
+            }
+            if let Some((lo, hi)) = m.cutmix_minmax
+                && !(0.0 < lo && lo < hi && hi <= 1.0)
+            {
+                return bad(format!(
+                    "mixup: cutmix_minmax must satisfy 0 < min < max <= 1, got ({lo}, {hi})"
+                ));
+            }
+            if self.class_weights.is_some() {
+                return bad(
+                    "class_weights weigh each image by its one class; a mixed image has two \
+                     (use the class-balanced sampler with MixUp / CutMix instead)"
+                        .into(),
+                );
+            }
         }
         if self.sampler == Sampler::ClassBalanced && self.task == Task::MultiLabel {
             return bad(

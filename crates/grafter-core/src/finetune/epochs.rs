@@ -8,6 +8,8 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use super::checkpointer::Checkpointer;
 use super::class_weights::TrainLoss;
@@ -30,6 +32,9 @@ use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage};
 
 /// RNG stream of the device generator (dropout), derived from `(seed, epoch)`.
 const DEVICE_RNG_STREAM: u64 = 1;
+/// The stream of the MixUp / CutMix draws: one generator per (epoch, batch), so a resumed
+/// run draws what the uninterrupted one did.
+const MIXUP_STREAM: u64 = 5;
 
 /// The trained model and its weight average (when the run keeps one).
 pub(super) type Trained<BB, H> = (Classifier<BB, H>, Option<Classifier<BB, H>>);
@@ -243,6 +248,17 @@ impl EpochLoop<'_> {
                 .task
                 .targets(&batch.labels, outputs, cfg.label_smoothing, ad)?;
             let images = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), ad);
+            let (images, targets) = match &cfg.mixup {
+                Some(mixup) if cfg.mixup_off_epoch.is_none_or(|off| epoch < off) => {
+                    let seed = mix_seed(cfg.seed, epoch as u64, MIXUP_STREAM);
+                    let mut rng =
+                        StdRng::seed_from_u64(mix_seed(seed, batch_index as u64, MIXUP_STREAM));
+                    let [_, _, h, w] = batch.shape;
+                    let draws = mixup.draw(n, h, w, &mut rng);
+                    mixup.apply(images, targets, &draws)
+                }
+                _ => (images, targets),
+            };
             let logits = precision.forward(&model, images);
             let (loss, norm) = self.loss.loss(logits.clone(), targets, &batch.labels, ad)?;
             let loss_value: f64 = loss.clone().into_scalar::<f64>();

@@ -130,7 +130,9 @@ impl FineTune {
         let left = !run.state.stopped_early
             && run.state.epochs_done < cfg.epochs
             && self.pause_after != Some(0);
-        let use_cache = if left {
+        let use_cache = if left && cfg.mixup.is_some() {
+            FeatureCacheUse::Off("MixUp / CutMix mix images, not features".into())
+        } else if left {
             feature_cache::decide(
                 self.feature_cache,
                 &model.backbone,
