@@ -4,7 +4,9 @@
 //! activations, dropout, flatten/reshape/softmax), then the pooling that removed the spatial
 //! axes (global or plain average pooling, a mean over the spatial axes). When no fully
 //! connected layer was met, the classifier may be a 1×1 convolution before the pooling
-//! (SqueezeNet): it and its activation go too. What remains is the feature map.
+//! (SqueezeNet): it and its activation go too. What remains is the feature map. A
+//! transformer's head starts from its class token (`Gather` of token 0 of `[N, T, C]`): the
+//! cut is that `[N, C]` vector.
 
 use crate::graph::{Graph, Op, Operand, Step};
 
@@ -26,6 +28,14 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
     // 1. the non-spatial tail
     while graph.value_ranks[cur] < 4 {
         let step = graph.producer(cur)?;
+        // A transformer's token pooling: the class token `x[:, 0]` of the `[N, T, C]`
+        // sequence is the feature vector the head starts from.
+        if let Op::Gather { axis: 1 } = step.op
+            && let Some(Operand::Value(tokens)) = step.inputs.first()
+            && graph.value_ranks[*tokens] == 3
+        {
+            return Some(cur);
+        }
         let tail = matches!(
             step.op,
             Op::Linear { .. }
@@ -45,10 +55,25 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
         passed_linear |= matches!(step.op, Op::Linear { .. });
         cur = single_input(step)?;
     }
-    // 2. the pooling that removed the spatial axes
-    while let Some(step) = graph.producer(cur) {
-        match step.op {
-            Op::GlobalAvgPool | Op::AvgPool { .. } | Op::ReduceMean { .. } | Op::Identity => {
+    // 2. the pooling that removed the spatial axes, behind the head's own normalisation
+    //    where it has one (ConvNeXt's LayerNorm2d: Transpose → LayerNorm → Transpose)
+    loop {
+        let mut probe = cur;
+        while let Some(step) = graph.producer(probe)
+            && matches!(
+                step.op,
+                Op::Transpose { .. } | Op::LayerNorm { .. } | Op::Identity
+            )
+        {
+            probe = single_input(step)?;
+        }
+        match graph.producer(probe) {
+            Some(step)
+                if matches!(
+                    step.op,
+                    Op::GlobalAvgPool | Op::AvgPool { .. } | Op::ReduceMean { .. }
+                ) =>
+            {
                 cur = single_input(step)?;
             }
             _ => break,

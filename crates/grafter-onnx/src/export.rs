@@ -136,7 +136,13 @@ impl OnnxBackboneExport for OnnxBackbone {
                 Operand::Value(v) => names[*v].clone(),
                 Operand::Const(c) => {
                     let c = &graph.constants[*c];
-                    e.floats("const", &c.shape, &c.data)
+                    match c.param {
+                        Some(p) => {
+                            let (_, v) = host(&b.params[p]);
+                            e.floats("param", &c.shape, &v)
+                        }
+                        None => e.floats("const", &c.shape, &c.data),
+                    }
                 }
             }
         };
@@ -321,6 +327,49 @@ impl OnnxBackboneExport for OnnxBackbone {
                     let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
                     let aname = e.ints("axes", &a);
                     e.node(op, &[x, &aname], out, vec![]);
+                }
+                Op::Erf => e.node("Erf", &[x], out, vec![]),
+                Op::Sqrt => e.node("Sqrt", &[x], out, vec![]),
+                Op::MatMul => e.node("MatMul", &[x, &ins[1]], out, vec![]),
+                Op::LayerNorm {
+                    index,
+                    axis,
+                    epsilon,
+                } => {
+                    let ln = &b.layer_norms[*index];
+                    let (gd, g) = host(&ln.gamma);
+                    let mut inputs = vec![x.to_string(), e.floats("scale", &gd, &g)];
+                    if let Some(beta) = &ln.beta {
+                        let (bd, bv) = host(beta);
+                        inputs.push(e.floats("bias", &bd, &bv));
+                    }
+                    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                    e.node(
+                        "LayerNormalization",
+                        &refs,
+                        out,
+                        vec![
+                            ("axis", Attr::Int(*axis as i64)),
+                            ("epsilon", Attr::Float(*epsilon as f32)),
+                        ],
+                    );
+                }
+                Op::Gelu { .. }
+                | Op::Expand { .. }
+                | Op::Shape { .. }
+                | Op::Gather { .. }
+                | Op::Cast { .. }
+                | Op::Slice { .. }
+                | Op::ConstantOfShape { .. }
+                | Op::Equal
+                | Op::Where
+                | Op::Mod { .. }
+                | Op::SliceDynamic { .. }
+                | Op::ReshapeDynamic => {
+                    return Err(ExportError::new(format!(
+                        "node {}: exporting {:?} back to ONNX is not supported yet",
+                        step.name, step.op
+                    )));
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::path::Path;
 use burn::tensor::TensorData;
 use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
 
-use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
+use crate::graph::{Constant, Graph, MAX_RANK, Op, Operand, Pads, Step};
 use crate::validate;
 use crate::{OnnxError, Result};
 
@@ -43,14 +43,25 @@ pub(crate) struct LinearSpec {
     pub bias: Option<Vec<f32>>,
 }
 
+/// A LayerNormalization's scale and bias (over the normalised axes, flattened).
+#[derive(Clone, Debug)]
+pub(crate) struct LayerNormSpec {
+    pub scale: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub epsilon: f64,
+}
+
 /// The graph and the weights its steps point to.
 pub(crate) struct Imported {
     pub graph: Graph,
     pub convs: Vec<ConvSpec>,
     pub bns: Vec<BnSpec>,
     pub linears: Vec<LinearSpec>,
+    pub layer_norms: Vec<LayerNormSpec>,
     /// Slots of the graph outputs, in order.
     pub outputs: Vec<usize>,
+    /// The image input's static `[N, C, H, W]`, each `None` where symbolic.
+    pub input_shape: Vec<Option<usize>>,
 }
 
 struct Builder<'a> {
@@ -63,7 +74,11 @@ struct Builder<'a> {
     convs: Vec<ConvSpec>,
     bns: Vec<BnSpec>,
     linears: Vec<LinearSpec>,
+    layer_norms: Vec<LayerNormSpec>,
     unsupported: BTreeMap<String, usize>,
+    /// The batch the graph was exported with, when its input's batch is static: a Reshape
+    /// target starting with it is rewritten to keep the batch.
+    export_batch: Option<usize>,
     /// The image input's name and slot, to recognise a channels-last (NHWC) input.
     image: Option<(String, usize)>,
     /// Channel count (axis 1) of the values where it is known without running the graph:
@@ -85,10 +100,18 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         convs: Vec::new(),
         bns: Vec::new(),
         linears: Vec::new(),
+        layer_norms: Vec::new(),
         unsupported: BTreeMap::new(),
+        export_batch: None,
         image: None,
         channels: HashMap::new(),
     };
+    let input_shape: Vec<Option<usize>> = input
+        .ty
+        .static_shape()
+        .cloned()
+        .unwrap_or_else(|| vec![None; 4]);
+    b.export_batch = input_shape.first().copied().flatten();
     let input_slot = b.new_value(input)?;
     b.image = Some((input.name.clone(), input_slot));
     for node in &parsed.nodes {
@@ -132,7 +155,9 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         convs: b.convs,
         bns: b.bns,
         linears: b.linears,
+        layer_norms: b.layer_norms,
         outputs,
+        input_shape,
     })
 }
 
@@ -238,16 +263,16 @@ impl Builder<'_> {
         for out in node.outputs() {
             let slot = self.names.len();
             self.names.push(out.name.clone());
-            self.ranks.push(out.ty.rank().clamp(1, 4));
+            self.ranks.push(out.ty.rank().min(MAX_RANK));
             self.slots.insert(out.name.clone(), slot);
         }
     }
 
     fn new_value(&mut self, arg: &Argument) -> Result<usize> {
         let rank = arg.ty.rank();
-        if rank == 0 || rank > 4 {
+        if rank > MAX_RANK {
             return Err(self.graph_err(format!(
-                "value '{}' has rank {rank}; only tensors of rank 1 to 4 are supported",
+                "value '{}' has rank {rank}; only tensors of rank up to {MAX_RANK} are supported",
                 arg.name
             )));
         }
@@ -291,15 +316,27 @@ impl Builder<'_> {
         }
         let data = arg.value()?;
         let shape = data.shape().to_vec();
+        let ints = data
+            .dtype()
+            .is_int()
+            .then(|| data.clone().convert::<i64>().try_into_vec::<i64>().ok())
+            .flatten();
         self.constants.push(Constant {
             data: floats(data),
             shape,
+            ints,
+            param: None,
         });
         Some(Operand::Const(self.constants.len() - 1))
     }
 
     /// Adds a step whose data inputs are `inputs` (indices into the node's inputs).
     fn step(&mut self, node: &Node, op: Op, inputs: &[usize]) -> Result<()> {
+        self.step_to(node, op, inputs, 0)
+    }
+
+    /// Adds a step computing the node's output `out_index`.
+    fn step_to(&mut self, node: &Node, op: Op, inputs: &[usize], out_index: usize) -> Result<()> {
         let mut operands = Vec::new();
         for &i in inputs {
             let Some(arg) = node.inputs().get(i) else {
@@ -317,10 +354,9 @@ impl Builder<'_> {
                 }
             }
         }
-        let out = node
-            .outputs()
-            .first()
-            .ok_or_else(|| self.graph_err(format!("node {} has no output", node.name())))?;
+        let out = node.outputs().get(out_index).ok_or_else(|| {
+            self.graph_err(format!("node {} lacks output {out_index}", node.name()))
+        })?;
         let output = self.new_value(out)?;
         let in_channels = match operands.first() {
             Some(Operand::Value(v)) => self.channels.get(v).copied(),
@@ -334,8 +370,13 @@ impl Builder<'_> {
         if let Some(c) = out_channels {
             self.channels.insert(output, c);
         }
+        let name = if out_index == 0 {
+            node.name().to_string()
+        } else {
+            format!("{}#{out_index}", node.name())
+        };
         self.steps.push(Step {
-            name: node.name().to_string(),
+            name,
             op,
             inputs: operands,
             output,
@@ -434,10 +475,7 @@ impl Builder<'_> {
                     Some(w) if w.shape().len() == 2 => {
                         self.push_linear(node, w.convert::<f32>(), None)
                     }
-                    _ => {
-                        self.skip(node, "MatMul (without a constant 2-D weight)");
-                        Ok(())
-                    }
+                    _ => self.step(node, Op::MatMul, &[0, 1]),
                 }
             }
             Node::Relu(_) => self.step(node, Op::Relu, &[0]),
@@ -554,12 +592,15 @@ impl Builder<'_> {
                 match shape {
                     Some(shape) => {
                         self.check(&n.name, validate::reshape_dims(&shape))?;
+                        let shape = self.batch_agnostic(&n.name, node, shape);
                         self.step(node, Op::Reshape { shape }, &[0])
                     }
-                    None => {
-                        self.skip(node, "Reshape (shape computed at run time)");
-                        Ok(())
-                    }
+                    None => match &n.config.shape {
+                        onnx_ir::reshape::ReshapeInput::Runtime(r) => {
+                            self.step(node, Op::ReshapeDynamic, &[0, r.input_index])
+                        }
+                        onnx_ir::reshape::ReshapeInput::Static(_) => unreachable!(),
+                    },
                 }
             }
             Node::Transpose(n) => {
@@ -684,11 +725,273 @@ impl Builder<'_> {
                     }
                 }
             }
+            Node::Shape(n) => {
+                let op = Op::Shape {
+                    start: n.config.start,
+                    end: n.config.end,
+                };
+                self.step(node, op, &[0])
+            }
+            Node::Gather(n) => {
+                let rank = Self::input_rank(node, 0);
+                self.check(
+                    &n.name,
+                    validate::axis_below(n.config.axis, rank.max(1), rank),
+                )?;
+                self.step(
+                    node,
+                    Op::Gather {
+                        axis: n.config.axis,
+                    },
+                    &[0, 1],
+                )
+            }
+            Node::Cast(n) => {
+                let op = Op::Cast {
+                    to_int: n.config.to.is_int(),
+                };
+                self.step(node, op, &[0])
+            }
+            Node::Slice(n) => {
+                let rank = Self::input_rank(node, 0);
+                let get = |b: &Self, v: &onnx_ir::slice::SliceInput| match v {
+                    onnx_ir::slice::SliceInput::Static(v) => Some(v.clone()),
+                    onnx_ir::slice::SliceInput::Runtime(r) => b.static_input(node, r.input_index),
+                };
+                let c = &n.config;
+                let starts = get(self, &c.starts);
+                let ends = get(self, &c.ends);
+                let axes = match &c.axes {
+                    Some(a) => get(self, a),
+                    None => starts.as_ref().map(|s| (0..s.len() as i64).collect()),
+                };
+                let steps = match &c.steps {
+                    Some(a) => get(self, a),
+                    None => starts.as_ref().map(|s| vec![1; s.len()]),
+                };
+                match (starts, ends, axes, steps) {
+                    (Some(st), Some(en), Some(ax), Some(sp))
+                        if st.len() == en.len() && en.len() == ax.len() && ax.len() == sp.len() =>
+                    {
+                        let axes = self.check(&n.name, validate::axes(&ax, rank.max(1)))?;
+                        if sp.iter().any(|&s| s <= 0) {
+                            self.skip(node, "Slice (negative or zero step)");
+                            return Ok(());
+                        }
+                        let ranges = (0..axes.len())
+                            .map(|i| (axes[i], st[i], en[i], sp[i]))
+                            .collect();
+                        self.step(node, Op::Slice { ranges }, &[0])
+                    }
+                    _ => {
+                        let mut operands = vec![0];
+                        let mut push = |b: &mut Self, v: Option<&onnx_ir::slice::SliceInput>| {
+                            match v {
+                                Some(onnx_ir::slice::SliceInput::Runtime(r)) => {
+                                    operands.push(r.input_index);
+                                    Ok(())
+                                }
+                                Some(onnx_ir::slice::SliceInput::Static(v)) => {
+                                    // Lifted into the config: its input is still there.
+                                    match node.inputs().iter().position(|a| {
+                                        a.value().is_some_and(|d| {
+                                            d.clone().convert::<i64>().try_into_vec::<i64>().ok()
+                                                == Some(v.clone())
+                                        })
+                                    }) {
+                                        Some(i) => {
+                                            operands.push(i);
+                                            Ok(())
+                                        }
+                                        None => Err(b.graph_err(format!(
+                                            "node {}: Slice bounds not found among its inputs",
+                                            n.name
+                                        ))),
+                                    }
+                                }
+                                None => Ok(()),
+                            }
+                        };
+                        push(self, Some(&c.starts))?;
+                        push(self, Some(&c.ends))?;
+                        push(self, c.axes.as_ref())?;
+                        push(self, c.steps.as_ref())?;
+                        let op = Op::SliceDynamic {
+                            axes: c.axes.is_some(),
+                            steps: c.steps.is_some(),
+                        };
+                        self.step(node, op, &operands)
+                    }
+                }
+            }
+            Node::Split(n) => self.split(node, n),
+            Node::Expand(n) => match &n.config {
+                onnx_ir::expand::ExpandConfig::Static(s) => self.step(
+                    node,
+                    Op::Expand {
+                        shape: Some(s.clone()),
+                    },
+                    &[0],
+                ),
+                onnx_ir::expand::ExpandConfig::Runtime(r) => {
+                    let shape = self.static_input(node, r.input_index);
+                    match shape {
+                        Some(s) => self.step(node, Op::Expand { shape: Some(s) }, &[0]),
+                        None => self.step(node, Op::Expand { shape: None }, &[0, r.input_index]),
+                    }
+                }
+            },
+            Node::Erf(_) => self.step(node, Op::Erf, &[0]),
+            Node::Equal(_) => self.step(node, Op::Equal, &[0, 1]),
+            Node::Where(_) => self.step(node, Op::Where, &[0, 1, 2]),
+            Node::Mod(n) => self.step(
+                node,
+                Op::Mod {
+                    fmod: n.config.fmod,
+                },
+                &[0, 1],
+            ),
+            Node::ConstantOfShape(n) => {
+                let (value, int) = match &n.config.value {
+                    Some(v) => (
+                        floats(v.clone()).first().copied().unwrap_or(0.0) as f64,
+                        v.dtype().is_int(),
+                    ),
+                    None => (0.0, false),
+                };
+                use onnx_ir::constant_of_shape::ConstantOfShapeShape as S;
+                match &n.config.shape {
+                    S::Static(s) => {
+                        let op = Op::ConstantOfShape {
+                            shape: Some(s.clone()),
+                            value,
+                            int,
+                        };
+                        // No data input: the node's output depends on nothing at run time.
+                        self.step(node, op, &[])
+                    }
+                    S::Runtime(r) => {
+                        let op = Op::ConstantOfShape {
+                            shape: None,
+                            value,
+                            int,
+                        };
+                        self.step(node, op, &[r.input_index])
+                    }
+                }
+            }
+            Node::Sqrt(_) => self.step(node, Op::Sqrt, &[0]),
+            Node::Gelu(n) => {
+                let tanh = matches!(n.config.approximate, onnx_ir::gelu::GeluApproximate::Tanh);
+                self.step(node, Op::Gelu { tanh }, &[0])
+            }
+            Node::LayerNormalization(n) => {
+                let rank = Self::input_rank(node, 0) as i64;
+                let axis = n.config.axis;
+                if rank == 0 || axis < -rank || axis >= rank {
+                    return Err(self.graph_err(format!(
+                        "node {}: LayerNormalization axis {axis} is outside a rank-{rank} input",
+                        n.name
+                    )));
+                }
+                let axis = axis.rem_euclid(rank) as usize;
+                let scale = floats(self.weight(&n.name, &n.inputs, 1)?);
+                let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
+                if scale.is_empty() || bias.as_ref().is_some_and(|b| b.len() != scale.len()) {
+                    return Err(self.graph_err(format!(
+                        "node {}: LayerNormalization scale ({} values) and bias do not match",
+                        n.name,
+                        scale.len()
+                    )));
+                }
+                let epsilon = if n.config.epsilon > 0.0 {
+                    n.config.epsilon
+                } else {
+                    1e-5
+                };
+                self.layer_norms.push(LayerNormSpec {
+                    scale,
+                    bias,
+                    epsilon,
+                });
+                let op = Op::LayerNorm {
+                    index: self.layer_norms.len() - 1,
+                    axis,
+                    epsilon,
+                };
+                self.step(node, op, &[0])
+            }
             _ => {
                 self.skip(node, kind);
                 Ok(())
             }
         }
+    }
+
+    /// A Split becomes one Slice per output.
+    fn split(&mut self, node: &Node, n: &onnx_ir::split::SplitNode) -> Result<()> {
+        use onnx_ir::split::SplitSizesInput;
+        let c = &n.config;
+        let outputs = n.outputs.len();
+        let dim = n
+            .inputs
+            .first()
+            .and_then(|a| a.ty.static_shape())
+            .and_then(|s| s.get(c.axis).copied().flatten());
+        let sizes: Option<Vec<usize>> = match (&c.split_sizes, c.split_size) {
+            (Some(SplitSizesInput::Static(s)), _) => Some(s.clone()),
+            (Some(SplitSizesInput::Runtime(r)), _) => self
+                .static_input(node, r.input_index)
+                .map(|v| v.into_iter().map(|x| x.max(0) as usize).collect()),
+            (None, Some(size)) => dim.map(|d| {
+                (0..outputs)
+                    .map(|i| size.min(d.saturating_sub(i * size)))
+                    .collect()
+            }),
+            (None, None) => dim.map(|d| {
+                let size = d.div_ceil(outputs.max(1));
+                (0..outputs)
+                    .map(|i| size.min(d.saturating_sub(i * size)))
+                    .collect()
+            }),
+        };
+        let Some(sizes) = sizes.filter(|s| s.len() == outputs) else {
+            self.skip(node, "Split (sizes unknown at load)");
+            return Ok(());
+        };
+        let mut start = 0i64;
+        for (i, size) in sizes.into_iter().enumerate() {
+            let end = start + size as i64;
+            let op = Op::Slice {
+                ranges: vec![(c.axis, start, end, 1)],
+            };
+            self.step_to(node, op, &[0], i)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// A constant Reshape target whose leading dimension is the export batch (the graph was
+    /// exported without a dynamic batch) keeps the input's batch instead (`0`), so the graph
+    /// runs at any batch size.
+    fn batch_agnostic(&self, name: &str, node: &Node, mut shape: Vec<i64>) -> Vec<i64> {
+        let from_image = node
+            .inputs()
+            .first()
+            .is_some_and(|a| self.slots.contains_key(&a.name) && a.ty.rank() >= 2);
+        if let Some(batch) = self.export_batch
+            && from_image
+            && shape.len() >= 2
+            && shape[0] == batch as i64
+            && !shape[1..].contains(&0)
+        {
+            log::info!(
+                "{}: node {name}: Reshape target {shape:?} bakes the export batch {batch}; keeping the input's batch instead",
+                self.path.display()
+            );
+            shape[0] = 0;
+        }
+        shape
     }
 
     fn push_linear(

@@ -13,6 +13,9 @@ pub(crate) enum Member {
     Conv(usize),
     BatchNorm(usize),
     Linear(usize),
+    LayerNorm(usize),
+    /// A trained constant (`OnnxBackbone::params`).
+    Param(usize),
 }
 
 /// Named stages, input side first, each with the modules it owns.
@@ -32,10 +35,28 @@ pub(crate) fn split(graph: &Graph) -> Vec<(String, Vec<Member>)> {
         // Saturating: strides are capped at load, but a long chain of them may still exceed usize.
         let lvl = input_level.saturating_mul(step.op.stride(&graph.conv_strides));
         level[step.output] = lvl;
+        let params = step.inputs.iter().filter_map(|o| match o {
+            Operand::Const(c) => graph.constants[*c].param.map(Member::Param),
+            Operand::Value(_) => None,
+        });
+        let members: Vec<Member> = params.collect();
+        if !members.is_empty() {
+            match by_level.iter_mut().find(|(l, _)| *l == lvl) {
+                Some((_, m)) => {
+                    for x in members {
+                        if !m.contains(&x) {
+                            m.push(x);
+                        }
+                    }
+                }
+                None => by_level.push((lvl, members)),
+            }
+        }
         let member = match step.op {
             Op::Conv { index, .. } => Member::Conv(index),
             Op::BatchNorm { index } => Member::BatchNorm(index),
             Op::Linear { index } => Member::Linear(index),
+            Op::LayerNorm { index, .. } => Member::LayerNorm(index),
             _ => continue,
         };
         match by_level.iter_mut().find(|(l, _)| *l == lvl) {
