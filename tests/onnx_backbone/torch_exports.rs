@@ -263,7 +263,6 @@ fn shufflenet_torch_export_gradients_reach_every_parameter() {
 fn convnext_torch_exports_match_torch() {
     parity("convnext_ts", None, true);
     parity("convnext_ts_dyn", None, true);
-    parity("convnext_dynamo", None, true);
     parity("convnext_dynamo_dyn", None, true);
 }
 
@@ -304,23 +303,77 @@ fn vit_torch_exports_match_torch() {
     parity("vit_dynamo_dyn", None, true);
 }
 
+/// TorchScript's export of `nn.MultiheadAttention` builds Reshape targets whose length onnx-ir
+/// cannot derive (a Concat of Slices of a Shape with computed bounds): parsing fails, and the
+/// user gets a typed error naming the file, never a panic.
+#[test]
+fn vit_torchscript_export_is_a_typed_parse_error() {
+    for name in ["vit_ts", "vit_ts_dyn"] {
+        let Some(dir) = export_dir(name) else {
+            return;
+        };
+        let file = dir.join(format!("{name}.onnx"));
+        match OnnxBackbone::load(&file, &OnnxBackboneOptions::default(), &Device::flex()) {
+            Err(e @ grafter_onnx::OnnxError::Parse { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&name.to_string()) && msg.contains("Reshape"),
+                    "{msg}"
+                );
+                println!("{msg}");
+            }
+            other => panic!("expected a typed parse error, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
 #[test]
 fn vit_torch_export_gradients_reach_every_parameter() {
     gradients("vit_dynamo_dyn");
 }
 
-/// The dynamo exporter without a dynamic batch bakes the batch into the ViT's attention
-/// reshapes (batch × heads, not a leading axis) and its class-token Expand: no rewrite can
-/// make that batch-agnostic, so loading is a typed error telling the user to re-export.
+/// The dynamo exporter without a dynamic batch bakes the batch where no rewrite can undo it:
+/// into the ViT's attention reshapes (batch × heads, not a leading axis) and class-token
+/// Expand, and into ConvNeXt's head (an `as_strided` emulated by a Gather of constant
+/// indices, which silently keeps the export batch). Loading is a typed error telling the user
+/// to re-export with a dynamic batch.
 #[test]
-fn vit_static_batch_dynamo_export_is_a_typed_error_asking_for_a_dynamic_batch() {
-    let Some(dir) = export_dir("vit_dynamo") else {
+fn static_batch_dynamo_exports_that_bake_the_batch_are_typed_errors() {
+    static_batch_is_refused("vit_dynamo", vec![CutPoint::Full, CutPoint::Auto]);
+    static_batch_is_refused("convnext_dynamo", vec![CutPoint::Full]);
+}
+
+/// ConvNeXt's batch-baking head is cut off by the automatic cut: the trunk runs at any batch.
+#[test]
+fn convnext_static_batch_dynamo_export_trunk_matches_torch_at_other_batches() {
+    let name = "convnext_dynamo";
+    let Some(dir) = export_dir(name) else {
         return;
     };
     let _l = crate::lock();
     let device = Device::flex();
-    let file = dir.join("vit_dynamo.onnx");
-    for cut in [CutPoint::Full, CutPoint::Auto] {
+    let cut = OnnxBackbone::load(
+        dir.join(format!("{name}.onnx")),
+        &OnnxBackboneOptions::default(),
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (b, s) in cases(&dir) {
+        let (feats, fshape) = npy(&dir.join(format!("features_b{b}_s{s}.npy")));
+        let ours = cut.forward_features(input(&dir, b, s, &device));
+        assert_eq!(ours.dims().to_vec(), fshape);
+        check(name, &format!("features b{b} s{s}"), &host(ours), &feats);
+    }
+}
+
+fn static_batch_is_refused(name: &str, cuts: Vec<CutPoint>) {
+    let Some(dir) = export_dir(name) else {
+        return;
+    };
+    let _l = crate::lock();
+    let device = Device::flex();
+    let file = dir.join(format!("{name}.onnx"));
+    for cut in cuts {
         match OnnxBackbone::load(
             &file,
             &OnnxBackboneOptions::default().with_cut(cut),
@@ -360,4 +413,54 @@ fn zoo_resnet18_loads_every_torch_exporters_file() {
             check(name, &format!("zoo logits b{b} s{s}"), &host(ours), &logits);
         }
     }
+}
+
+/// A ViT's stages are its patch embedding (convolution, class token, position embedding),
+/// one stage per encoder block and the final norm; every trainable parameter is in exactly
+/// one stage (so freeze policies and layer-wise learning-rate decay cover the whole model).
+#[test]
+fn vit_stages_are_patch_embedding_blocks_and_final_norm() {
+    let Some(dir) = export_dir("vit_dynamo_dyn") else {
+        return;
+    };
+    let _l = crate::lock();
+    let device = Device::flex();
+    let b = OnnxBackbone::load(
+        dir.join("vit_dynamo_dyn.onnx"),
+        &OnnxBackboneOptions::default(),
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stages = b.stages();
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["patch_embed", "block0", "block1", "norm"]);
+    struct Ids(Vec<burn::module::ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    b.visit(&mut ids);
+    // conv weight + bias, class token, position embedding; per block 2 LayerNorms (2 each),
+    // 4 linears (weight; biases are trained constants), 4 biases; final norm 2
+    assert!(ids.0.len() >= 20, "{} parameters", ids.0.len());
+    for id in &ids.0 {
+        let owners = stages.iter().filter(|s| s.params.matches(id, None)).count();
+        assert_eq!(owners, 1, "parameter {id:?} is in {owners} stages");
+    }
+    let patch = &stages[0];
+    let in_patch = ids
+        .0
+        .iter()
+        .filter(|id| patch.params.matches(id, None))
+        .count();
+    println!(
+        "vit: {} parameters, {in_patch} in the patch embedding",
+        ids.0.len()
+    );
+    assert!(
+        in_patch >= 3,
+        "patch embedding: conv weight, class token, position embedding; found {in_patch}"
+    );
 }

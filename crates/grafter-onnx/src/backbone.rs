@@ -135,9 +135,15 @@ impl OnnxBackbone {
                 bad("no feature map feeding a pooling → classifier chain was found; name the cut point".into())
             })?,
         };
-        if !matches!(options.cut, CutPoint::Full) && ![2, 4].contains(&graph.value_ranks[cut]) {
+        // The automatic cut may also be a transformer's class token [N, C].
+        let fits = match options.cut {
+            CutPoint::Full => true,
+            CutPoint::Auto => [2, 4].contains(&graph.value_ranks[cut]),
+            _ => graph.value_ranks[cut] == 4,
+        };
+        if !fits {
             return Err(bad(format!(
-                "the cut point '{}' is neither a feature map [N, C, h, w] nor a feature vector [N, C]",
+                "the cut point '{}' is not a feature map [N, C, h, w]",
                 graph.value_names[cut]
             )));
         }
@@ -223,19 +229,22 @@ impl OnnxBackbone {
             }),
         };
         // The channel count of the cut: one tiny forward pass (shapes are not always static),
-        // at batch 1 and the graph's own input size where it is static.
+        // at the graph's own input size where it is static.
         let [h, w] = backbone.meta.preprocess.input_size;
         let static_dim = |i: usize| input_shape.get(i).copied().flatten();
         let (h, w) = (
             static_dim(2).unwrap_or(h.max(32)),
             static_dim(3).unwrap_or(w.max(32)),
         );
-        let probe = Tensor::<4>::zeros([1, 3, h, w], device);
+        // A graph exported with a fixed batch is probed at another batch, so that a shape
+        // baked with the export batch (and not rewritten) fails here, not in training.
+        let batch = static_dim(0).map_or(1, |b| b + 1);
+        let probe = Tensor::<4>::zeros([batch, 3, h, w], device);
         let batch_hint = match static_dim(0) {
-            Some(b) if b != 1 => format!(
+            Some(b) => format!(
                 " (the graph was exported with a fixed batch of {b}: re-export with a dynamic batch)"
             ),
-            _ => String::new(),
+            None => String::new(),
         };
         // Load-time checks refuse every malformed attribute they know of; a shape that only
         // fails when run (a Reshape baking another batch size) must still not crash the
@@ -243,11 +252,17 @@ impl OnnxBackbone {
         let out = catch_unwind(AssertUnwindSafe(|| backbone.forward_value(probe))).map_err(
             |payload| {
                 bad(format!(
-                    "the probe forward pass (batch 1, {h}×{w}) failed: {}{batch_hint}",
+                    "the probe forward pass (batch {batch}, {h}×{w}) failed: {}{batch_hint}",
                     panic_text(payload.as_ref())
                 ))
             },
         )?;
+        if out.shape().first() != Some(&batch) {
+            return Err(bad(format!(
+                "the probe forward pass at batch {batch} gave an output of shape {:?}: the graph computes a fixed batch{batch_hint}",
+                out.shape()
+            )));
+        }
         channels_of_cut.get_or_insert(out.shape().get(1).copied().unwrap_or(1));
         Arc::make_mut(&mut backbone.meta).feature_channels = channels_of_cut.unwrap_or(1);
         let meta = &backbone.meta;

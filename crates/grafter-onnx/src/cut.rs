@@ -62,10 +62,22 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
         while let Some(step) = graph.producer(probe)
             && matches!(
                 step.op,
-                Op::Transpose { .. } | Op::LayerNorm { .. } | Op::Identity
+                Op::Transpose { .. }
+                    | Op::LayerNorm { .. }
+                    | Op::Identity
+                    | Op::Reshape { .. }
+                    | Op::ReshapeDynamic
+                    | Op::Flatten { .. }
+                    | Op::Squeeze { .. }
+                    | Op::Unsqueeze { .. }
+                    | Op::Gather { .. }
             )
         {
-            probe = single_input(step)?;
+            // the data input (a Reshape's or Gather's others compute shapes or indices)
+            let Some(Operand::Value(v)) = step.inputs.first() else {
+                break;
+            };
+            probe = *v;
         }
         match graph.producer(probe) {
             Some(step)

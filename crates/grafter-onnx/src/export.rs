@@ -362,6 +362,7 @@ impl OnnxBackboneExport for OnnxBackbone {
                 | Op::Slice { .. }
                 | Op::ConstantOfShape { .. }
                 | Op::Equal
+                | Op::Range
                 | Op::Where
                 | Op::Mod { .. }
                 | Op::SliceDynamic { .. }

@@ -104,6 +104,7 @@ pub(crate) enum Op {
         axes: Vec<usize>,
         keepdims: bool,
     },
+    /// Removes `axes` (every axis of size 1 when empty: ONNX's Squeeze without axes).
     Squeeze {
         axes: Vec<usize>,
     },
@@ -141,6 +142,8 @@ pub(crate) enum Op {
         value: f64,
         int: bool,
     },
+    /// `start, start + delta, …` below `limit` (inputs 0, 1, 2), integers.
+    Range,
     /// Element-wise equality, 1 where equal, 0 elsewhere.
     Equal,
     /// `cond ? a : b` element-wise (inputs cond, a, b).
@@ -237,16 +240,17 @@ impl Graph {
     }
 
     /// Float constants of more than one element that an `Add`, `Mul` or `Concat` combines
-    /// with an activation: the biases of MatMul layers, ConvNeXt's layer scale, a ViT's class
+    /// with an activation, or that an `Expand` broadcasts: the biases of MatMul layers, ConvNeXt's layer scale, a ViT's class
     /// token and position embedding. A PyTorch fine-tune trains them, so they become
     /// parameters; returns the indices of those constants, in step order.
     pub fn trainable_constants(&self) -> Vec<usize> {
         let mut out = Vec::new();
         for step in &self.steps {
-            if !matches!(step.op, Op::Add | Op::Mul | Op::Concat { .. }) {
-                continue;
-            }
-            if !step.inputs.iter().any(|o| matches!(o, Operand::Value(_))) {
+            let combines = matches!(step.op, Op::Add | Op::Mul | Op::Concat { .. })
+                && step.inputs.iter().any(|o| matches!(o, Operand::Value(_)));
+            // a class token broadcast to the batch before its Concat
+            let expands = matches!(step.op, Op::Expand { .. });
+            if !(combines || expands) {
                 continue;
             }
             for o in &step.inputs {

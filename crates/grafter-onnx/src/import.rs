@@ -335,8 +335,31 @@ impl Builder<'_> {
         self.step_to(node, op, inputs, 0)
     }
 
+    /// An integer constant operand made at load (a bound lifted into a node's config).
+    fn int_operand(&mut self, v: i64) -> Operand {
+        self.constants.push(Constant {
+            data: vec![v as f32],
+            shape: vec![],
+            ints: Some(vec![v]),
+            param: None,
+        });
+        Operand::Const(self.constants.len() - 1)
+    }
+
     /// Adds a step computing the node's output `out_index`.
     fn step_to(&mut self, node: &Node, op: Op, inputs: &[usize], out_index: usize) -> Result<()> {
+        self.step_operands(node, op, inputs, Vec::new(), out_index)
+    }
+
+    /// Adds a step whose operands are the node's inputs `inputs`, then `extra`.
+    fn step_operands(
+        &mut self,
+        node: &Node,
+        op: Op,
+        inputs: &[usize],
+        extra: Vec<Operand>,
+        out_index: usize,
+    ) -> Result<()> {
         let mut operands = Vec::new();
         for &i in inputs {
             let Some(arg) = node.inputs().get(i) else {
@@ -354,6 +377,7 @@ impl Builder<'_> {
                 }
             }
         }
+        operands.extend(extra);
         let out = node.outputs().get(out_index).ok_or_else(|| {
             self.graph_err(format!("node {} lacks output {out_index}", node.name()))
         })?;
@@ -700,8 +724,11 @@ impl Builder<'_> {
                         let axes = self.check(&n.name, validate::axes(&a, rank))?;
                         self.step(node, Op::Squeeze { axes }, &[0])
                     }
+                    None if n.config.axes.is_none() => {
+                        self.step(node, Op::Squeeze { axes: Vec::new() }, &[0])
+                    }
                     None => {
-                        self.skip(node, "Squeeze (without static axes)");
+                        self.skip(node, "Squeeze (axes computed at run time)");
                         Ok(())
                     }
                 }
@@ -843,6 +870,32 @@ impl Builder<'_> {
             },
             Node::Erf(_) => self.step(node, Op::Erf, &[0]),
             Node::Equal(_) => self.step(node, Op::Equal, &[0, 1]),
+            Node::Range(n) => {
+                use onnx_ir::range::RangeInput;
+                let mut operands = Vec::new();
+                for r in [&n.config.start, &n.config.limit, &n.config.delta] {
+                    match r {
+                        RangeInput::Static(v) => operands.push(self.int_operand(*v)),
+                        RangeInput::Runtime(r) => {
+                            let operand = n.inputs.get(r.input_index).and_then(|a| self.operand(a));
+                            match operand {
+                                Some(o) => operands.push(o),
+                                None => {
+                                    return Err(self.graph_err(format!(
+                                        "node {}: a Range bound is neither computed nor constant",
+                                        n.name
+                                    )));
+                                }
+                            }
+                        }
+                        RangeInput::StaticFloat(_) => {
+                            self.skip(node, "Range (floating point)");
+                            return Ok(());
+                        }
+                    }
+                }
+                self.step_operands(node, Op::Range, &[], operands, 0)
+            }
             Node::Where(_) => self.step(node, Op::Where, &[0, 1, 2]),
             Node::Mod(n) => self.step(
                 node,

@@ -289,6 +289,37 @@ fn apply(op: &Op, m: &Modules, mut args: Vec<Slot>, device: &Device) -> Slot {
             ))
         };
     }
+    if let Op::Range = op {
+        let scalar = |s: Slot| match s {
+            Slot::Ints(i) => i.data.first().copied().unwrap_or(0),
+            Slot::Tensor(v) => host_ints(v).data.first().copied().unwrap_or(0),
+        };
+        let mut it = args.into_iter().map(scalar);
+        let (start, limit, delta) = (
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(1),
+        );
+        let count = if delta == 0 {
+            0.0
+        } else {
+            ((limit - start) as f64 / delta as f64).ceil().max(0.0)
+        };
+        assert!(
+            count <= (1u64 << 24) as f64,
+            "Range of {count} values is too long"
+        );
+        let mut data = Vec::new();
+        let mut v = start;
+        while delta != 0 && ((delta > 0 && v < limit) || (delta < 0 && v > limit)) {
+            data.push(v);
+            v += delta;
+        }
+        return Slot::Ints(Ints {
+            shape: vec![data.len()],
+            data,
+        });
+    }
     let first = args.remove(0);
     // Ops meaningful on shape arithmetic first.
     match op {
@@ -448,6 +479,13 @@ fn apply(op: &Op, m: &Modules, mut args: Vec<Slot>, device: &Device) -> Slot {
             _ => {}
         }
     }
+    if let Op::Gather { axis } = op {
+        let indices = match args.pop().expect("Gather has indices") {
+            Slot::Ints(i) => i,
+            Slot::Tensor(v) => host_ints(v),
+        };
+        return Slot::Tensor(gather(first.tensor(device), *axis, indices));
+    }
     let x = first.tensor(device);
     let mut rest = args.into_iter().map(|a| a.tensor(device));
     Slot::Tensor(apply_tensor(op, m, x, &mut rest))
@@ -552,6 +590,7 @@ fn apply_tensor(op: &Op, m: &Modules, x: Value, rest: &mut dyn Iterator<Item = V
         | Op::Cast { .. }
         | Op::ConstantOfShape { .. }
         | Op::Equal
+        | Op::Range
         | Op::Where
         | Op::Mod { .. } => {
             unreachable!("handled by apply")
@@ -642,7 +681,13 @@ fn apply_tensor(op: &Op, m: &Modules, x: Value, rest: &mut dyn Iterator<Item = V
             let out: Vec<usize> = s
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
+                .filter(|&(i, &d)| {
+                    if axes.is_empty() {
+                        d != 1
+                    } else {
+                        !axes.contains(&i)
+                    }
+                })
                 .map(|(_, &d)| d)
                 .collect();
             Value::with_shape(x.tensor, &out)
@@ -662,26 +707,7 @@ fn apply_tensor(op: &Op, m: &Modules, x: Value, rest: &mut dyn Iterator<Item = V
                 .collect();
             Value::with_shape(x.tensor, &out)
         }
-        Op::Gather { axis } => {
-            let idx = host_ints(rest.next().expect("Gather has indices"));
-            let s = x.shape();
-            let dim = R - x.rank + axis;
-            let len = s[*axis];
-            let picks: Vec<i64> = idx
-                .data
-                .iter()
-                .map(|&i| clamp_index(i, len).min(len.saturating_sub(1)) as i64)
-                .collect();
-            let indices = Tensor::<1, burn::tensor::Int>::from_data(
-                TensorData::new(picks.clone(), [picks.len()]),
-                &x.tensor.device(),
-            );
-            let picked = x.tensor.select(dim, indices);
-            let mut out: Vec<usize> = s[..*axis].to_vec();
-            out.extend(&idx.shape);
-            out.extend(&s[axis + 1..]);
-            Value::with_shape(picked, &out)
-        }
+        Op::Gather { .. } => unreachable!("handled by apply"),
         Op::Slice { .. } | Op::SliceDynamic { .. } => {
             let ranges = match op {
                 Op::Slice { ranges } => ranges.clone(),
@@ -756,6 +782,27 @@ fn dynamic_ranges(
             (a, starts[i], ends[i], steps[i])
         })
         .collect()
+}
+
+/// `Gather` of `indices` (a scalar drops the axis) along `axis`.
+fn gather(x: Value, axis: usize, idx: Ints) -> Value {
+    let s = x.shape();
+    let dim = R - x.rank + axis;
+    let len = s[axis];
+    let picks: Vec<i64> = idx
+        .data
+        .iter()
+        .map(|&i| clamp_index(i, len).min(len.saturating_sub(1)) as i64)
+        .collect();
+    let indices = Tensor::<1, burn::tensor::Int>::from_data(
+        TensorData::new(picks.clone(), [picks.len()]),
+        &x.tensor.device(),
+    );
+    let picked = x.tensor.select(dim, indices);
+    let mut out: Vec<usize> = s[..axis].to_vec();
+    out.extend(&idx.shape);
+    out.extend(&s[axis + 1..]);
+    Value::with_shape(picked, &out)
 }
 
 /// ONNX Reshape semantics: 0 copies the input's dimension, -1 is inferred.
