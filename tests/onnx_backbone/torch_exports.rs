@@ -464,3 +464,59 @@ fn vit_stages_are_patch_embedding_blocks_and_final_norm() {
         "patch embedding: conv weight, class token, position embedding; found {in_patch}"
     );
 }
+
+/// A short fine-tune of the ViT with its patch embedding and first block frozen: those stay
+/// bit-identical, every other backbone tensor (LayerNorms, linears, MatMul biases) moves.
+#[test]
+fn vit_fine_tune_trains_unfrozen_blocks_and_keeps_frozen_ones_bit_identical() {
+    use grafter::LinearHeadConfig;
+    use grafter::prelude::*;
+    let Some(dir) = export_dir("vit_dynamo_dyn") else {
+        return;
+    };
+    let _l = crate::lock();
+    let device = Device::flex();
+    let backbone = OnnxBackbone::load(
+        dir.join("vit_dynamo_dyn.onnx"),
+        &OnnxBackboneOptions::default()
+            .with_preprocess(Preprocess::imagenet().with_input_size(64, 64)),
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let frozen_stages = backbone.stages()[..2].to_vec();
+    device.seed(5);
+    let head = LinearHeadConfig::new(backbone.feature_channels(), crate::train::CLASSES)
+        .try_init(&device)
+        .unwrap();
+    let model = Classifier::new(backbone, head).unwrap();
+    struct Ids(Vec<burn::module::ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.backbone.visit(&mut ids);
+    let before = crate::params::params(&model.backbone);
+    let outcome = FineTune::new(crate::train::config(1), FreezeFirst(2))
+        .fit(
+            model,
+            &crate::train::dataset(6, 1),
+            &crate::train::dataset(3, 2),
+            &device,
+        )
+        .unwrap();
+    let after = crate::params::params(&outcome.model.backbone);
+    let (mut frozen, mut moved) = (0, 0);
+    for (((name, a), (_, b)), id) in before.iter().zip(&after).zip(&ids.0) {
+        if frozen_stages.iter().any(|s| s.params.matches(id, None)) {
+            assert!(a == b, "frozen {name} changed");
+            frozen += 1;
+        } else {
+            assert!(a != b, "trainable {name} did not change");
+            moved += 1;
+        }
+    }
+    println!("vit fine-tune: {frozen} frozen tensors unchanged, {moved} trained tensors moved");
+    assert!(frozen >= 5 && moved >= 10, "frozen {frozen}, moved {moved}");
+}

@@ -80,6 +80,9 @@ pub(crate) struct Ints {
 
 /// A value slot's content at run time.
 #[derive(Clone, Debug)]
+// Tensors are the hot path: boxing them would allocate at every step to save a few bytes in
+// the rare shape-arithmetic slots.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Slot {
     Tensor(Value),
     Ints(Ints),

@@ -76,7 +76,7 @@ fn split_transformer(graph: &Graph) -> Option<Vec<(String, Vec<Member>)>> {
     let mut stages = vec![("patch_embed".to_string(), it.next().unwrap_or_default())];
     let subs: Vec<Vec<Member>> = it.collect();
     // attention + MLP per block when the sub-blocks pair up, else one stage each
-    let per_block = if subs.len() % 2 == 0 { 2 } else { 1 };
+    let per_block = if subs.len().is_multiple_of(2) { 2 } else { 1 };
     for (i, chunk) in subs.chunks(per_block).enumerate() {
         stages.push((format!("block{i}"), chunk.concat()));
     }
