@@ -520,3 +520,45 @@ fn vit_fine_tune_trains_unfrozen_blocks_and_keeps_frozen_ones_bit_identical() {
     println!("vit fine-tune: {frozen} frozen tensors unchanged, {moved} trained tensors moved");
     assert!(frozen >= 5 && moved >= 10, "frozen {frozen}, moved {moved}");
 }
+
+/// A classifier on the automatically cut backbone of a torch export is written back to ONNX
+/// (LayerNormalization, Erf, trained constants, SiLU/HardSwish gates, ReduceMean pooling) and
+/// onnxruntime's logits match Burn's.
+#[test]
+fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
+    use grafter::prelude::*;
+    use grafter::LinearHeadConfig;
+    for name in [
+        "convnext_ts",
+        "efficientnet_b0_dynamo_dyn",
+        "mobilenet_v3_large_ts",
+        "regnet_y_400mf_dynamo",
+        "resnet18_dynamo",
+    ] {
+        let Some(dir) = export_dir(name) else {
+            return;
+        };
+        let _l = crate::lock();
+        let device = Device::flex();
+        let backbone = OnnxBackbone::load(
+            dir.join(format!("{name}.onnx")),
+            &OnnxBackboneOptions::default(),
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        device.seed(6);
+        let head = LinearHeadConfig::new(backbone.feature_channels(), 5)
+            .try_init(&device)
+            .unwrap();
+        let model = Classifier::new(backbone, head).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let onnx = tmp.path().join(format!("{name}_export.onnx"));
+        grafter_onnx::export_classifier(&model, &onnx).unwrap_or_else(|e| panic!("{e}"));
+        drop(_l);
+        let Some(err) = crate::export::ort_round_trip(&model, &onnx, 64) else {
+            return;
+        };
+        println!("PARITY {name} onnx-export logits max rel err {err:.3e}");
+        assert!(err <= 1e-4, "{name} export round trip: max rel err {err:e}");
+    }
+}
