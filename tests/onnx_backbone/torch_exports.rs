@@ -522,14 +522,16 @@ fn vit_fine_tune_trains_unfrozen_blocks_and_keeps_frozen_ones_bit_identical() {
 }
 
 /// A classifier on the automatically cut backbone of a torch export is written back to ONNX
-/// (LayerNormalization, Erf, trained constants, SiLU/HardSwish gates, ReduceMean pooling) and
-/// onnxruntime's logits match Burn's.
+/// (LayerNormalization, Erf, Gelu, trained constants, SiLU/HardSwish gates, ReduceMean
+/// pooling, ShuffleNet's shape arithmetic) and onnxruntime's logits match Burn's.
 #[test]
 fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
-    use grafter::prelude::*;
     use grafter::LinearHeadConfig;
+    use grafter::prelude::*;
     for name in [
         "convnext_ts",
+        "convnext_dynamo_dyn",
+        "shufflenet_v2_x1_0_ts_dyn",
         "efficientnet_b0_dynamo_dyn",
         "mobilenet_v3_large_ts",
         "regnet_y_400mf_dynamo",

@@ -136,12 +136,13 @@ impl OnnxBackboneExport for OnnxBackbone {
                 Operand::Value(v) => names[*v].clone(),
                 Operand::Const(c) => {
                     let c = &graph.constants[*c];
-                    match c.param {
-                        Some(p) => {
+                    match (c.param, &c.ints) {
+                        (Some(p), _) => {
                             let (_, v) = host(&b.params[p]);
                             e.floats("param", &c.shape, &v)
                         }
-                        None => e.floats("const", &c.shape, &c.data),
+                        (None, Some(ints)) => e.ints_shaped("const", &c.shape, ints),
+                        (None, None) => e.floats("const", &c.shape, &c.data),
                     }
                 }
             }
@@ -324,9 +325,14 @@ impl OnnxBackboneExport for OnnxBackbone {
                     } else {
                         "Unsqueeze"
                     };
-                    let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
-                    let aname = e.ints("axes", &a);
-                    e.node(op, &[x, &aname], out, vec![]);
+                    if axes.is_empty() {
+                        // every axis of size 1
+                        e.node(op, &[x], out, vec![]);
+                    } else {
+                        let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
+                        let aname = e.ints("axes", &a);
+                        e.node(op, &[x, &aname], out, vec![]);
+                    }
                 }
                 Op::Erf => e.node("Erf", &[x], out, vec![]),
                 Op::Sqrt => e.node("Sqrt", &[x], out, vec![]),
@@ -354,23 +360,13 @@ impl OnnxBackboneExport for OnnxBackbone {
                         ],
                     );
                 }
-                Op::Gelu { .. }
-                | Op::Expand { .. }
-                | Op::Shape { .. }
-                | Op::Gather { .. }
-                | Op::Cast { .. }
-                | Op::Slice { .. }
-                | Op::ConstantOfShape { .. }
-                | Op::Equal
-                | Op::Range
-                | Op::Where
-                | Op::Mod { .. }
-                | Op::SliceDynamic { .. }
-                | Op::ReshapeDynamic => {
-                    return Err(ExportError::new(format!(
-                        "node {}: exporting {:?} back to ONNX is not supported yet",
-                        step.name, step.op
-                    )));
+                op => {
+                    if !crate::export_shape::emit(e, op, &ins, out)? {
+                        return Err(ExportError::new(format!(
+                            "node {}: exporting {op:?} back to ONNX is not supported",
+                            step.name
+                        )));
+                    }
                 }
             }
         }

@@ -42,6 +42,7 @@ mod cut;
 mod emitter;
 mod error;
 mod export;
+mod export_shape;
 mod graph;
 mod import;
 mod interpret;
