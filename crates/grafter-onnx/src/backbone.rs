@@ -232,9 +232,12 @@ impl OnnxBackbone {
         // at the graph's own input size where it is static.
         let [h, w] = backbone.meta.preprocess.input_size;
         let static_dim = |i: usize| input_shape.get(i).copied().flatten();
+        // A channels-last input `[N, H, W, 3]` (its transpose absorbed) has its size in axes 1, 2.
+        let channels_last = static_dim(3) == Some(3) && static_dim(1) != Some(3);
+        let (ah, aw) = if channels_last { (1, 2) } else { (2, 3) };
         let (h, w) = (
-            static_dim(2).unwrap_or(h.max(32)),
-            static_dim(3).unwrap_or(w.max(32)),
+            static_dim(ah).unwrap_or(h.max(32)),
+            static_dim(aw).unwrap_or(w.max(32)),
         );
         // A graph exported with a fixed batch is probed at another batch, so that a shape
         // baked with the export batch (and not rewritten) fails here, not in training.

@@ -5,6 +5,7 @@
 //! axes (global or plain average pooling, a mean over the spatial axes). When no fully
 //! connected layer was met, the classifier may be a 1×1 convolution before the pooling
 //! (SqueezeNet): it and its activation go too. What remains is the feature map. A
+//! channels-last graph's transpose before its flatten goes with the head. A
 //! transformer's head starts from its class token (`Gather` of token 0 of `[N, T, C]`): the
 //! cut is that `[N, C]` vector.
 
@@ -42,6 +43,7 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
                 | Op::BatchNorm { .. }
                 | Op::Flatten { .. }
                 | Op::Reshape { .. }
+                | Op::ReshapeDynamic
                 | Op::Squeeze { .. }
                 | Op::Unsqueeze { .. }
                 | Op::ReduceMean { .. }
@@ -53,6 +55,20 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
             return None;
         }
         passed_linear |= matches!(step.op, Op::Linear { .. });
+        cur = match step.op {
+            // the data input; the other computes the target shape
+            Op::ReshapeDynamic => match step.inputs.first() {
+                Some(Operand::Value(v)) => *v,
+                _ => return None,
+            },
+            _ => single_input(step)?,
+        };
+    }
+    // A channels-last export (Keras via tf2onnx) flattens in NHWC order: the transpose to
+    // channels-last before the flatten belongs to the head.
+    if let Some(step) = graph.producer(cur)
+        && matches!(&step.op, Op::Transpose { perm } if perm == &[0, 2, 3, 1])
+    {
         cur = single_input(step)?;
     }
     // 2. the pooling that removed the spatial axes, behind the head's own normalisation
