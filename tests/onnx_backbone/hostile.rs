@@ -421,3 +421,20 @@ fn a_reshape_baking_the_static_export_batch_runs_at_other_batches() {
         assert_eq!(b.forward_value(x).shape(), vec![batch, 192]);
     }
 }
+
+/// A ConstantOfShape whose (static) target has 2^24 · 192 elements: refused in the load probe
+/// as a typed error before anything of that size is allocated.
+#[test]
+fn a_huge_computed_shape_is_refused_before_allocating() {
+    refused(
+        "huge_constant_of_shape",
+        17,
+        vec![
+            node("ConstantOfShape", &["shape"], "c", vec![]),
+            node("Add", &["input", "c"], "out", vec![]),
+        ],
+        vec![ints("shape", &[1 << 24, 3, 8, 8])],
+        4,
+        "too many elements",
+    );
+}

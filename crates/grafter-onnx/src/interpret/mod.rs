@@ -28,6 +28,20 @@ mod tensor_ops;
 use ints::{apply_ints, clamp_index, host_ints, int_binary, int_div};
 use tensor_ops::{apply_tensor, dynamic_ranges, gather};
 
+/// The most elements a tensor made from a shape computed by the graph may have (1 GiB of
+/// `f32`): a hostile ConstantOfShape or Expand target fails (in the load probe, as a typed
+/// error) instead of exhausting memory.
+const MAX_ELEMENTS: usize = 1 << 28;
+
+/// The element count of `shape`, panicking (caught by the load probe) above [`MAX_ELEMENTS`].
+pub(super) fn checked_elements(shape: &[usize]) -> usize {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS);
+    n.unwrap_or_else(|| panic!("a computed shape {shape:?} has too many elements"))
+}
+
 /// The storage rank of every tensor value.
 const R: usize = MAX_RANK;
 
@@ -249,7 +263,7 @@ fn apply(op: &Op, m: &Modules, mut args: Vec<Slot>, device: &Device) -> Slot {
                 .collect(),
             (None, None) => panic!("ConstantOfShape without a shape"),
         };
-        let n: usize = shape.iter().product();
+        let n = checked_elements(&shape);
         return if *int && shape.len() <= 1 {
             Slot::Ints(Ints {
                 data: vec![*value as i64; n],

@@ -153,7 +153,10 @@ pub(super) fn apply_tensor(
                 })
                 .collect();
             Value {
-                tensor: x.tensor.expand(padded(&out)),
+                tensor: {
+                    checked_elements(&out);
+                    x.tensor.expand(padded(&out))
+                },
                 rank,
             }
         }
