@@ -390,3 +390,51 @@ fn a_graph_that_fails_in_the_probe_is_a_typed_error() {
         "probe",
     );
 }
+
+/// A graph exported with a fixed batch of 2 whose Reshape target starts with that batch
+/// (`torch.onnx.export(dynamo=True)` without dynamic shapes flattens so): the target is
+/// rewritten to keep the input's batch, so the graph runs at any batch.
+#[test]
+fn a_reshape_baking_the_static_export_batch_runs_at_other_batches() {
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    m.opset_import.push(Default::default());
+    m.opset_import[0].version = 17;
+    let g = m.graph.mut_or_insert_default();
+    g.name = "static_batch".into();
+    g.input.push(value("input", &[Ok(2), Ok(3), Ok(8), Ok(8)]));
+    g.output.push(value("out", &[Ok(2), Ok(192)]));
+    g.node = vec![
+        node("Relu", &["input"], "r", vec![]),
+        node("Reshape", &["r", "shape"], "out", vec![]),
+    ];
+    g.initializer = vec![ints("shape", &[2, 192])];
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("static_batch.onnx");
+    std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
+    let _l = crate::lock();
+    let device = Device::flex();
+    let options = OnnxBackboneOptions::default().with_cut(CutPoint::Full);
+    let b = OnnxBackbone::load(&path, &options, &device).unwrap_or_else(|e| panic!("{e}"));
+    for batch in [1, 3] {
+        let x = burn::tensor::Tensor::<4>::ones([batch, 3, 8, 8], &device);
+        assert_eq!(b.forward_value(x).shape(), vec![batch, 192]);
+    }
+}
+
+/// A ConstantOfShape whose (static) target has 2^24 · 192 elements: refused in the load probe
+/// as a typed error before anything of that size is allocated.
+#[test]
+fn a_huge_computed_shape_is_refused_before_allocating() {
+    refused(
+        "huge_constant_of_shape",
+        17,
+        vec![
+            node("ConstantOfShape", &["shape"], "c", vec![]),
+            node("Add", &["input", "c"], "out", vec![]),
+        ],
+        vec![ints("shape", &[1 << 24, 3, 8, 8])],
+        4,
+        "too many elements",
+    );
+}

@@ -17,6 +17,7 @@ mod export_zoo;
 mod hostile;
 mod ops;
 mod parity;
+mod torch_exports;
 mod train;
 
 use std::path::PathBuf;

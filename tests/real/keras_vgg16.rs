@@ -33,8 +33,8 @@ fn keras_vgg16_conv_base_matches_onnxruntime() {
 }
 
 /// The same real file through the generic ONNX path: the channels-last input transpose is
-/// absorbed, and with the cut named at Keras' last pooling its head (shape arithmetic the
-/// importer does not run) is never imported. Features equal onnxruntime's.
+/// absorbed; with the cut named at Keras' last pooling, and with the automatic cut (past the
+/// head's run-time-shaped flatten), features equal onnxruntime's.
 #[test]
 fn keras_vgg16_as_onnx_backbone_matches_onnxruntime() {
     let _rng = crate::real_data::rng_lock();
@@ -58,12 +58,19 @@ fn keras_vgg16_as_onnx_backbone_matches_onnxruntime() {
     println!("PARITY keras-vgg16 (real weights) OnnxBackbone features max rel err {err:.3e}");
     assert!(err <= 1e-4, "max rel err {err:e}");
 
-    // Without a named cut the unsupported head is reported, op by op, not half-built.
-    let err = OnnxBackbone::load(
+    // The automatic cut gets past Keras' head (its flatten computes its shape at run time,
+    // in NHWC order) to the same last pooling.
+    let auto = OnnxBackbone::load(
         dir.join("vgg16_keras.onnx"),
-        &OnnxBackboneOptions::default(),
+        &OnnxBackboneOptions::default().with_preprocess(Preprocess::caffe()),
         &device,
     )
-    .unwrap_err();
-    assert!(err.to_string().contains("Shape"), "{err}");
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auto.feature_channels(), 512);
+    assert_eq!(auto.stages().len(), 5);
+    assert!(auto.dropped_classifier().params > 0);
+    let auto_features = host(auto.forward_features(r.tensor4("input_nchw", &device)));
+    let err = max_rel_err(&auto_features, &r.host("features").0);
+    println!("PARITY keras-vgg16 (real weights) automatic cut features max rel err {err:.3e}");
+    assert!(err <= 1e-4, "automatic cut: max rel err {err:e}");
 }

@@ -4,15 +4,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use burn::module::{Module, Param, ParamGroup, RunningState};
+use burn::module::{Module, Param, ParamGroup, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::tensor::{Device, Tensor, TensorData};
 use grafter_core::{Backbone, Preprocess, Stage};
 
 use crate::cut::auto_cut;
 use crate::graph::{Graph, Op};
-use crate::import::{BnSpec, ConvSpec, Imported, LinearSpec, import};
+use crate::import::{BnSpec, ConvSpec, Imported, LayerNormSpec, LinearSpec, import};
 use crate::interpret::{Modules, Value, run};
 use crate::parse::{CutName, parse};
 use crate::stages::{Member, split};
@@ -47,8 +49,14 @@ pub struct OnnxBackbone {
     pub convs: Vec<Conv2d>,
     /// BatchNorms, in graph order.
     pub bns: Vec<BatchNorm>,
-    /// Fully connected layers kept before the cut (rare in a backbone), in graph order.
+    /// Fully connected layers kept before the cut (a transformer's or ConvNeXt's MLPs), in
+    /// graph order.
     pub linears: Vec<Linear>,
+    /// LayerNormalizations, in graph order.
+    pub layer_norms: Vec<LayerNorm>,
+    /// Constant tensors trained like weights (flattened; shapes in the graph): MatMul biases,
+    /// layer scales, class tokens, position embeddings.
+    pub params: Vec<Param<Tensor<1>>>,
     #[module(skip)]
     pub(crate) meta: Arc<Meta>,
 }
@@ -108,7 +116,9 @@ impl OnnxBackbone {
             convs,
             bns,
             linears,
+            layer_norms,
             outputs,
+            input_shape,
         } = imported;
         let bad = |reason: String| OnnxError::Graph {
             path: path.to_path_buf(),
@@ -125,7 +135,13 @@ impl OnnxBackbone {
                 bad("no feature map feeding a pooling → classifier chain was found; name the cut point".into())
             })?,
         };
-        if !matches!(options.cut, CutPoint::Full) && graph.value_ranks[cut] != 4 {
+        // The automatic cut may also be a transformer's class token [N, C].
+        let fits = match options.cut {
+            CutPoint::Full => true,
+            CutPoint::Auto => [2, 4].contains(&graph.value_ranks[cut]),
+            _ => graph.value_ranks[cut] == 4,
+        };
+        if !fits {
             return Err(bad(format!(
                 "the cut point '{}' is not a feature map [N, C, h, w]",
                 graph.value_names[cut]
@@ -151,11 +167,16 @@ impl OnnxBackbone {
                     linears[index].weight.num_elements()
                         + linears[index].bias.as_ref().map_or(0, Vec::len)
                 }
+                Op::LayerNorm { index, .. } => {
+                    layer_norms[index].scale.len()
+                        + layer_norms[index].bias.as_ref().map_or(0, Vec::len)
+                }
                 _ => 0,
             };
         }
         // Keep only the modules the remaining steps use, renumbered in order.
         let (mut conv_mods, mut bn_mods, mut lin_mods) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ln_mods = Vec::new();
         let mut strides = Vec::new();
         let mut channels_of_cut = None;
         for step in graph.steps.iter_mut() {
@@ -174,14 +195,27 @@ impl OnnxBackbone {
                     lin_mods.push(linear_module(&linears[*index], device));
                     *index = lin_mods.len() - 1;
                 }
+                Op::LayerNorm { index, .. } => {
+                    ln_mods.push(layer_norm_module(&layer_norms[*index], device));
+                    *index = ln_mods.len() - 1;
+                }
                 _ => {}
             }
         }
         graph.conv_strides = strides;
+        let mut params = Vec::new();
+        for c in graph.trainable_constants() {
+            let k = &mut graph.constants[c];
+            let t = tensor1(&k.data, device);
+            params.push(Param::initialized(ParamId::new(), t).set_require_grad(true));
+            k.param = Some(params.len() - 1);
+        }
         let mut backbone = Self {
             convs: conv_mods,
             bns: bn_mods,
             linears: lin_mods,
+            layer_norms: ln_mods,
+            params,
             meta: Arc::new(Meta {
                 stages: split(&graph),
                 cut_name: graph.value_names[cut].clone(),
@@ -194,22 +228,44 @@ impl OnnxBackbone {
                 dropped,
             }),
         };
-        // The channel count of the cut: one tiny forward pass (shapes are not always static).
+        // The channel count of the cut: one tiny forward pass (shapes are not always static),
+        // at the graph's own input size where it is static.
         let [h, w] = backbone.meta.preprocess.input_size;
-        let probe = Tensor::<4>::zeros([1, 3, h.max(32), w.max(32)], device);
+        let static_dim = |i: usize| input_shape.get(i).copied().flatten();
+        // A channels-last input `[N, H, W, 3]` (its transpose absorbed) has its size in axes 1, 2.
+        let channels_last = static_dim(3) == Some(3) && static_dim(1) != Some(3);
+        let (ah, aw) = if channels_last { (1, 2) } else { (2, 3) };
+        let (h, w) = (
+            static_dim(ah).unwrap_or(h.max(32)),
+            static_dim(aw).unwrap_or(w.max(32)),
+        );
+        // A graph exported with a fixed batch is probed at another batch, so that a shape
+        // baked with the export batch (and not rewritten) fails here, not in training.
+        let batch = static_dim(0).map_or(1, |b| b + 1);
+        let probe = Tensor::<4>::zeros([batch, 3, h, w], device);
+        let batch_hint = match static_dim(0) {
+            Some(b) => format!(
+                " (the graph was exported with a fixed batch of {b}: re-export with a dynamic batch)"
+            ),
+            None => String::new(),
+        };
         // Load-time checks refuse every malformed attribute they know of; a shape that only
         // fails when run (a Reshape baking another batch size) must still not crash the
         // caller, so a panic of the probe becomes a typed error naming the file.
         let out = catch_unwind(AssertUnwindSafe(|| backbone.forward_value(probe))).map_err(
             |payload| {
                 bad(format!(
-                    "the probe forward pass (batch 1, {}×{}) failed: {}",
-                    h.max(32),
-                    w.max(32),
+                    "the probe forward pass (batch {batch}, {h}×{w}) failed: {}{batch_hint}",
                     panic_text(payload.as_ref())
                 ))
             },
         )?;
+        if out.shape().first() != Some(&batch) {
+            return Err(bad(format!(
+                "the probe forward pass at batch {batch} gave an output of shape {:?}: the graph computes a fixed batch{batch_hint}",
+                out.shape()
+            )));
+        }
         channels_of_cut.get_or_insert(out.shape().get(1).copied().unwrap_or(1));
         Arc::make_mut(&mut backbone.meta).feature_channels = channels_of_cut.unwrap_or(1);
         let meta = &backbone.meta;
@@ -232,6 +288,8 @@ impl OnnxBackbone {
             convs: &self.convs,
             bns: &self.bns,
             linears: &self.linears,
+            layer_norms: &self.layer_norms,
+            params: &self.params,
         };
         let graph = &self.meta.graph;
         run(graph, &m, images, &[graph.output]).remove(0)
@@ -261,7 +319,7 @@ impl Backbone for OnnxBackbone {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
         let v = self.forward_value(images);
         if v.rank == 4 {
-            v.tensor
+            v.into_rank4()
         } else {
             let t = v.into_rank2();
             let [n, c] = t.dims();
@@ -282,6 +340,10 @@ impl Backbone for OnnxBackbone {
                     Member::Conv(i) => ParamGroup::ids_from_module(self.convs[i].clone()),
                     Member::BatchNorm(i) => ParamGroup::ids_from_module(self.bns[i].clone()),
                     Member::Linear(i) => ParamGroup::ids_from_module(self.linears[i].clone()),
+                    Member::Param(i) => ParamGroup::ids_from_module(self.params[i].clone()),
+                    Member::LayerNorm(i) => {
+                        ParamGroup::ids_from_module(self.layer_norms[i].clone())
+                    }
                 });
                 Stage::of_many(name.clone(), groups)
             })
@@ -336,6 +398,18 @@ fn bn_module(spec: &BnSpec, device: &Device) -> BatchNorm {
     bn.running_mean = RunningState::new(tensor1(&spec.mean, device));
     bn.running_var = RunningState::new(tensor1(&spec.var, device));
     bn
+}
+
+fn layer_norm_module(spec: &LayerNormSpec, device: &Device) -> LayerNorm {
+    let mut ln = LayerNormConfig::new(spec.scale.len())
+        .with_epsilon(spec.epsilon)
+        .with_bias(spec.bias.is_some())
+        .init(device);
+    ln.gamma = Param::initialized(ln.gamma.id, tensor1(&spec.scale, device)).set_require_grad(true);
+    if let (Some(beta), Some(b)) = (ln.beta.as_mut(), spec.bias.as_ref()) {
+        *beta = Param::initialized(beta.id, tensor1(b, device)).set_require_grad(true);
+    }
+    ln
 }
 
 fn linear_module(spec: &LinearSpec, device: &Device) -> Linear {

@@ -136,7 +136,14 @@ impl OnnxBackboneExport for OnnxBackbone {
                 Operand::Value(v) => names[*v].clone(),
                 Operand::Const(c) => {
                     let c = &graph.constants[*c];
-                    e.floats("const", &c.shape, &c.data)
+                    match (c.param, &c.ints) {
+                        (Some(p), _) => {
+                            let (_, v) = host(&b.params[p]);
+                            e.floats("param", &c.shape, &v)
+                        }
+                        (None, Some(ints)) => e.ints_shaped("const", &c.shape, ints),
+                        (None, None) => e.floats("const", &c.shape, &c.data),
+                    }
                 }
             }
         };
@@ -318,9 +325,48 @@ impl OnnxBackboneExport for OnnxBackbone {
                     } else {
                         "Unsqueeze"
                     };
-                    let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
-                    let aname = e.ints("axes", &a);
-                    e.node(op, &[x, &aname], out, vec![]);
+                    if axes.is_empty() {
+                        // every axis of size 1
+                        e.node(op, &[x], out, vec![]);
+                    } else {
+                        let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
+                        let aname = e.ints("axes", &a);
+                        e.node(op, &[x, &aname], out, vec![]);
+                    }
+                }
+                Op::Erf => e.node("Erf", &[x], out, vec![]),
+                Op::Sqrt => e.node("Sqrt", &[x], out, vec![]),
+                Op::MatMul => e.node("MatMul", &[x, &ins[1]], out, vec![]),
+                Op::LayerNorm {
+                    index,
+                    axis,
+                    epsilon,
+                } => {
+                    let ln = &b.layer_norms[*index];
+                    let (gd, g) = host(&ln.gamma);
+                    let mut inputs = vec![x.to_string(), e.floats("scale", &gd, &g)];
+                    if let Some(beta) = &ln.beta {
+                        let (bd, bv) = host(beta);
+                        inputs.push(e.floats("bias", &bd, &bv));
+                    }
+                    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                    e.node(
+                        "LayerNormalization",
+                        &refs,
+                        out,
+                        vec![
+                            ("axis", Attr::Int(*axis as i64)),
+                            ("epsilon", Attr::Float(*epsilon as f32)),
+                        ],
+                    );
+                }
+                op => {
+                    if !crate::export_shape::emit(e, op, &ins, out)? {
+                        return Err(ExportError::new(format!(
+                            "node {}: exporting {op:?} back to ONNX is not supported",
+                            step.name
+                        )));
+                    }
                 }
             }
         }

@@ -19,7 +19,16 @@ pub(crate) enum Operand {
 pub(crate) struct Constant {
     pub data: Vec<f32>,
     pub shape: Vec<usize>,
+    /// The exact values of an integer constant (shape arithmetic, indices): `f32` cannot
+    /// hold every `i64`, and integer ops must not round.
+    pub ints: Option<Vec<i64>>,
+    /// The backbone parameter (`OnnxBackbone::params`) holding this constant, when it is
+    /// trained: see [`Graph::mark_trainable_constants`].
+    pub param: Option<usize>,
 }
+
+/// The highest rank a value may have (ShuffleNet's channel shuffle needs 5).
+pub(crate) const MAX_RANK: usize = 6;
 
 /// Padding `[top, left, bottom, right]`.
 pub(crate) type Pads = [usize; 4];
@@ -95,11 +104,74 @@ pub(crate) enum Op {
         axes: Vec<usize>,
         keepdims: bool,
     },
+    /// Removes `axes` (every axis of size 1 when empty: ONNX's Squeeze without axes).
     Squeeze {
         axes: Vec<usize>,
     },
     Unsqueeze {
         axes: Vec<usize>,
+    },
+    /// The input's shape (axes `start..end`), an integer vector computed at run time.
+    Shape {
+        start: usize,
+        end: usize,
+    },
+    /// `Gather` along `axis` (input 1 holds the indices).
+    Gather {
+        axis: usize,
+    },
+    /// A cast; to an integer type when `to_int` (shape arithmetic), else to float.
+    Cast {
+        to_int: bool,
+    },
+    /// A strided slice with static bounds, per axis `(axis, start, end, step)`; bounds as
+    /// ONNX gives them (negative from the end, clamped when run).
+    Slice {
+        ranges: Vec<(usize, i64, i64, i64)>,
+    },
+    /// A Slice whose bounds are computed at run time: inputs 1 and 2 are the starts and ends,
+    /// then the axes (when `axes`) and the steps (when `steps`).
+    SliceDynamic {
+        axes: bool,
+        steps: bool,
+    },
+    /// A tensor of one value, of a static shape or (when `None`) input 0's shape vector; of
+    /// integers when `int` (shape arithmetic).
+    ConstantOfShape {
+        shape: Option<Vec<i64>>,
+        value: f64,
+        int: bool,
+    },
+    /// `start, start + delta, …` below `limit` (inputs 0, 1, 2), integers.
+    Range,
+    /// Element-wise equality, 1 where equal, 0 elsewhere.
+    Equal,
+    /// `cond ? a : b` element-wise (inputs cond, a, b).
+    Where,
+    /// Remainder; C's `fmod` (sign of the dividend) when `fmod`, else Python's `%`.
+    Mod {
+        fmod: bool,
+    },
+    /// A Reshape whose target shape (input 1) is computed at run time.
+    ReshapeDynamic,
+    /// Broadcast to a shape, static or (when `None`) input 1 computed at run time.
+    Expand {
+        shape: Option<Vec<i64>>,
+    },
+    /// A matrix product of two activations (batched over the leading axes).
+    MatMul,
+    Erf,
+    /// Gelu; with the tanh approximation when `tanh`.
+    Gelu {
+        tanh: bool,
+    },
+    Sqrt,
+    /// LayerNormalization over the axes from `axis` to the last, with the trainable scale and
+    /// bias of the backbone's `layer_norms[index]`.
+    LayerNorm {
+        index: usize,
+        axis: usize,
+        epsilon: f64,
     },
 }
 
@@ -132,7 +204,7 @@ pub(crate) struct Graph {
     pub steps: Vec<Step>,
     /// Name of every value slot.
     pub value_names: Vec<String>,
-    /// Rank of every value slot (1 to 4).
+    /// Rank of every value slot (0 to [`MAX_RANK`]; 0 is a scalar of shape arithmetic).
     pub value_ranks: Vec<usize>,
     /// The image input's slot.
     pub input: usize,
@@ -165,6 +237,32 @@ impl Graph {
             keep[i - 1]
         });
         self.output = output;
+    }
+
+    /// Float constants of more than one element that an `Add`, `Mul` or `Concat` combines
+    /// with an activation, or that an `Expand` broadcasts: the biases of MatMul layers, ConvNeXt's layer scale, a ViT's class
+    /// token and position embedding. A PyTorch fine-tune trains them, so they become
+    /// parameters; returns the indices of those constants, in step order.
+    pub fn trainable_constants(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for step in &self.steps {
+            let combines = matches!(step.op, Op::Add | Op::Mul | Op::Concat { .. })
+                && step.inputs.iter().any(|o| matches!(o, Operand::Value(_)));
+            // a class token broadcast to the batch before its Concat
+            let expands = matches!(step.op, Op::Expand { .. });
+            if !(combines || expands) {
+                continue;
+            }
+            for o in &step.inputs {
+                if let Operand::Const(c) = o {
+                    let k = &self.constants[*c];
+                    if k.ints.is_none() && k.data.len() > 1 && !out.contains(c) {
+                        out.push(*c);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The step producing `value`, if any.

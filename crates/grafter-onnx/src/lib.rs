@@ -4,10 +4,14 @@
 //! (no code generation), and a fine-tuned [`grafter_core::Classifier`] written back out as
 //! ONNX.
 //!
-//! Weighted nodes (Conv, BatchNormalization, Gemm/MatMul with constant weights) become Burn
-//! modules whose parameters train; every other node is run by a small interpreter over the
-//! graph. The graph is cut where the pretrained classifier begins ([`CutPoint`]) and split
-//! into stages where the resolution drops, so every `FreezePolicy` applies.
+//! Weighted nodes (Conv, BatchNormalization, LayerNormalization, Gemm/MatMul with constant
+//! weights) become Burn modules whose parameters train, and so do the constant tensors a
+//! PyTorch fine-tune would train (MatMul biases, layer scales, class tokens, position
+//! embeddings); every other node is run by a small interpreter over the graph, shape
+//! arithmetic included (computed from the actual input, so dynamic-batch and dynamic-size
+//! exports run at any batch and size). The graph is cut where the pretrained classifier
+//! begins ([`CutPoint`]) and split into stages where the resolution drops (a transformer: at
+//! its blocks), so every `FreezePolicy` applies.
 //!
 //! [`export_classifier`] writes a fine-tuned classifier back out as ONNX, whether its
 //! backbone is an [`OnnxBackbone`] or any other [`OnnxBackboneExport`] (the zoo's typed
@@ -38,6 +42,7 @@ mod cut;
 mod emitter;
 mod error;
 mod export;
+mod export_shape;
 mod graph;
 mod import;
 mod interpret;

@@ -26,7 +26,7 @@ pub(crate) fn parse(path: &Path, extra_output: Option<&CutName>) -> Result<OnnxG
                 path: path.to_path_buf(),
                 source,
             })?;
-            catch_unwind(|| OnnxGraphBuilder::new().parse_file(path))
+            catch_unwind(|| OnnxGraphBuilder::new().simplify(false).parse_file(path))
         }
         Some(cut) => {
             let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
@@ -35,7 +35,7 @@ pub(crate) fn parse(path: &Path, extra_output: Option<&CutName>) -> Result<OnnxG
             })?;
             let bytes = with_extra_output(path, &bytes, cut)?;
             catch_unwind(AssertUnwindSafe(|| {
-                OnnxGraphBuilder::new().parse_bytes(&bytes)
+                OnnxGraphBuilder::new().simplify(false).parse_bytes(&bytes)
             }))
         }
     }

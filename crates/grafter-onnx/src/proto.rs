@@ -45,10 +45,15 @@ impl Emitter {
 
     /// Adds an int64 vector initializer; returns its name.
     pub fn ints(&mut self, prefix: &str, data: &[i64]) -> String {
+        self.ints_shaped(prefix, &[data.len()], data)
+    }
+
+    /// Adds an int64 initializer of shape `dims` (`[]`: a scalar); returns its name.
+    pub fn ints_shaped(&mut self, prefix: &str, dims: &[usize], data: &[i64]) -> String {
         let name = self.fresh(prefix);
         let mut t = TensorProto::new();
         t.name = name.clone();
-        t.dims = vec![data.len() as i64];
+        t.dims = dims.iter().map(|&d| d as i64).collect();
         t.data_type = INT64;
         let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         t.raw_data = bytes.into();

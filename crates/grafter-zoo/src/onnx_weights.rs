@@ -74,6 +74,8 @@ const WEIGHTLESS: &[&str] = &[
     "MaxPool2d",
     "AveragePool2d",
     "GlobalAveragePool",
+    // The dynamo exporter's global pooling (a mean over the spatial axes, axes as an input).
+    "ReduceMean",
     "Add",
     "Flatten",
     "Reshape",

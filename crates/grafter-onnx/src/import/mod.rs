@@ -10,9 +10,11 @@ use std::path::Path;
 use burn::tensor::TensorData;
 use onnx_ir::{ArgType, Argument, Node, OnnxGraph};
 
-use crate::graph::{Constant, Graph, Op, Operand, Pads, Step};
+use crate::graph::{Constant, Graph, MAX_RANK, Op, Operand, Pads, Step};
 use crate::validate;
 use crate::{OnnxError, Result};
+
+mod transformer_nodes;
 
 /// A convolution's weights and geometry, before it becomes a Burn module.
 #[derive(Clone, Debug)]
@@ -43,14 +45,25 @@ pub(crate) struct LinearSpec {
     pub bias: Option<Vec<f32>>,
 }
 
+/// A LayerNormalization's scale and bias (over the normalised axes, flattened).
+#[derive(Clone, Debug)]
+pub(crate) struct LayerNormSpec {
+    pub scale: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub epsilon: f64,
+}
+
 /// The graph and the weights its steps point to.
 pub(crate) struct Imported {
     pub graph: Graph,
     pub convs: Vec<ConvSpec>,
     pub bns: Vec<BnSpec>,
     pub linears: Vec<LinearSpec>,
+    pub layer_norms: Vec<LayerNormSpec>,
     /// Slots of the graph outputs, in order.
     pub outputs: Vec<usize>,
+    /// The image input's static `[N, C, H, W]`, each `None` where symbolic.
+    pub input_shape: Vec<Option<usize>>,
 }
 
 struct Builder<'a> {
@@ -63,7 +76,11 @@ struct Builder<'a> {
     convs: Vec<ConvSpec>,
     bns: Vec<BnSpec>,
     linears: Vec<LinearSpec>,
+    layer_norms: Vec<LayerNormSpec>,
     unsupported: BTreeMap<String, usize>,
+    /// The batch the graph was exported with, when its input's batch is static: a Reshape
+    /// target starting with it is rewritten to keep the batch.
+    export_batch: Option<usize>,
     /// The image input's name and slot, to recognise a channels-last (NHWC) input.
     image: Option<(String, usize)>,
     /// Channel count (axis 1) of the values where it is known without running the graph:
@@ -85,10 +102,18 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         convs: Vec::new(),
         bns: Vec::new(),
         linears: Vec::new(),
+        layer_norms: Vec::new(),
         unsupported: BTreeMap::new(),
+        export_batch: None,
         image: None,
         channels: HashMap::new(),
     };
+    let input_shape: Vec<Option<usize>> = input
+        .ty
+        .static_shape()
+        .cloned()
+        .unwrap_or_else(|| vec![None; 4]);
+    b.export_batch = input_shape.first().copied().flatten();
     let input_slot = b.new_value(input)?;
     b.image = Some((input.name.clone(), input_slot));
     for node in &parsed.nodes {
@@ -132,7 +157,9 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         convs: b.convs,
         bns: b.bns,
         linears: b.linears,
+        layer_norms: b.layer_norms,
         outputs,
+        input_shape,
     })
 }
 
@@ -238,16 +265,16 @@ impl Builder<'_> {
         for out in node.outputs() {
             let slot = self.names.len();
             self.names.push(out.name.clone());
-            self.ranks.push(out.ty.rank().clamp(1, 4));
+            self.ranks.push(out.ty.rank().min(MAX_RANK));
             self.slots.insert(out.name.clone(), slot);
         }
     }
 
     fn new_value(&mut self, arg: &Argument) -> Result<usize> {
         let rank = arg.ty.rank();
-        if rank == 0 || rank > 4 {
+        if rank > MAX_RANK {
             return Err(self.graph_err(format!(
-                "value '{}' has rank {rank}; only tensors of rank 1 to 4 are supported",
+                "value '{}' has rank {rank}; only tensors of rank up to {MAX_RANK} are supported",
                 arg.name
             )));
         }
@@ -291,15 +318,50 @@ impl Builder<'_> {
         }
         let data = arg.value()?;
         let shape = data.shape().to_vec();
+        let ints = data
+            .dtype()
+            .is_int()
+            .then(|| data.clone().convert::<i64>().try_into_vec::<i64>().ok())
+            .flatten();
         self.constants.push(Constant {
             data: floats(data),
             shape,
+            ints,
+            param: None,
         });
         Some(Operand::Const(self.constants.len() - 1))
     }
 
     /// Adds a step whose data inputs are `inputs` (indices into the node's inputs).
     fn step(&mut self, node: &Node, op: Op, inputs: &[usize]) -> Result<()> {
+        self.step_to(node, op, inputs, 0)
+    }
+
+    /// An integer constant operand made at load (a bound lifted into a node's config).
+    fn int_operand(&mut self, v: i64) -> Operand {
+        self.constants.push(Constant {
+            data: vec![v as f32],
+            shape: vec![],
+            ints: Some(vec![v]),
+            param: None,
+        });
+        Operand::Const(self.constants.len() - 1)
+    }
+
+    /// Adds a step computing the node's output `out_index`.
+    fn step_to(&mut self, node: &Node, op: Op, inputs: &[usize], out_index: usize) -> Result<()> {
+        self.step_operands(node, op, inputs, Vec::new(), out_index)
+    }
+
+    /// Adds a step whose operands are the node's inputs `inputs`, then `extra`.
+    fn step_operands(
+        &mut self,
+        node: &Node,
+        op: Op,
+        inputs: &[usize],
+        extra: Vec<Operand>,
+        out_index: usize,
+    ) -> Result<()> {
         let mut operands = Vec::new();
         for &i in inputs {
             let Some(arg) = node.inputs().get(i) else {
@@ -317,10 +379,10 @@ impl Builder<'_> {
                 }
             }
         }
-        let out = node
-            .outputs()
-            .first()
-            .ok_or_else(|| self.graph_err(format!("node {} has no output", node.name())))?;
+        operands.extend(extra);
+        let out = node.outputs().get(out_index).ok_or_else(|| {
+            self.graph_err(format!("node {} lacks output {out_index}", node.name()))
+        })?;
         let output = self.new_value(out)?;
         let in_channels = match operands.first() {
             Some(Operand::Value(v)) => self.channels.get(v).copied(),
@@ -334,8 +396,13 @@ impl Builder<'_> {
         if let Some(c) = out_channels {
             self.channels.insert(output, c);
         }
+        let name = if out_index == 0 {
+            node.name().to_string()
+        } else {
+            format!("{}#{out_index}", node.name())
+        };
         self.steps.push(Step {
-            name: node.name().to_string(),
+            name,
             op,
             inputs: operands,
             output,
@@ -434,10 +501,7 @@ impl Builder<'_> {
                     Some(w) if w.shape().len() == 2 => {
                         self.push_linear(node, w.convert::<f32>(), None)
                     }
-                    _ => {
-                        self.skip(node, "MatMul (without a constant 2-D weight)");
-                        Ok(())
-                    }
+                    _ => self.step(node, Op::MatMul, &[0, 1]),
                 }
             }
             Node::Relu(_) => self.step(node, Op::Relu, &[0]),
@@ -554,12 +618,15 @@ impl Builder<'_> {
                 match shape {
                     Some(shape) => {
                         self.check(&n.name, validate::reshape_dims(&shape))?;
+                        let shape = self.batch_agnostic(&n.name, node, shape);
                         self.step(node, Op::Reshape { shape }, &[0])
                     }
-                    None => {
-                        self.skip(node, "Reshape (shape computed at run time)");
-                        Ok(())
-                    }
+                    None => match &n.config.shape {
+                        onnx_ir::reshape::ReshapeInput::Runtime(r) => {
+                            self.step(node, Op::ReshapeDynamic, &[0, r.input_index])
+                        }
+                        onnx_ir::reshape::ReshapeInput::Static(_) => unreachable!(),
+                    },
                 }
             }
             Node::Transpose(n) => {
@@ -659,8 +726,11 @@ impl Builder<'_> {
                         let axes = self.check(&n.name, validate::axes(&a, rank))?;
                         self.step(node, Op::Squeeze { axes }, &[0])
                     }
+                    None if n.config.axes.is_none() => {
+                        self.step(node, Op::Squeeze { axes: Vec::new() }, &[0])
+                    }
                     None => {
-                        self.skip(node, "Squeeze (without static axes)");
+                        self.skip(node, "Squeeze (axes computed at run time)");
                         Ok(())
                     }
                 }
@@ -684,11 +754,37 @@ impl Builder<'_> {
                     }
                 }
             }
-            _ => {
-                self.skip(node, kind);
-                Ok(())
-            }
+            _ => match self.transformer_node(node) {
+                Some(result) => result,
+                None => {
+                    self.skip(node, kind);
+                    Ok(())
+                }
+            },
         }
+    }
+
+    /// A constant Reshape target whose leading dimension is the export batch (the graph was
+    /// exported without a dynamic batch) keeps the input's batch instead (`0`), so the graph
+    /// runs at any batch size.
+    fn batch_agnostic(&self, name: &str, node: &Node, mut shape: Vec<i64>) -> Vec<i64> {
+        let from_image = node
+            .inputs()
+            .first()
+            .is_some_and(|a| self.slots.contains_key(&a.name) && a.ty.rank() >= 2);
+        if let Some(batch) = self.export_batch
+            && from_image
+            && shape.len() >= 2
+            && shape[0] == batch as i64
+            && !shape[1..].contains(&0)
+        {
+            log::info!(
+                "{}: node {name}: Reshape target {shape:?} bakes the export batch {batch}; keeping the input's batch instead",
+                self.path.display()
+            );
+            shape[0] = 0;
+        }
+        shape
     }
 
     fn push_linear(
