@@ -4,8 +4,8 @@
 //! features against torch's, at batch sizes other than the export batch and a second input
 //! size; gradients reach every trainable parameter.
 //!
-//! Fixtures come from `GRAFTER_TORCH_FIXTURES`; unset, every test prints SKIPPED (with
-//! `GRAFTER_REQUIRE_FIXTURES=1` a missing fixture fails instead).
+//! Fixtures come from `GRAFTER_TORCH_FIXTURES`; unset, every test is recorded as SKIPPED (with
+//! `GRAFTER_REQUIRE_TORCH_FIXTURES=1` a missing fixture fails instead).
 
 use std::path::{Path, PathBuf};
 
@@ -16,25 +16,30 @@ use grafter::Backbone;
 use grafter_onnx::{CutPoint, OnnxBackbone, OnnxBackboneOptions};
 
 use crate::fixtures::{host, max_rel_err};
+use crate::skip::skip_unless_required;
 
 const TOLERANCE: f64 = 1e-4;
 
-/// The fixture directory of one export, or `None` (SKIPPED) when the fixtures were not made.
+/// The fixture directory of one export, or `None` (SKIPPED) when the fixtures were not made
+/// (with `GRAFTER_REQUIRE_TORCH_FIXTURES=1`, as `tests/run.sh` sets after making them, a
+/// missing fixture fails instead).
 fn export_dir(name: &str) -> Option<PathBuf> {
-    let require = std::env::var("GRAFTER_REQUIRE_FIXTURES").is_ok_and(|v| v == "1");
+    const REQUIRE: &str = "GRAFTER_REQUIRE_TORCH_FIXTURES";
     let Some(root) = std::env::var_os("GRAFTER_TORCH_FIXTURES") else {
-        let msg = "GRAFTER_TORCH_FIXTURES is not set; make the fixtures with `tests/fixtures/make_torch_fixtures.py --out DIR`";
-        assert!(!require, "{msg}");
-        eprintln!("SKIPPED: {msg}");
+        skip_unless_required(
+            REQUIRE,
+            "GRAFTER_TORCH_FIXTURES is not set; make the fixtures with `tests/fixtures/make_torch_fixtures.py --out DIR`",
+        );
         return None;
     };
     let dir = PathBuf::from(root).join(name);
     if dir.join("meta.json").is_file() {
         return Some(dir);
     }
-    let msg = format!("torch fixture {} not found", dir.display());
-    assert!(!require, "{msg}");
-    eprintln!("SKIPPED: {msg}");
+    skip_unless_required(
+        REQUIRE,
+        &format!("torch fixture {} not found", dir.display()),
+    );
     None
 }
 
