@@ -7,6 +7,9 @@ mod common;
 mod eval_reference;
 mod feature_cache;
 mod fuzz;
+#[allow(dead_code)]
+#[path = "../support/fuzz_harness.rs"]
+mod fuzz_harness;
 mod hostile;
 mod layouts;
 mod loader;

@@ -8,17 +8,17 @@ use onnx_ir::{
     AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
+pub(crate) const FLOAT: i32 = 1;
+pub(crate) const INT64: i32 = 7;
 
 /// An attribute value of a hand-built node.
-enum A {
+pub(crate) enum A {
     I(i64),
     Is(Vec<i64>),
     F(f32),
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, A)>) -> NodeProto {
+pub(crate) fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, A)>) -> NodeProto {
     let mut n = NodeProto::new();
     n.op_type = op.into();
     n.name = format!("{op}_{output}");
@@ -46,7 +46,7 @@ fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, A)>) -> NodeP
     n
 }
 
-fn floats(name: &str, dims: &[i64]) -> TensorProto {
+pub(crate) fn floats(name: &str, dims: &[i64]) -> TensorProto {
     let n: i64 = dims.iter().product();
     let mut t = TensorProto::new();
     t.name = name.into();
@@ -58,7 +58,7 @@ fn floats(name: &str, dims: &[i64]) -> TensorProto {
     t
 }
 
-fn ints(name: &str, data: &[i64]) -> TensorProto {
+pub(crate) fn ints(name: &str, data: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
     t.dims = vec![data.len() as i64];
@@ -67,7 +67,7 @@ fn ints(name: &str, data: &[i64]) -> TensorProto {
     t
 }
 
-fn value(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+pub(crate) fn value(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
     let t = v.type_.mut_or_insert_default().mut_tensor_type();
@@ -84,19 +84,14 @@ fn value(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
     v
 }
 
-/// Writes a model with image input `input [N, 3, 8, 8]`, `nodes`, `inits` and the output
-/// `out` of rank `out_rank`, opset `opset`; loads it with `cut`.
-fn load_graph(
-    name: &str,
+/// A model with image input `input [N, 3, 8, 8]`, `nodes`, `inits` and the output `out` of
+/// rank `out_rank`, opset `opset`.
+pub(crate) fn model(
     opset: i64,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     out_rank: usize,
-) -> (
-    std::path::PathBuf,
-    Result<OnnxBackbone, OnnxError>,
-    tempfile::TempDir,
-) {
+) -> ModelProto {
     let mut m = ModelProto::new();
     m.ir_version = 8;
     m.opset_import.push(Default::default());
@@ -111,6 +106,22 @@ fn load_graph(
     g.output.push(value("out", &dims));
     g.node = nodes;
     g.initializer = inits;
+    m
+}
+
+/// Writes [`model`] and loads it with the whole graph as the backbone.
+fn load_graph(
+    name: &str,
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    out_rank: usize,
+) -> (
+    std::path::PathBuf,
+    Result<OnnxBackbone, OnnxError>,
+    tempfile::TempDir,
+) {
+    let m = model(opset, nodes, inits, out_rank);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(format!("{name}.onnx"));
     std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
@@ -144,7 +155,7 @@ fn refused(
     println!("REFUSED {name:<28} {msg}");
 }
 
-fn conv(inputs: &[&str], out: &str, attrs: Vec<(&str, A)>) -> NodeProto {
+pub(crate) fn conv(inputs: &[&str], out: &str, attrs: Vec<(&str, A)>) -> NodeProto {
     node("Conv", inputs, out, attrs)
 }
 

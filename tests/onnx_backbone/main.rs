@@ -14,6 +14,10 @@ mod skip;
 mod errors;
 mod export;
 mod export_zoo;
+mod fuzz;
+#[allow(dead_code)]
+#[path = "../support/fuzz_harness.rs"]
+mod fuzz_harness;
 mod hostile;
 mod ops;
 mod parity;

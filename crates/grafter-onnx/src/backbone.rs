@@ -80,6 +80,10 @@ fn keep_ancestors_of_last_output(graph: &mut onnx_ir::OnnxGraph) {
     graph.outputs = vec![cut];
 }
 
+/// The largest probe input the loader builds (64 Mi values, 256 MB of f32): a graph whose
+/// static input shape asks for more is refused instead of exhausting memory.
+const MAX_PROBE_ELEMENTS: usize = 1 << 26;
+
 impl OnnxBackbone {
     /// Parses the ONNX file at `path` with onnx-ir and builds the backbone on `device`.
     ///
@@ -241,7 +245,16 @@ impl OnnxBackbone {
         );
         // A graph exported with a fixed batch is probed at another batch, so that a shape
         // baked with the export batch (and not rewritten) fails here, not in training.
-        let batch = static_dim(0).map_or(1, |b| b + 1);
+        let batch = static_dim(0).map_or(1, |b| b.saturating_add(1));
+        let elements = [batch, 3, h, w]
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d));
+        if h == 0 || w == 0 || elements.is_none_or(|n| n > MAX_PROBE_ELEMENTS) {
+            return Err(bad(format!(
+                "the graph's input shape {input_shape:?} asks for a probe of batch {batch} at \
+                 {h}×{w}: not an image size this loader runs (at most {MAX_PROBE_ELEMENTS} values)"
+            )));
+        }
         let probe = Tensor::<4>::zeros([batch, 3, h, w], device);
         let batch_hint = match static_dim(0) {
             Some(b) => format!(
