@@ -11,6 +11,8 @@
 //! cargo run --release --example food101 -- --download        # fetch Food-101 (5 GB) into data/
 //! cargo run --release --example food101 -- --data ~/food-101 --backbone resnet18 --per-class 100
 //! cargo run --release --example food101 -- --lr auto --ema 0.999 --accumulate 2   # the recipes
+//! cargo run --release --example food101 -- --augment trivial --erasing 0.25 --mixup --tensorboard
+//! cargo run --release --example food101 -- --devices cpu:2                    # data parallel
 //! ```
 
 mod fetch;
@@ -21,10 +23,14 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
-use grafter::data_pipeline::{Augment, Food101Split, ImageDataset, ImageLoader};
+use grafter::data_pipeline::{
+    Augment, AutoAugment, Food101Split, ImageDataset, ImageLoader, RandomErasing,
+};
 use grafter::finetune::{ClassWeights, Ema, LrFind, Sampler};
+use grafter::mixup::Mixup;
 use grafter::onnx::export_classifier;
 use grafter::prelude::*;
+use grafter::tensorboard::TensorBoard;
 use grafter::zoo::download::{Cache, Downloader};
 use grafter::zoo::{AnyBackbone, Weights, pretrained_or_random, registry};
 
@@ -81,6 +87,11 @@ struct Args {
     /// cpu (Burn's flex), wgpu or cuda (with the cargo feature), or auto (the best there is).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Train data-parallel on these devices, each batch split across them: `cpu:2` (two
+    /// replicas on the CPU), `wgpu:0,wgpu:1`, `cuda:0,cuda:1`. `--device` keeps the master
+    /// weights and validates.
+    #[arg(long)]
+    devices: Option<String>,
     /// f32, or f16 / bf16 mixed precision (f32 master weights), which pays off on GPUs only.
     #[arg(long, default_value = "f32")]
     precision: grafter::finetune::Precision,
@@ -120,6 +131,27 @@ struct Args {
     /// drop_path_rate).
     #[arg(long)]
     drop_path: Option<f64>,
+    /// The random augmentation after the crop and flip: none, TrivialAugmentWide or
+    /// RandAugment (torchvision's operations and magnitudes).
+    #[arg(long, value_enum, default_value_t = AutoChoice::None)]
+    augment: AutoChoice,
+    /// Erase a random rectangle of each training image with this probability
+    /// (torchvision's RandomErasing; timm's recipes use 0.25).
+    #[arg(long)]
+    erasing: Option<f64>,
+    /// Mix training batches with MixUp / CutMix (timm's recipe: α 0.8 / 1.0, half and half).
+    #[arg(long)]
+    mixup: bool,
+    /// Also log the run as TensorBoard event files in the run folder.
+    #[arg(long)]
+    tensorboard: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AutoChoice {
+    None,
+    Trivial,
+    Rand,
 }
 
 /// `--lr`: a rate, or `auto` for the range test's suggestion.
@@ -225,7 +257,7 @@ fn run(args: &Args) -> AnyResult<()> {
         }
     };
     let (train, valid, test) = (
-        loader(train_set).augment(Augment::standard()),
+        loader(train_set).augment(augment(args)),
         loader(valid_set),
         loader(test),
     );
@@ -254,6 +286,7 @@ fn run(args: &Args) -> AnyResult<()> {
         .with_accumulate_steps(args.accumulate)
         .with_ema(args.ema.map(|decay| Ema::new(decay).with_warmup(true)))
         .with_class_weights(args.balanced_classes.then_some(ClassWeights::Balanced))
+        .with_mixup(args.mixup.then(Mixup::timm))
         .with_sampler(if args.balanced_sampler {
             Sampler::ClassBalanced
         } else {
@@ -291,7 +324,17 @@ fn run(args: &Args) -> AnyResult<()> {
         Some(dir) => FineTune::resume(dir, policy)?,
         None => FineTune::new(config, policy).out_dir(&out),
     }
-    .feature_cache(!args.no_cache);
+    .feature_cache(!args.no_cache)
+    .devices(match &args.devices {
+        Some(spec) => {
+            grafter::device::parse_devices(spec).map_err(|e| format!("--devices {spec}: {e}"))?
+        }
+        None => Vec::new(),
+    });
+    let fine_tune = match args.tensorboard {
+        true => fine_tune.observer(TensorBoard::new(&out)?),
+        false => fine_tune,
+    };
     let c = fine_tune.config();
     eprintln!(
         "training: {:?} policy, {} epochs, batch {}, lr {:.1e}, {}; run folder {}",
@@ -347,6 +390,23 @@ fn run(args: &Args) -> AnyResult<()> {
 
 /// The backbone `name` with its pretrained weights when they can be had (cache, else a
 /// download unless --offline), or a random initialisation, said loudly.
+/// The training augmentation the flags ask for.
+fn augment(args: &Args) -> Augment {
+    let mut augment = Augment::standard();
+    match args.augment {
+        AutoChoice::None => {}
+        AutoChoice::Trivial => augment = augment.with_auto(AutoAugment::trivial_augment_wide()),
+        AutoChoice::Rand => augment = augment.with_auto(AutoAugment::rand_augment()),
+    }
+    if let Some(p) = args.erasing {
+        augment = augment.with_erasing(RandomErasing {
+            p,
+            ..RandomErasing::default()
+        });
+    }
+    augment
+}
+
 fn backbone(args: &Args, name: &str, device: &Device) -> AnyResult<(AnyBackbone, Weights)> {
     let weights = (args.weights.as_deref())
         .filter(|_| !name.ends_with(".onnx"))

@@ -59,6 +59,13 @@ fn same_seed_and_epoch_give_the_same_batches_whatever_the_threads() {
     let t = Transform::new(Preprocess::imagenet().with_input_size(SIDE, SIDE));
     let first = grafter_data::decode::decode_file(&ds.samples()[0].path, &ds.limits()).unwrap();
     assert_eq!(&pe[..3 * SIDE * SIDE], &t.eval(&first)[..]);
+    // samples are named by their files, in evaluation order
+    let last = ds.samples().len() - 1;
+    assert_eq!(
+        four.sample_name(last),
+        Some(ds.samples()[last].path.display().to_string())
+    );
+    assert_eq!(four.sample_name(last + 1), None);
 }
 
 #[test]

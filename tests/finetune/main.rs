@@ -4,6 +4,7 @@
 mod bad_config;
 mod common;
 mod convergence;
+mod data_parallel;
 mod faults;
 mod feature_cache;
 mod freezing;
@@ -18,4 +19,6 @@ mod resume;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;
+mod soak;
 mod tensorboard;
+mod top_losses;

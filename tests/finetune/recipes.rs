@@ -42,7 +42,7 @@ impl Backbone for PlainCnn {
     }
 }
 
-fn plain_classifier(device: &Device, seed: u64) -> Classifier<PlainCnn, LinearHead> {
+pub(crate) fn plain_classifier(device: &Device, seed: u64) -> Classifier<PlainCnn, LinearHead> {
     device.seed(seed);
     let conv = |cin, cout, stride| {
         Conv2dConfig::new([cin, cout], [3, 3])
@@ -59,7 +59,7 @@ fn plain_classifier(device: &Device, seed: u64) -> Classifier<PlainCnn, LinearHe
 }
 
 /// The largest absolute difference between two parameter lists.
-fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+pub(crate) fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)

@@ -24,6 +24,17 @@ for event in EventFileLoader(files[0]).Load():
         assert event.file_version == "brain.Event:2", event
         first = False
     for v in event.summary.value:
+        if v.metadata.plugin_data.plugin_name == "images":
+            # the loader migrates an image to a tensor of [width, height, encoded]; decoded
+            # with PIL: "tag step IMAGE width height first-pixel"
+            import io
+            from PIL import Image
+            width, height, encoded = v.tensor.string_val
+            im = Image.open(io.BytesIO(encoded))
+            im.load()
+            assert im.mode == "RGB" and im.size == (int(width), int(height)), im
+            print(v.tag, event.step, "IMAGE", im.size[0], im.size[1], *im.getpixel((0, 0)))
+            continue
         # the loader migrates simple_value to a tensor
         value = v.simple_value if v.HasField("simple_value") else v.tensor.float_val[0]
         print(v.tag, event.step, repr(value))
@@ -78,8 +89,10 @@ fn a_run_logged_to_tensorboard_reads_back_with_tensorboards_loader() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = String::from_utf8(out.stdout).unwrap();
+    let (images, lines): (Vec<&str>, Vec<&str>) =
+        lines.lines().partition(|l| l.contains(" IMAGE "));
     let scalars: Vec<(String, u64, f64)> = lines
-        .lines()
+        .into_iter()
         .map(|l| {
             let mut it = l.split_whitespace();
             (
@@ -103,5 +116,18 @@ fn a_run_logged_to_tensorboard_reads_back_with_tensorboards_loader() {
     for (s, e) in top1.iter().zip(&record.epochs) {
         assert_eq!(s.1, e.step as u64);
         assert_eq!(s.2, e.valid.top1 as f32 as f64);
+    }
+    // one confusion heat map per epoch, 4 classes × 64 px; its top-left cell is class 0's
+    // share predicted as class 0, on a white (none) to blue (all) scale
+    assert_eq!(images.len(), record.epochs.len(), "{images:?}");
+    for (line, e) in images.iter().zip(&record.epochs) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[0], "valid/confusion");
+        assert_eq!(f[1].parse::<usize>().unwrap(), e.step);
+        assert_eq!((f[3], f[4]), ("256", "256"));
+        let row = &e.valid.confusion[0];
+        let share = row[0] as f64 / row.iter().sum::<u64>() as f64;
+        let red = (255.0 + (8.0 - 255.0) * share).round();
+        assert_eq!(f[5].parse::<f64>().unwrap(), red, "{line}");
     }
 }

@@ -171,3 +171,46 @@ fn bf16_mixed_precision_on_wgpu_trains_or_is_refused_by_name() {
         assert!(err.contains("bf16"), "{err}");
     }
 }
+
+/// Data parallel across two different devices, a flex CPU replica and a wgpu one, running at
+/// the same time on their own threads (gradients summed on the CPU): the same run as two
+/// replicas taking turns on the CPU, up to the devices' float rounding.
+#[test]
+fn a_cpu_and_a_wgpu_replica_train_as_two_cpu_replicas() {
+    let _serial = serial();
+    let Some(gpu) = wgpu() else { return };
+    let cpu = Device::flex();
+    let train = dataset(16, 1);
+    let valid = dataset(8, 2);
+    let fit = |devices: Vec<Device>| {
+        let t = Instant::now();
+        let outcome = FineTune::new(config(2).with_batch_size(32), TwoPhase::new(1, 10.0))
+            .devices(devices.clone())
+            .feature_cache(false)
+            .fit(classifier(&cpu, 5, 0.0), &train, &valid, &cpu)
+            .unwrap();
+        println!("TIMING 2 epochs on {devices:?}: {:.2}s", secs(t));
+        outcome
+    };
+    let mixed = fit(vec![cpu.clone(), gpu]);
+    let turns = fit(vec![cpu.clone(), cpu.clone()]);
+    let (a, b) = (params(&mixed.model), params(&turns.model));
+    let scale = b
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|x| x.abs()))
+        .fold(0.0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0f32, f32::max);
+    println!(
+        "cpu+wgpu vs cpu+cpu replicas: max rel param difference {:e}",
+        diff / scale
+    );
+    assert!(diff / scale < 1e-5, "{}", diff / scale);
+    for (x, y) in mixed.history.iter().zip(&turns.history) {
+        assert!((x.train.loss - y.train.loss).abs() < 1e-3, "{x:?} vs {y:?}");
+        assert_eq!(x.step, y.step);
+    }
+}

@@ -166,6 +166,13 @@ pub trait DataSource: Send + Sync {
         None
     }
 
+    /// What sample `index` (a position in the evaluation pass) is, for people: its file
+    /// path, for instance. Named in reports such as `top_losses.json`. Default: `None`.
+    fn sample_name(&self, index: usize) -> Option<String> {
+        let _ = index;
+        None
+    }
+
     /// A training pass over the samples `order` names (positions in the evaluation pass; a
     /// sample may come more than once), cut into batches of `request.batch_size` (the last
     /// one may be smaller) and transformed as `request` asks: the pass a

@@ -88,6 +88,94 @@ pub fn describe_device(name: &str) -> Result<(Device, String)> {
     }
 }
 
+/// The devices of a data-parallel run ([`FineTune::devices`](crate::FineTune::devices)), from
+/// a comma-separated list such as the examples' `--devices` flag:
+///
+/// - `cpu:N` (or `flex:N`): `N` replicas on the CPU. Burn's CPU backend is one device that
+///   already uses every core, so its replicas take turns: useful to check a multi-device
+///   setup, or to split a batch too large for memory.
+/// - `wgpu:I`: the `I`-th discrete GPU wgpu finds (probed before it is returned);
+///   `cuda:I`: CUDA device `I` (needs the `cuda` feature).
+/// - any name [`parse_device`] takes (`cpu`, `wgpu`, `cuda`, `auto`): that one device. A device
+///   listed twice holds two replicas.
+///
+/// ```
+/// use grafter_core::device::parse_devices;
+///
+/// let two = parse_devices("cpu:2").unwrap();
+/// assert_eq!(two, vec![burn::tensor::Device::flex(); 2]);
+/// assert!(parse_devices("cpu:0").is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`GrafterError::Config`] for an empty list, a bad count or index, and whatever
+/// [`parse_device`] refuses, naming the entry.
+pub fn parse_devices(spec: &str) -> Result<Vec<Device>> {
+    let mut devices = Vec::new();
+    for entry in spec.split(',').map(str::trim) {
+        let bad =
+            |why: &str| GrafterError::Config(format!("device list `{spec}`: `{entry}` {why}"));
+        if entry.is_empty() {
+            return Err(bad("is empty"));
+        }
+        let Some((name, number)) = entry.split_once(':') else {
+            devices.push(parse_device(entry)?);
+            continue;
+        };
+        let number: usize = number
+            .trim()
+            .parse()
+            .map_err(|_| bad("needs a number after `:`"))?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "cpu" | "flex" if number == 0 => return Err(bad("asks for no replica")),
+            "cpu" | "flex" if number > 64 => return Err(bad("asks for more than 64 replicas")),
+            "cpu" | "flex" => devices.extend(std::iter::repeat_n(Device::flex(), number)),
+            "wgpu" => devices.push(wgpu_index(number)?),
+            "cuda" => devices.push(cuda_index(number)?),
+            _ => return Err(bad("is not `cpu:N`, `wgpu:I` or `cuda:I`")),
+        }
+    }
+    Ok(devices)
+}
+
+/// The `index`-th discrete GPU wgpu finds, checked to compute.
+#[cfg(feature = "wgpu")]
+fn wgpu_index(index: usize) -> Result<Device> {
+    use burn::tensor::DeviceKind;
+
+    wgpu()?;
+    let device = Device::wgpu(DeviceKind::DiscreteGpu(index));
+    match quietly(|| smoke(&device)) {
+        Ok(Ok(())) => Ok(device),
+        Ok(Err(e)) | Err(e) => Err(GrafterError::Config(format!(
+            "device `wgpu:{index}`: discrete GPU {index} is not usable: {e}"
+        ))),
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_index(_: usize) -> Result<Device> {
+    Err(not_compiled("wgpu"))
+}
+
+/// CUDA device `index`, checked to compute.
+#[cfg(feature = "cuda")]
+fn cuda_index(index: usize) -> Result<Device> {
+    let device = Device::cuda(index);
+    match quietly(|| smoke(&device)) {
+        Ok(Ok(())) => Ok(device),
+        Ok(Err(e)) | Err(e) => Err(GrafterError::Config(format!(
+            "device `cuda:{index}`: CUDA device {index} is not usable: {e}"
+        ))),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_index(_: usize) -> Result<Device> {
+    Err(not_compiled("cuda"))
+}
+
 fn cpu_description() -> String {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("cpu (flex, {threads} hardware threads)")
@@ -272,6 +360,28 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_lists_repeat_the_cpu_and_refuse_bad_entries_by_name() {
+        assert_eq!(parse_devices("cpu:3").unwrap(), vec![Device::flex(); 3]);
+        assert_eq!(parse_devices("cpu, flex").unwrap(), vec![Device::flex(); 2]);
+        for (spec, entry) in [
+            ("cpu:0", "cpu:0"),
+            ("cpu:x", "cpu:x"),
+            ("cpu,", "``"),
+            ("tpu:1", "tpu:1"),
+            ("cpu:100", "cpu:100"),
+        ] {
+            let err = parse_devices(spec).unwrap_err().to_string();
+            assert!(err.contains(entry), "{spec}: {err}");
+        }
+        assert!(
+            parse_devices("tpu")
+                .unwrap_err()
+                .to_string()
+                .contains("tpu")
+        );
+    }
 
     #[test]
     fn cpu_and_flex_are_the_flex_device() {

@@ -63,6 +63,28 @@ pub enum GrafterError {
         last_checkpoint: Option<PathBuf>,
     },
 
+    /// A data-parallel replica failed in a step (a panic in its device's backend: the device
+    /// lost, out of memory, a kernel error): the run stopped before the step was applied, and
+    /// the last checkpoint is intact.
+    #[error(
+        "replica {replica} (device {device}) failed at epoch {epoch}, step {step}: {message}. The last good checkpoint is {}",
+        last_checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (no epoch had completed)".into())
+    )]
+    Replica {
+        /// Zero-based index of the replica in the device list.
+        replica: usize,
+        /// The replica's device, as Burn prints it.
+        device: String,
+        /// Zero-based epoch of the failed step.
+        epoch: usize,
+        /// Global optimiser step that failed.
+        step: usize,
+        /// What the replica reported.
+        message: String,
+        /// The checkpoint directory that is still intact, if any.
+        last_checkpoint: Option<PathBuf>,
+    },
+
     /// Reading or writing a file failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

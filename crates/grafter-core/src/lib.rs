@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod mixup;
 pub mod optimizer;
 pub mod plot;
+mod png;
 pub mod policy;
 mod preprocess;
 pub mod progress;
@@ -38,10 +39,10 @@ pub use classifier::Classifier;
 pub use error::{GrafterError, Result};
 pub use finetune::{
     ClassWeights, DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, Ema, EmaSelect, FineTune,
-    FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate,
+    FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate, top_losses,
 };
 pub use head::{Head, LinearHead, LinearHeadConfig, MlpHead, MlpHeadConfig, Pooling};
-pub use metrics::{Metrics, Monitor};
+pub use metrics::{Metrics, Monitor, TopLoss};
 pub use optimizer::OptimizerConfig;
 pub use policy::FreezePolicy;
 pub use preprocess::{ChannelOrder, Interpolation, Preprocess};

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 mod average_precision;
 mod report;
+mod top_losses;
 
 pub use average_precision::{average_precision, mean_average_precision};
 pub use report::{ClassReport, ClassScores};
+pub use top_losses::{TopLoss, TopLosses};
 
 use crate::Task;
 use crate::data::Labels;

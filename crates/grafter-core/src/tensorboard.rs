@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::finetune::{Observer, StepInfo};
 use crate::history::EpochRecord;
+use crate::png::{confusion_heat_map, encode_png};
 
 /// Appends events to one `events.out.tfevents.<seconds>.<host>` file.
 pub struct EventWriter {
@@ -123,7 +124,8 @@ impl EventWriter {
 
 /// An [`Observer`] that logs a run to TensorBoard: `train/loss` and `train/lr` per step, the
 /// training and validation loss, top-1 and top-5 per epoch (`train/…`, `valid/…`, at the epoch's
-/// last step).
+/// last step), and the validation confusion matrix as a heat map image (`valid/confusion`,
+/// rows normalised; single-label and binary tasks).
 ///
 /// An observer cannot fail the run: a write error is logged once and logging stops.
 pub struct TensorBoard {
@@ -168,6 +170,14 @@ impl Observer for TensorBoard {
                 }
             }
             w.scalar("epoch", s, epoch.epoch as f32)?;
+            let confusion = &epoch.valid.confusion;
+            if !confusion.is_empty() {
+                // about 256 pixels a side, at least 2 per class
+                let cell = (256 / confusion.len() as u32).max(2);
+                let map = confusion_heat_map(confusion, cell);
+                let png = encode_png(&map);
+                w.image("valid/confusion", s, &png, map.width, map.height)?;
+            }
             w.flush()
         });
     }

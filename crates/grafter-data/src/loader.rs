@@ -338,6 +338,12 @@ impl DataSource for ImageLoader {
         (!self.inner.dataset.is_multi_label()).then(|| self.inner.dataset.class_counts())
     }
 
+    /// The image's path.
+    fn sample_name(&self, index: usize) -> Option<String> {
+        let sample = self.inner.dataset.samples().get(index)?;
+        Some(sample.path.display().to_string())
+    }
+
     /// The dataset's classes (single-label datasets only).
     fn sample_labels(&self) -> Option<Vec<usize>> {
         self.inner

@@ -142,6 +142,10 @@ impl DataSource for CachedSource<'_> {
         self.original.sample_labels()
     }
 
+    fn sample_name(&self, index: usize) -> Option<String> {
+        self.original.sample_name(index)
+    }
+
     /// The cached features of `order`: a sampled pass, as the original source would serve it.
     fn batches_of<'b>(
         &'b self,

@@ -16,11 +16,12 @@ use super::class_weights::TrainLoss;
 use super::config::FineTuneConfig;
 use super::early_stopping::{Standing, Watch};
 use super::ema::{EmaSelect, ema_update};
-use super::evaluate::evaluate;
+use super::evaluate::{evaluate, evaluate_with_mistakes};
 use super::observer::{Observers, StepInfo};
 use super::plan::{apply_plan, base_lr, stage_lrs};
 use super::precision::PrecisionStep;
-use super::reporter::Reporter;
+use super::replicas::{Failure, Replicas};
+use super::reporter::{Reporter, TOP_LOSSES_KEPT};
 use super::run_state::RunState;
 use super::sampler::{SAMPLER_STREAM, class_balanced_order};
 use crate::data::{DataSource, EpochRequest, mix_seed};
@@ -28,13 +29,15 @@ use crate::history::EpochRecord;
 use crate::metrics::MetricsAccumulator;
 use crate::optimizer::clip_grad_norm;
 use crate::policy::EpochPlan;
-use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage};
+use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage, Task};
 
 /// RNG stream of the device generator (dropout), derived from `(seed, epoch)`.
 const DEVICE_RNG_STREAM: u64 = 1;
 /// The stream of the MixUp / CutMix draws: one generator per (epoch, batch), so a resumed
 /// run draws what the uninterrupted one did.
 const MIXUP_STREAM: u64 = 5;
+/// The stream of the random generators of the replica devices other than the main one.
+const REPLICA_RNG_STREAM: u64 = 6;
 
 /// The trained model and its weight average (when the run keeps one).
 pub(super) type Trained<BB, H> = (Classifier<BB, H>, Option<Classifier<BB, H>>);
@@ -62,6 +65,8 @@ pub(super) struct EpochLoop<'a> {
     pub loss: TrainLoss,
     /// The training data's labels, when the class-balanced sampler draws the passes.
     pub sampled: Option<Vec<usize>>,
+    /// The data-parallel replicas, when the run trains on more than one.
+    pub replicas: Option<Replicas>,
 }
 
 impl EpochLoop<'_> {
@@ -96,6 +101,10 @@ impl EpochLoop<'_> {
             model = apply_plan(model, plan, &stages);
             precision.begin_epoch(&model, plan, &stages);
             ad.seed(mix_seed(cfg.seed, epoch as u64, DEVICE_RNG_STREAM));
+            if let Some(replicas) = &self.replicas {
+                let base = mix_seed(cfg.seed, epoch as u64, REPLICA_RNG_STREAM);
+                replicas.seed(&ad, |r| mix_seed(base, r, REPLICA_RNG_STREAM));
+            }
             let (trained, train_metrics, lr) = self.train_epoch(
                 model,
                 &mut ema,
@@ -120,7 +129,17 @@ impl EpochLoop<'_> {
                     self.reporter.progress(),
                 )
             };
-            let valid_metrics = eval(&model.valid())?;
+            // the trained weights' pass also keeps their most confident mistakes
+            let keep = self.checkpointer.map(|_| TOP_LOSSES_KEPT);
+            let (valid_metrics, mistakes) = evaluate_with_mistakes(
+                &model.valid(),
+                valid,
+                cfg.task,
+                cfg.batch_size,
+                device,
+                self.reporter.progress(),
+                keep,
+            )?;
             let ema_metrics = match &ema {
                 Some(average) => Some(eval(average)?),
                 None => None,
@@ -179,8 +198,9 @@ impl EpochLoop<'_> {
                     &run.state,
                 )?;
                 run.last_checkpoint = Some(saved);
+                let mistakes = (cfg.task != Task::MultiLabel).then_some(&mistakes[..]);
                 self.reporter
-                    .write_logs(ck.writer(), ck.root(), &run.state.history)?;
+                    .write_logs(ck.writer(), ck.root(), &run.state.history, mistakes)?;
             }
             if let Some(record) = run.state.history.last() {
                 self.observers.epoch_end(record);
@@ -259,31 +279,83 @@ impl EpochLoop<'_> {
                 }
                 _ => (images, targets),
             };
-            let logits = precision.forward(&model, images);
-            let (loss, norm) = self.loss.loss(logits.clone(), targets, &batch.labels, ad)?;
-            let loss_value: f64 = loss.clone().into_scalar::<f64>();
-            if !loss_value.is_finite() {
-                bar.finish();
-                return Err(GrafterError::Diverged {
-                    epoch,
-                    step: run.state.step,
-                    loss: loss_value,
-                    last_checkpoint: run.last_checkpoint.clone(),
-                });
+            if let Some(replicas) = &self.replicas {
+                let main = ad.clone().without_autodiff();
+                let pass = precision.pass();
+                let stepped = replicas.step(
+                    &model,
+                    images,
+                    targets,
+                    &batch.labels,
+                    pass,
+                    &self.loss,
+                    &main,
+                );
+                let shards = match stepped {
+                    Ok(shards) => shards,
+                    Err(failure) => {
+                        bar.finish();
+                        return Err(match failure {
+                            Failure::Error(e) => e,
+                            Failure::Panicked {
+                                replica,
+                                device,
+                                message,
+                            } => GrafterError::Replica {
+                                replica,
+                                device,
+                                epoch,
+                                step: run.state.step,
+                                message,
+                                last_checkpoint: run.last_checkpoint.clone(),
+                            },
+                        });
+                    }
+                };
+                let mut loss_sum = 0.0;
+                for shard in shards {
+                    if !shard.loss.is_finite() {
+                        bar.finish();
+                        return Err(GrafterError::Diverged {
+                            epoch,
+                            step: run.state.step,
+                            loss: shard.loss,
+                            last_checkpoint: run.last_checkpoint.clone(),
+                        });
+                    }
+                    loss_sum += shard.loss * shard.images as f64;
+                    acc.add_weighted(shard.loss, shard.norm, &shard.logits, &shard.labels);
+                    pending.add(&model, shard.grads, shard.norm, shard.images, shard.loss);
+                }
+                bar.advance(n, format!("loss {:.4}", loss_sum / n as f64));
+            } else {
+                let logits = precision.forward(&model, images);
+                let (loss, norm) = self.loss.loss(logits.clone(), targets, &batch.labels, ad)?;
+                let loss_value: f64 = loss.clone().into_scalar::<f64>();
+                if !loss_value.is_finite() {
+                    bar.finish();
+                    return Err(GrafterError::Diverged {
+                        epoch,
+                        step: run.state.step,
+                        loss: loss_value,
+                        last_checkpoint: run.last_checkpoint.clone(),
+                    });
+                }
+                // without accumulation the batch's loss is the step's: weight 1, divisor 1
+                let weight = if k == 1 { 1.0 } else { norm };
+                let part = precision.backward_part(loss, weight, &model);
+                pending.add(&model, part, weight, n, loss_value);
+                let host = logits
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
+                acc.add_weighted(loss_value, norm, &host, &batch.labels);
+                bar.advance(n, format!("loss {loss_value:.4}"));
             }
-            // without accumulation the batch's loss is the step's: weight 1, divisor 1
-            let weight = if k == 1 { 1.0 } else { norm };
-            let part = precision.backward_part(loss, weight, &model);
-            pending.add(&model, part, weight, n, loss_value);
-            let host = logits
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
-            acc.add_weighted(loss_value, norm, &host, &batch.labels);
-            bar.advance(n, format!("loss {loss_value:.4}"));
 
+            pending.batches += 1;
             let last = batches.peek().is_none();
-            if pending.parts < k && !last {
+            if pending.batches < k && !last {
                 continue;
             }
             let (grads, divisor, images, step_loss) = pending.take();
@@ -329,7 +401,8 @@ pub(crate) fn steps_per_epoch(len: usize, batch_size: usize, accumulate: usize) 
 #[derive(Default)]
 struct Pending {
     grads: Option<GradientsParams>,
-    parts: usize,
+    /// Batches in the step so far (each one part, or one per replica).
+    batches: usize,
     weights: f64,
     images: usize,
     loss_sum: f64,
@@ -354,7 +427,6 @@ impl Pending {
                 acc.grads()
             }
         });
-        self.parts += 1;
         self.weights += weight;
         self.images += images;
         self.loss_sum += loss * images as f64;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use burn::tensor::Device;
+
 use super::checkpointer::read_config;
 use super::config::FineTuneConfig;
 use super::feature_cache::{FeatureCacheUse, decide};
@@ -49,6 +51,7 @@ pub struct FineTune {
     pub(super) feature_cache: bool,
     pub(super) feature_cache_budget: u64,
     pub(super) observers: Observers,
+    pub(super) devices: Vec<Device>,
 }
 
 /// Default memory budget of the automatic feature cache: 4 GB.
@@ -87,6 +90,7 @@ impl FineTune {
             feature_cache: true,
             feature_cache_budget: DEFAULT_FEATURE_CACHE_BUDGET,
             observers: Observers::default(),
+            devices: Vec::new(),
         }
     }
 
@@ -103,6 +107,31 @@ impl FineTune {
     /// `dir`.
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Trains data-parallel: one replica of the model per device in `devices`, each batch
+    /// split across them (contiguous shards, sizes differing by at most one), their gradients
+    /// summed on [`fit`](Self::fit)'s device, which keeps the master weights, takes the
+    /// optimiser step, validates and checkpoints. A device may be listed more than once
+    /// (`cpu:2` in [`parse_devices`](crate::device::parse_devices)): its replicas take turns.
+    ///
+    /// A step equals the single-device step on the whole batch up to rounding, except that
+    /// BatchNorm normalises each shard with its own batch statistics (as PyTorch's DDP
+    /// without SyncBN; the running statistics are averaged over the replicas). The data order
+    /// does not depend on the device count, so a run resumes on any number of devices.
+    /// Fewer than two devices train on `fit`'s device alone. The method, and why it is not
+    /// Burn's `all_reduce` here, is in `docs/DISTRIBUTED.md`.
+    ///
+    /// ```
+    /// # use burn::tensor::Device;
+    /// # use grafter_core::{FineTune, FineTuneConfig, policy::TrainAll};
+    /// let cpu = Device::flex();
+    /// let run = FineTune::new(FineTuneConfig::new(), TrainAll).devices(vec![cpu.clone(), cpu]);
+    /// # let _ = run;
+    /// ```
+    pub fn devices(mut self, devices: Vec<Device>) -> Self {
+        self.devices = devices;
         self
     }
 

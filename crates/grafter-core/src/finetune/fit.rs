@@ -13,6 +13,7 @@ use super::feature_cache::{self, CachedFeatures, FeatureCacheUse};
 use super::fine_tune::{FineTune, FitOutcome};
 use super::plan::plans_of;
 use super::precision::PrecisionStep;
+use super::replicas::Replicas;
 use super::reporter::Reporter;
 use super::run_state::{RunState, STATE_VERSION};
 use super::sampler::Sampler;
@@ -103,11 +104,22 @@ impl FineTune {
         };
         if cfg.precision.is_mixed() {
             cfg.precision.check_device(device)?;
+            for replica in &self.devices {
+                cfg.precision.check_device(replica)?;
+            }
         }
         if let Some(line) =
             PrecisionStep::new(cfg.precision, state.loss_scale, cfg.loss_scale).describe()
         {
             reporter.say(&line);
+        }
+        if self.devices.len() > 1 {
+            let names: Vec<String> = self.devices.iter().map(|d| format!("{d:?}")).collect();
+            reporter.say(&format!(
+                "data parallel: {} replicas ({}), gradients summed on {device:?}",
+                names.len(),
+                names.join(", ")
+            ));
         }
         let mut run = Run {
             state,
@@ -124,6 +136,7 @@ impl FineTune {
             pause_after: self.pause_after,
             loss,
             sampled,
+            replicas: (self.devices.len() > 1).then(|| Replicas::new(&self.devices)),
         };
 
         // an epoch will run: only then is a feature pass worth its cost

@@ -8,11 +8,12 @@
 //! | precision | `precision.rs`, `mixed_precision.rs`, `loss_scale.rs` | autocast, loss scale |
 //! | loss | `class_weights.rs` | the task's loss, class-weighted when asked |
 //! | sampler | `sampler.rs` | shuffled passes, or class-balanced draws |
+//! | data parallel | `replicas.rs` | one replica per device, batches split, gradients summed on the main device |
 //! | weight average | `ema.rs` | timm's `ModelEmaV3`: updated every step, evaluated, saved |
 //! | rate finder | `lr_find.rs` | the learning-rate range test, on a copy, leaving no trace |
 //! | checkpointer | `checkpointer.rs` | config, atomic checkpoints (model, EMA, optimiser, state), prune, resume, best weights |
 //! | early stopping | `early_stopping.rs` | best epoch, patience, min_delta |
-//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json` |
+//! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json`, `top_losses.json` |
 //! | observers | `observer.rs` | read-only [`Observer`] hooks for user code |
 //! | feature cache | `feature_cache.rs`, `cached_source.rs` | frozen-backbone features once |
 //!
@@ -53,6 +54,7 @@ pub mod mixed_precision;
 mod observer;
 mod plan;
 mod precision;
+mod replicas;
 mod reporter;
 mod run_state;
 mod sampler;
@@ -60,7 +62,7 @@ mod sampler;
 pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};
 pub use ema::{Ema, EmaSelect, ema_update};
-pub use evaluate::evaluate;
+pub use evaluate::{evaluate, top_losses};
 pub use feature_cache::{CachedFeatures, FeatureCacheUse};
 pub use fine_tune::{DEFAULT_FEATURE_CACHE_BUDGET, FineTune, FitOutcome};
 pub use lr_find::{LrFind, LrFindResult};

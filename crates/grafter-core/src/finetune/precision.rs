@@ -67,13 +67,18 @@ impl PrecisionStep {
         model: &Classifier<B, H>,
         images: Tensor<4>,
     ) -> Tensor<2> {
-        let p = self.precision;
-        if p.is_mixed() {
-            autocast(model, p)
-                .forward(cast_input(images, p))
-                .cast(FloatDType::F32)
-        } else {
-            model.forward(images)
+        self.pass().forward(model, images)
+    }
+
+    /// The forward and backward of this step, as a value a replica's thread can take.
+    pub(crate) fn pass(&self) -> PrecisionPass {
+        PrecisionPass {
+            precision: self.precision,
+            scale: if self.precision.is_mixed() {
+                self.scale.scale
+            } else {
+                1.0
+            },
         }
     }
 
@@ -98,18 +103,7 @@ impl PrecisionStep {
         weight: f64,
         model: &M,
     ) -> GradientsParams {
-        let scale = if self.precision.is_mixed() {
-            self.scale.scale
-        } else {
-            1.0
-        };
-        let factor = weight * scale;
-        let loss = if factor == 1.0 {
-            loss
-        } else {
-            loss.mul_scalar(factor)
-        };
-        GradientsParams::from_grads(loss.backward(), model)
+        self.pass().backward_part(loss, weight, model)
     }
 
     /// The step's gradients from the summed parts: divided by the loss scale and by
@@ -146,6 +140,49 @@ impl PrecisionStep {
     /// state and the observers.
     pub(crate) fn loss_scale(&self) -> Option<LossScale> {
         self.precision.is_mixed().then_some(self.scale)
+    }
+}
+
+/// The forward and the scaled backward of one step in the run's precision: a copy of what
+/// [`PrecisionStep`] decides for the step, for the threads of data-parallel replicas.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrecisionPass {
+    precision: Precision,
+    /// The loss scale (1 in f32).
+    scale: f64,
+}
+
+impl PrecisionPass {
+    /// f32 logits of `images`, computed in the run's precision.
+    pub(crate) fn forward<B: Backbone, H: Head>(
+        &self,
+        model: &Classifier<B, H>,
+        images: Tensor<4>,
+    ) -> Tensor<2> {
+        let p = self.precision;
+        if p.is_mixed() {
+            autocast(model, p)
+                .forward(cast_input(images, p))
+                .cast(FloatDType::F32)
+        } else {
+            model.forward(images)
+        }
+    }
+
+    /// The gradients of `loss × weight × scale` on `model`'s f32 parameters.
+    pub(crate) fn backward_part<M: Module>(
+        &self,
+        loss: Tensor<1>,
+        weight: f64,
+        model: &M,
+    ) -> GradientsParams {
+        let factor = weight * self.scale;
+        let loss = if factor == 1.0 {
+            loss
+        } else {
+            loss.mul_scalar(factor)
+        };
+        GradientsParams::from_grads(loss.backward(), model)
     }
 }
 

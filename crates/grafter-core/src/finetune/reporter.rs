@@ -11,7 +11,7 @@ use crate::Monitor;
 use crate::Result;
 use crate::checkpoint::{FileWriter, write_atomic};
 use crate::history::{EpochRecord, to_jsonl};
-use crate::metrics::ClassReport;
+use crate::metrics::{ClassReport, TopLoss};
 use crate::plot::curves_svg;
 use crate::progress::PassProgress;
 
@@ -21,6 +21,20 @@ pub(crate) const METRICS: &str = "metrics.jsonl";
 pub(crate) const CURVES: &str = "curves.svg";
 /// Per-class precision, recall and F1 of the latest epoch's validation pass.
 pub(crate) const CLASS_REPORT: &str = "class_report.json";
+/// The validation images the latest epoch's weights get most confidently wrong.
+pub(crate) const TOP_LOSSES: &str = "top_losses.json";
+/// How many of them `top_losses.json` lists.
+pub(crate) const TOP_LOSSES_KEPT: usize = 25;
+
+/// The content of `top_losses.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TopLossesFile {
+    /// Zero-based epoch the list is of.
+    pub epoch: usize,
+    /// The trained weights' most confident mistakes on the validation data, highest loss
+    /// first.
+    pub images: Vec<TopLoss>,
+}
 
 /// The content of `class_report.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +104,7 @@ impl Reporter {
         writer: &dyn FileWriter,
         root: &Path,
         history: &[EpochRecord],
+        top_losses: Option<&[TopLoss]>,
     ) -> Result<()> {
         write_atomic(writer, &root.join(METRICS), to_jsonl(history).as_bytes())?;
         write_atomic(writer, &root.join(CURVES), curves_svg(history)?.as_bytes())?;
@@ -105,6 +120,15 @@ impl Reporter {
             let json = serde_json::to_string_pretty(&file)
                 .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
             write_atomic(writer, &root.join(CLASS_REPORT), json.as_bytes())?;
+        }
+        if let Some(images) = top_losses {
+            let file = TopLossesFile {
+                epoch: last.epoch,
+                images: images.to_vec(),
+            };
+            let json = serde_json::to_string_pretty(&file)
+                .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
+            write_atomic(writer, &root.join(TOP_LOSSES), json.as_bytes())?;
         }
         Ok(())
     }
@@ -188,10 +212,10 @@ mod tests {
         let history = [record(0, 0.5), record(1, 0.6)];
         let reporter = Reporter::new(false, 2);
         reporter
-            .write_logs(&FsWriter, dir.path(), &history[..1])
+            .write_logs(&FsWriter, dir.path(), &history[..1], None)
             .unwrap();
         reporter
-            .write_logs(&FsWriter, dir.path(), &history)
+            .write_logs(&FsWriter, dir.path(), &history, None)
             .unwrap();
         let log = std::fs::read_to_string(dir.path().join(METRICS)).unwrap();
         let lines: Vec<EpochRecord> = log
