@@ -83,8 +83,9 @@ pub fn print_summary<B, H>(out: &Path, run: &Run, outcome: &FitOutcome<B, H>, te
         );
     }
     println!(
-        "files    : best.bpk, metrics.jsonl, curves.svg, class_report.json, confusion.svg, \
-         classes.json, preprocess.json, run.json, model.onnx (and lr_find.svg with --lr auto)"
+        "files    : best.bpk, metrics.jsonl, curves.svg, class_report.json, top_losses.json, \
+         confusion.svg, classes.json, preprocess.json, run.json, model.onnx (and lr_find.svg \
+         with --lr auto, TensorBoard events with --tensorboard)"
     );
     println!(
         "predict  : cargo run --release --example predict -- --run {} IMAGE...",
