@@ -1,6 +1,7 @@
 //! Seeded mutation fuzzing of grafter-data's readers: image decoding (then the evaluation
-//! transform), CSV/JSONL lists and feature-cache files, 3000 cases each by default (about a
-//! second each in CI), in tests/support/fuzz_harness.rs's child processes.
+//! transform), CSV/JSONL lists, feature-cache files and tar extraction (GNU long names and PAX
+//! headers among the seeds), 2000–3000 cases each by default (about a second each in CI), in
+//! tests/support/fuzz_harness.rs's child processes.
 
 use std::path::Path;
 
@@ -8,7 +9,9 @@ use crate::common::{picture, write};
 use crate::fuzz_harness::{TARGET_ENV, Target, drive, mutate};
 use grafter_core::Preprocess;
 use grafter_data::image::ImageFormat;
-use grafter_data::{DecodeLimits, FeatureCache, ImageDataset, ListOptions, Transform, decode};
+use grafter_data::{
+    DecodeLimits, ExtractLimits, FeatureCache, ImageDataset, ListOptions, Transform, decode,
+};
 
 fn image_seeds(dir: &Path) -> Vec<Vec<u8>> {
     let img = picture(16, 12, 3, 0);
@@ -86,6 +89,104 @@ fn open_cache(input: &[u8], dir: &Path) {
     if let Ok(cache) = FeatureCache::open(&path, "fp") {
         assert!(cache.views() >= 1);
     }
+}
+
+/// One ustar header block: `name`, `size` bytes of body, type `kind` ('0' file, '5' folder,
+/// 'L' GNU long name, 'x' PAX attributes).
+fn tar_header(name: &str, size: usize, kind: u8) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len().min(100)].copy_from_slice(&name.as_bytes()[..name.len().min(100)]);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// An archive of `entries` (name, body, type), with the two zero blocks that end it.
+fn tar(entries: &[(&str, &[u8], u8)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, body, kind) in entries {
+        out.extend_from_slice(&tar_header(name, body.len(), *kind));
+        out.extend_from_slice(body);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn tar_seeds(_dir: &Path) -> Vec<Vec<u8>> {
+    let long = "d/".to_string() + &"n".repeat(120);
+    vec![
+        tar(&[("a/", b"", b'5'), ("a/x.txt", b"hello", b'0')]),
+        tar(&[
+            ("././@LongLink", format!("{long}\0").as_bytes(), b'L'),
+            ("d/short", b"long-named body", b'0'),
+        ]),
+        tar(&[
+            ("PaxHeaders/p", b"21 path=pax/name.bin\n", b'x'),
+            ("p", &[7u8; 700], b'0'),
+            ("b/c/d.txt", b"", b'0'),
+        ]),
+    ]
+}
+
+fn extract(input: &[u8], dir: &Path) {
+    let archive = dir.join("case.tar");
+    std::fs::write(&archive, input).unwrap();
+    let limits = ExtractLimits {
+        max_entries: 64,
+        max_entry_bytes: 1 << 20,
+        max_total_bytes: 4 << 20,
+        ..ExtractLimits::default()
+    };
+    // the harness tallies these
+    match grafter_data::archive::extract_tar_with_limits(&archive, dir.join("out"), &limits) {
+        Ok(_) => println!("OUTCOME extracted"),
+        Err(_) => println!("OUTCOME refused"),
+    }
+}
+
+/// The seeds are archives the extractor accepts, long names and PAX paths included.
+#[test]
+fn tar_seeds_extract() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, seed) in tar_seeds(dir.path()).iter().enumerate() {
+        let archive = dir.path().join(format!("{i}.tar"));
+        std::fs::write(&archive, seed).unwrap();
+        let out = dir.path().join(format!("out{i}"));
+        grafter_data::archive::extract_tar(&archive, &out)
+            .unwrap_or_else(|e| panic!("seed {i}: {e}"));
+    }
+    let long = "n".repeat(120);
+    assert!(dir.path().join("out1/d").join(long).is_file());
+    assert!(dir.path().join("out2/pax/name.bin").is_file());
+    assert_eq!(
+        std::fs::read(dir.path().join("out0/a/x.txt")).unwrap(),
+        b"hello"
+    );
+}
+
+#[test]
+fn fuzz_tar_extraction() {
+    drive(
+        Target {
+            name: "tar",
+            seeds: tar_seeds,
+            mutate,
+            run: extract,
+            cases: 2000,
+        },
+        "fuzz::fuzz_tar_extraction",
+    )
+    .unwrap();
 }
 
 #[test]

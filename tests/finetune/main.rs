@@ -8,6 +8,10 @@ mod data_parallel;
 mod faults;
 mod feature_cache;
 mod freezing;
+#[allow(dead_code)]
+#[path = "../support/fuzz_harness.rs"]
+mod fuzz_harness;
+mod fuzz_run_folder;
 mod lr_find;
 mod mixed_precision;
 mod mixup;

@@ -188,6 +188,13 @@ fn child(target: &Target) {
     std::panic::set_hook(Box::new(|info| {
         if let (Some(l), Ok(mut w)) = (info.location(), WHERE.lock()) {
             *w = format!("{}:{}", l.file(), l.line());
+            // a panic inside std or a dependency: also the project's innermost frame
+            if !l.file().contains("crates/grafter") {
+                let trace = std::backtrace::Backtrace::force_capture().to_string();
+                if let Some(frame) = trace.lines().find(|f| f.contains("/crates/grafter")) {
+                    w.push_str(&format!(" (from {})", frame.trim()));
+                }
+            }
         }
     }));
     let started = Instant::now();

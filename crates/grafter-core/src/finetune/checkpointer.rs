@@ -99,6 +99,9 @@ impl Checkpointer {
                 ),
             ));
         }
+        if let Some(why) = state.inconsistency() {
+            return Err(GrafterError::checkpoint(&state_path, why));
+        }
         let ema_path = dir.join(files::EMA);
         let ema = if ema_path.is_file() {
             Some((ema_path.clone(), record_from_file(&ema_path)?))
@@ -169,6 +172,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::FsWriter;
     use crate::finetune::CachedFeatures;
+    use crate::finetune::run_state::BestEpoch;
     use crate::{LinearHead, LinearHeadConfig, Preprocess};
     use burn::tensor::Device;
 
@@ -178,13 +182,34 @@ mod tests {
         Classifier::new(CachedFeatures::new(3, Preprocess::imagenet()), head).unwrap()
     }
 
+    /// A consistent state after `epochs_done` epochs of 7 steps.
     fn state(epochs_done: usize) -> RunState {
+        let metrics = crate::Metrics {
+            loss: 0.5,
+            top1: 0.5,
+            top5: None,
+            per_class: vec![Some(0.5)],
+            samples: 2,
+            confusion: vec![vec![1]],
+            map: None,
+        };
+        let history = (0..epochs_done)
+            .map(|epoch| crate::history::EpochRecord {
+                epoch,
+                step: 7 * (epoch + 1),
+                lr: 1e-3,
+                plan: crate::policy::EpochPlan::uniform(1, crate::policy::StageSetting::frozen()),
+                train: metrics.clone(),
+                valid: metrics.clone(),
+                valid_ema: None,
+            })
+            .collect();
         RunState {
             version: STATE_VERSION,
             epochs_done,
             step: 7 * epochs_done,
             seed: 3,
-            history: Vec::new(),
+            history,
             best: None,
             bad_epochs: 1,
             stopped_early: false,
@@ -196,6 +221,44 @@ mod tests {
 
     fn weights(m: &Classifier<CachedFeatures, LinearHead>) -> Vec<f32> {
         m.head.linear.weight.val().into_data().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_state_whose_counters_disagree_with_its_history_is_refused_naming_the_file() {
+        let device = Device::flex();
+        let optim = crate::OptimizerConfig::adamw().build();
+        type Edit = fn(&mut RunState);
+        let edits: [(&str, Edit); 4] = [
+            ("epochs done", |s| s.epochs_done += 1),
+            ("step", |s| s.step = usize::MAX),
+            ("without improvement", |s| s.bad_epochs = usize::MAX),
+            ("best epoch", |s| {
+                s.best = Some(BestEpoch {
+                    epoch: 9,
+                    value: 0.5,
+                    ema: false,
+                })
+            }),
+        ];
+        for (says, edit) in edits {
+            let dir = tempfile::tempdir().unwrap();
+            let ck = Checkpointer::new(dir.path(), Arc::new(FsWriter), 2);
+            let mut st = state(2);
+            edit(&mut st);
+            ck.save(model(&device, 1).into_record(), None, &optim, &st)
+                .unwrap();
+            let err = ck.resume(model(&device, 2)).unwrap_err().to_string();
+            assert!(
+                err.contains("state.json") && err.contains(says),
+                "{says}: {err}"
+            );
+        }
+        // the consistent state resumes
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpointer::new(dir.path(), Arc::new(FsWriter), 2);
+        ck.save(model(&device, 1).into_record(), None, &optim, &state(2))
+            .unwrap();
+        assert!(ck.resume(model(&device, 2)).is_ok());
     }
 
     #[test]

@@ -10,6 +10,10 @@ use super::sampler::Sampler;
 use crate::mixup::Mixup;
 use crate::{GrafterError, LrSchedule, Monitor, OptimizerConfig, Result, Task};
 
+/// The most epochs a run may plan: the loop keeps one plan per epoch, so a corrupted or
+/// hostile `config.json` asking for 10¹² is refused instead of allocating them.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 /// Stop when the monitored validation metric has not improved for `patience` epochs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
@@ -116,6 +120,12 @@ impl FineTuneConfig {
         let bad = |msg: String| Err(GrafterError::Config(msg));
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
+        }
+        if self.epochs > MAX_EPOCHS {
+            return bad(format!(
+                "epochs must be at most {MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());

@@ -127,7 +127,7 @@ impl Ema {
     /// The decay of update number `updates` (1 for the first update of the run), as timm's
     /// `ModelEmaV3.get_decay`.
     pub fn decay_at(&self, updates: usize) -> f64 {
-        let step = updates.saturating_sub(self.update_after_step + 1);
+        let step = updates.saturating_sub(self.update_after_step.saturating_add(1));
         if step == 0 {
             return 0.0;
         }

@@ -4,7 +4,7 @@
 use burn::module::{Module, ParamGroup};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 
-use super::config::FineTuneConfig;
+use super::config::{FineTuneConfig, MAX_EPOCHS};
 use crate::policy::{EpochPlan, FreezePolicy};
 use crate::{Backbone, Classifier, GrafterError, Head, Result, Stage};
 
@@ -14,6 +14,11 @@ pub(crate) fn plans_of(
     epochs: usize,
     num_stages: usize,
 ) -> Result<Vec<EpochPlan>> {
+    if epochs > MAX_EPOCHS {
+        return Err(GrafterError::Config(format!(
+            "{epochs} epochs: at most {MAX_EPOCHS} can be planned"
+        )));
+    }
     let plans: Vec<EpochPlan> = (0..epochs).map(|e| policy.plan(e, num_stages)).collect();
     check_plans(&plans, num_stages)?;
     Ok(plans)

@@ -41,3 +41,46 @@ pub(crate) struct RunState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
 }
+
+impl RunState {
+    /// The inconsistency of a `state.json` that was not written by the loop (edited, corrupted
+    /// or hostile): its counters must agree with its own history, so that a resume never
+    /// computes with an impossible step or epoch.
+    pub(crate) fn inconsistency(&self) -> Option<String> {
+        if self.history.len() != self.epochs_done {
+            return Some(format!(
+                "{} epochs done but {} in the history",
+                self.epochs_done,
+                self.history.len()
+            ));
+        }
+        if let Some((i, r)) = self.history.iter().enumerate().find(|(i, r)| r.epoch != *i) {
+            return Some(format!("history entry {i} is of epoch {}", r.epoch));
+        }
+        if self.history.windows(2).any(|w| w[1].step <= w[0].step) {
+            return Some("the history's steps do not increase".into());
+        }
+        let last_step = self.history.last().map_or(0, |r| r.step);
+        if self.step != last_step {
+            return Some(format!(
+                "step {} but the last epoch ended at step {last_step}",
+                self.step
+            ));
+        }
+        if self.bad_epochs > self.epochs_done {
+            return Some(format!(
+                "{} epochs without improvement of {} done",
+                self.bad_epochs, self.epochs_done
+            ));
+        }
+        if let Some(best) = self.best
+            && (best.epoch >= self.epochs_done || !best.value.is_finite())
+        {
+            return Some(format!(
+                "best epoch {} (value {}) of {} done",
+                best.epoch, best.value, self.epochs_done
+            ));
+        }
+        None
+    }
+}
