@@ -4,6 +4,10 @@
 mod errors;
 mod finetune;
 mod fixtures;
+#[allow(dead_code)]
+#[path = "../support/fuzz_harness.rs"]
+mod fuzz_harness;
+mod fuzz_pth;
 mod onnx;
 mod parity;
 mod pretrained;
