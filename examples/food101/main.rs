@@ -321,7 +321,7 @@ fn run(args: &Args) -> AnyResult<()> {
     }
     let policy = make_policy();
     let fine_tune = match &args.resume {
-        Some(dir) => FineTune::resume(dir, policy)?,
+        Some(dir) => FineTune::resume(dir)?,
         None => FineTune::new(config, policy).out_dir(&out),
     }
     .feature_cache(!args.no_cache)

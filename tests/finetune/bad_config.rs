@@ -109,11 +109,11 @@ fn bad_labels_and_run_directories_are_typed_errors() {
     assert!(matches!(err, GrafterError::Data(_)), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
-    let err = FineTune::resume(dir.path(), TrainAll).unwrap_err();
+    let err = FineTune::resume(dir.path()).unwrap_err();
     assert!(err.to_string().contains("config.json"), "{err}");
 
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
-    let err = FineTune::resume(dir.path(), TrainAll).unwrap_err();
+    let err = FineTune::resume(dir.path()).unwrap_err();
     assert!(matches!(err, GrafterError::Checkpoint { .. }), "{err}");
 
     // a directory that already holds a run is not overwritten
@@ -134,7 +134,7 @@ fn bad_labels_and_run_directories_are_typed_errors() {
     let model = run.path().join("checkpoints/epoch-0001/model.bpk");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 3]).unwrap();
-    let err = FineTune::resume(run.path(), TrainAll)
+    let err = FineTune::resume(run.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 1, 0.0), &t, &v, &device)

@@ -125,7 +125,7 @@ fn two_replicas_keep_frozen_stages_and_resume_bit_identically() {
         (15, 2),
         "the backbone is frozen in epoch 0"
     );
-    let resumed = FineTune::resume(split_dir.path(), policy())
+    let resumed = FineTune::resume(split_dir.path())
         .unwrap()
         .devices(two())
         .feature_cache(false)
@@ -162,7 +162,7 @@ fn a_run_resumes_on_another_device_count() {
             .pause_after(1)
             .fit(plain_classifier(&device, 5), &train, &valid, &device)
             .unwrap();
-        let resumed = FineTune::resume(dir.path(), TrainAll)
+        let resumed = FineTune::resume(dir.path())
             .unwrap()
             .devices(after.clone())
             .progress(false)
@@ -255,7 +255,7 @@ fn a_failing_replica_stops_the_run_with_an_intact_checkpoint() {
         }
         other => panic!("expected a replica failure, got {other}"),
     }
-    let resumed = FineTune::resume(dir.path(), TrainAll)
+    let resumed = FineTune::resume(dir.path())
         .unwrap()
         .devices(two())
         .progress(false)

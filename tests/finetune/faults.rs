@@ -51,7 +51,7 @@ fn interrupted_checkpoint_never_corrupts_latest() {
         .collect();
     assert_eq!(names, vec!["epoch-0001"], "partial checkpoint left behind");
     // the intact checkpoint resumes and the run completes
-    let done = FineTune::resume(dir.path(), TrainAll)
+    let done = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 3, 0.0), &train, &valid, &device)
@@ -89,7 +89,7 @@ fn nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     }
     let before = std::fs::read(dir.path().join("checkpoints/epoch-0001/model.bpk")).unwrap();
     // clean data: the run resumes from the intact checkpoint
-    let done = FineTune::resume(dir.path(), TrainAll)
+    let done = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 5, 0.0), &train, &valid, &device)

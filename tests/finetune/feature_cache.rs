@@ -276,7 +276,7 @@ fn a_cached_run_resumes_with_or_without_the_cache() {
             .fit(classifier(&device, 41, 0.3), &train, &valid, &device)
             .unwrap();
         assert_eq!(first.history.len(), 2);
-        let resumed = FineTune::resume(dir.path(), Frozen)
+        let resumed = FineTune::resume(dir.path())
             .unwrap()
             .progress(false)
             .feature_cache(cache_on_resume)

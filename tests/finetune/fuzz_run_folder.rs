@@ -145,7 +145,7 @@ fn resume(input: &[u8], dir: &Path) {
     let run = dir.join("run");
     copy_dir(&template, &run);
     std::fs::write(run.join(FILES[*which as usize % FILES.len()]), text).unwrap();
-    match FineTune::resume(&run, policy()).and_then(fit) {
+    match FineTune::resume(&run).and_then(fit) {
         Ok(()) => println!("OUTCOME resumed"),
         Err(grafter::GrafterError::Checkpoint { .. }) => println!("OUTCOME checkpoint_error"),
         Err(grafter::GrafterError::Config(_)) => println!("OUTCOME config_error"),

@@ -165,7 +165,7 @@ fn a_resumed_f16_run_equals_an_uninterrupted_one() {
         .pause_after(2)
         .fit(classifier(&device, 9, 0.0), &train, &valid, &device)
         .unwrap();
-    let resumed = FineTune::resume(paused.path(), TrainAll)
+    let resumed = FineTune::resume(paused.path())
         .unwrap()
         .fit(classifier(&device, 1, 0.0), &train, &valid, &device)
         .unwrap();

@@ -31,7 +31,7 @@ fn mixup_and_cutmix_change_the_run_and_resume_bit_identically() {
     let straight = fit(&mixed, straight_dir.path(), None);
     let split_dir = tempfile::tempdir().unwrap();
     fit(&mixed, split_dir.path(), Some(1));
-    let resumed = FineTune::resume(split_dir.path(), policy())
+    let resumed = FineTune::resume(split_dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 99, 0.3), &train, &valid, &device)

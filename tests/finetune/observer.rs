@@ -109,7 +109,7 @@ fn observers_hear_every_step_and_every_epoch() {
     );
     assert_eq!(paused.history.len(), 2);
     let rest = recorder();
-    let resumed = FineTune::resume(dir.path(), TrainAll)
+    let resumed = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .observer(rest.clone())

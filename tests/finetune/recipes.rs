@@ -227,7 +227,7 @@ fn resume_with_ema_accumulation_and_class_weights_is_bit_identical() {
             .join("checkpoints/epoch-0002/ema.bpk")
             .is_file()
     );
-    let resumed = FineTune::resume(split_dir.path(), policy())
+    let resumed = FineTune::resume(split_dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 999, 0.3), &train, &valid, &device)
@@ -400,7 +400,7 @@ fn the_average_follows_the_head_on_cached_features_and_resumes() {
         .pause_after(1)
         .fit(classifier(&device, 6, 0.0), &train, &valid, &device)
         .unwrap();
-    let resumed = FineTune::resume(split_dir.path(), Frozen)
+    let resumed = FineTune::resume(split_dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 77, 0.0), &train, &valid, &device)
@@ -469,7 +469,7 @@ fn resuming_an_average_without_its_file_is_refused() {
         .unwrap();
     let checkpoint = dir.path().join("checkpoints/epoch-0001");
     std::fs::remove_file(checkpoint.join("ema.bpk")).unwrap();
-    let err = FineTune::resume(dir.path(), TrainAll)
+    let err = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 1, 0.0), &train, &valid, &device)
@@ -519,7 +519,7 @@ fn everything_at_once_on_a_resnet_with_drop_path_resumes_bit_identically() {
         .pause_after(1)
         .fit(resnet(0.3), &train, &valid, &device)
         .unwrap();
-    let resumed = FineTune::resume(dir.path(), TrainAll)
+    let resumed = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .fit(resnet(0.3), &train, &valid, &device)

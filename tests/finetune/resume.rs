@@ -32,7 +32,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
         assert_eq!(first.history.len(), 2);
     }
     // a different initialisation: resume must replace every weight
-    let resumed = FineTune::resume(split_dir.path(), policy())
+    let resumed = FineTune::resume(split_dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(&device, 999, 0.3), &train, &valid, &device)
@@ -75,8 +75,71 @@ fn resume_with_another_policy_is_refused() {
         &device,
     )
     .unwrap();
-    let err = fit_small(FineTune::resume(dir.path(), Frozen).unwrap(), &device).unwrap_err();
+    let err = fit_small(
+        FineTune::resume(dir.path()).unwrap().policy(Frozen),
+        &device,
+    )
+    .unwrap_err();
     assert!(matches!(err, GrafterError::Config(_)), "{err}");
+    // the same policy passed explicitly is accepted
+    let outcome = fit_small(
+        FineTune::resume(dir.path()).unwrap().policy(TrainAll),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(outcome.history.len(), 3);
+}
+
+/// A policy of the user's own (here: train stages in a rotating order), which `resume` cannot
+/// know: the run resumes from its saved plans without it, bit-identical to the uninterrupted
+/// run, and new checkpoints keep the policy's name.
+#[derive(Debug)]
+struct Rotating;
+
+impl grafter::FreezePolicy for Rotating {
+    fn plan(&self, epoch: usize, num_stages: usize) -> grafter::policy::EpochPlan {
+        let mut plan = grafter::policy::EpochPlan::uniform(
+            num_stages,
+            grafter::policy::StageSetting::frozen(),
+        );
+        plan.stages[epoch % num_stages] = grafter::policy::StageSetting::train(0.5);
+        plan
+    }
+
+    fn name(&self) -> String {
+        "rotating".into()
+    }
+}
+
+#[test]
+fn a_custom_policy_run_resumes_without_its_policy() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let cfg = config(3).with_restore_best(false);
+    let straight = fit_small(FineTune::new(cfg.clone(), Rotating), &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fit_small(
+        FineTune::new(cfg, Rotating)
+            .out_dir(dir.path())
+            .pause_after(1),
+        &device,
+    )
+    .unwrap();
+    let resumed = fit_small(FineTune::resume(dir.path()).unwrap(), &device).unwrap();
+    assert_eq!(resumed.history, straight.history);
+    assert_eq!(params(&resumed.model), params(&straight.model));
+    let state =
+        std::fs::read_to_string(dir.path().join("checkpoints/epoch-0003/state.json")).unwrap();
+    assert!(state.contains("\"policy\": \"rotating\""), "{state}");
+    // a folder without a checkpoint has nothing to replay
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("config.json"),
+        empty.path().join("config.json"),
+    )
+    .unwrap();
+    let err = FineTune::resume(empty.path()).err().unwrap().to_string();
+    assert!(err.contains("no checkpoint"), "{err}");
 }
 
 /// A run saved before a setting existed (here `precision` and `loss_scale`, added with mixed
@@ -104,7 +167,7 @@ fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
         assert!(fields.remove(key).is_some(), "{key} not saved");
     }
     std::fs::write(&path, serde_json::to_string(&saved).unwrap()).unwrap();
-    let resume = FineTune::resume(dir.path(), TrainAll).unwrap();
+    let resume = FineTune::resume(dir.path()).unwrap();
     assert_eq!(resume.config().precision, grafter::finetune::Precision::F32);
     assert_eq!(resume.config().accumulate_steps, 1);
     assert!(resume.config().ema.is_none() && resume.config().class_weights.is_none());
@@ -114,12 +177,34 @@ fn a_config_saved_without_newer_settings_resumes_with_their_defaults() {
     assert_eq!(outcome.history.len(), 2);
 
     std::fs::write(&path, "[1, 2]").unwrap();
-    let err = FineTune::resume(dir.path(), TrainAll)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = FineTune::resume(dir.path()).err().unwrap().to_string();
     assert!(
         err.contains("config.json") && err.contains("not a JSON object"),
         "{err}"
     );
+}
+
+/// A run killed after its last checkpoint but before that epoch's logs were rewritten (the
+/// kill −9 soak found it): resuming rewrites `metrics.jsonl` and `curves.svg` from the
+/// checkpoint's history, even when no epoch is left to train.
+#[test]
+fn resuming_rewrites_logs_a_kill_left_behind() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    fit_small(
+        FineTune::new(config(2), TrainAll).out_dir(dir.path()),
+        &device,
+    )
+    .unwrap();
+    let log = dir.path().join("metrics.jsonl");
+    let full = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(full.lines().count(), 2);
+    let first_line = full.lines().next().unwrap().to_string() + "\n";
+    std::fs::write(&log, &first_line).unwrap();
+    std::fs::remove_file(dir.path().join("curves.svg")).unwrap();
+    let outcome = fit_small(FineTune::resume(dir.path()).unwrap(), &device).unwrap();
+    assert_eq!(outcome.history.len(), 2);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), full);
+    assert!(dir.path().join("curves.svg").is_file());
 }

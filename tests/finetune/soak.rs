@@ -38,7 +38,7 @@ fn run(dir: &Path, resume: bool) -> grafter::Result<FitOutcome<TinyCnn, LinearHe
         .with_keep_checkpoints(2);
     let policy = || TwoPhase::new(2, 10.0);
     let fine_tune = if resume {
-        FineTune::resume(dir, policy())?.progress(false)
+        FineTune::resume(dir)?.progress(false)
     } else {
         FineTune::new(cfg, policy()).out_dir(dir)
     };
@@ -90,7 +90,7 @@ fn a_run_killed_at_random_moments_resumes_to_the_uninterrupted_result() {
     assert!(spawn(scratch.path()).wait().unwrap().success());
     let run_time = started.elapsed();
 
-    let log = |d: &Path| std::fs::read(d.join("metrics.jsonl")).unwrap();
+    let log = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     let epochs_done = |d: &Path| {
         std::fs::read_to_string(d.join("metrics.jsonl")).map_or(0, |l| l.lines().count())
     };

@@ -59,7 +59,7 @@ fn move_checkpoint(first: &Device, second: &Device) {
     assert_eq!(paused.history.len(), 1);
     let t1 = secs(t);
     let t = Instant::now();
-    let resumed = FineTune::resume(dir.path(), FreezeFirst(1))
+    let resumed = FineTune::resume(dir.path())
         .unwrap()
         .progress(false)
         .fit(classifier(second, 999, 0.0), &train, &valid, second)

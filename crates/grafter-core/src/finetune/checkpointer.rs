@@ -13,7 +13,7 @@ use burn::tensor::Bytes;
 
 use super::config::{FineTuneConfig, config_from_json};
 use super::run_state::{RunState, STATE_VERSION};
-use crate::checkpoint::{CheckpointDir, FileWriter, files, read_file, write_atomic};
+use crate::checkpoint::{CheckpointDir, FileWriter, FsWriter, files, read_file, write_atomic};
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
 /// The configuration file of a run directory.
@@ -87,21 +87,7 @@ impl Checkpointer {
         let optim_path = dir.join(files::OPTIMIZER);
         let optim = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(read_file(&optim_path)?))
             .map_err(|e| GrafterError::checkpoint(&optim_path, e))?;
-        let state_path = dir.join(files::STATE);
-        let state: RunState = serde_json::from_slice(&read_file(&state_path)?)
-            .map_err(|e| GrafterError::checkpoint(&state_path, e))?;
-        if state.version != STATE_VERSION {
-            return Err(GrafterError::checkpoint(
-                &state_path,
-                format!(
-                    "state format version {} is not supported (expected {STATE_VERSION})",
-                    state.version
-                ),
-            ));
-        }
-        if let Some(why) = state.inconsistency() {
-            return Err(GrafterError::checkpoint(&state_path, why));
-        }
+        let state = read_state(&dir.join(files::STATE))?;
         let ema_path = dir.join(files::EMA);
         let ema = if ema_path.is_file() {
             Some((ema_path.clone(), record_from_file(&ema_path)?))
@@ -149,6 +135,39 @@ impl Checkpointer {
     }
 }
 
+/// The loop state of the newest complete checkpoint of the run directory `dir`.
+pub(crate) fn read_latest_state(dir: &Path) -> Result<RunState> {
+    read_state(&read_latest_state_path(dir)?)
+}
+
+/// The `state.json` of the newest complete checkpoint of the run directory `dir`.
+pub(crate) fn read_latest_state_path(dir: &Path) -> Result<PathBuf> {
+    let latest = CheckpointDir::new(dir, Arc::new(FsWriter), 1)
+        .latest()?
+        .ok_or_else(|| GrafterError::checkpoint(dir, "no checkpoint to resume from"))?;
+    Ok(latest.join(files::STATE))
+}
+
+/// A checkpoint's `state.json`, checked: its format version, and counters that agree with its
+/// history.
+fn read_state(path: &Path) -> Result<RunState> {
+    let state: RunState =
+        serde_json::from_slice(&read_file(path)?).map_err(|e| GrafterError::checkpoint(path, e))?;
+    if state.version != STATE_VERSION {
+        return Err(GrafterError::checkpoint(
+            path,
+            format!(
+                "state format version {} is not supported (expected {STATE_VERSION})",
+                state.version
+            ),
+        ));
+    }
+    if let Some(why) = state.inconsistency() {
+        return Err(GrafterError::checkpoint(path, why));
+    }
+    Ok(state)
+}
+
 /// The configuration saved in the run directory `dir`.
 pub(crate) fn read_config(dir: &Path) -> Result<FineTuneConfig> {
     let path = dir.join(CONFIG);
@@ -170,7 +189,6 @@ fn record_from_file(path: &Path) -> Result<ModuleRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::FsWriter;
     use crate::finetune::CachedFeatures;
     use crate::finetune::run_state::BestEpoch;
     use crate::{LinearHead, LinearHeadConfig, Preprocess};

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 
-use super::checkpointer::read_config;
+use super::checkpointer::{read_config, read_latest_state, read_latest_state_path};
 use super::config::FineTuneConfig;
 use super::feature_cache::{FeatureCacheUse, decide};
 use super::observer::{Observer, Observers};
 use super::plan::plans_of;
 use super::run_state::BestEpoch;
+use super::saved_plans::SavedPlans;
 use crate::checkpoint::{FileWriter, FsWriter};
 use crate::data::DataSource;
 use crate::history::EpochRecord;
 use crate::policy::FreezePolicy;
-use crate::{Backbone, Classifier, Head, Result};
+use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
 /// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
 ///
@@ -94,13 +95,45 @@ impl FineTune {
         }
     }
 
-    /// Continues the run saved in `dir`, with the configuration saved there. The policy must
-    /// be the one the run started with (checked against the saved plans).
-    pub fn resume(dir: impl AsRef<Path>, policy: impl FreezePolicy + 'static) -> Result<Self> {
+    /// Continues the run saved in `dir`: the configuration saved there, and the freeze plans
+    /// its latest checkpoint recorded for every epoch, replayed under the policy's saved name —
+    /// no policy needs to be passed, so a run made with a custom policy resumes without its
+    /// code. [`policy`](Self::policy) sets one anyway, which must give the same plans (checked
+    /// by [`fit`](Self::fit)).
+    ///
+    /// # Errors
+    ///
+    /// A missing or invalid `config.json`, no complete checkpoint, or a `state.json` that is
+    /// malformed or whose plans do not cover the configured epochs, naming the file.
+    pub fn resume(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let mut run = Self::new(read_config(dir)?, policy).out_dir(dir);
+        let config = read_config(dir)?;
+        let state = read_latest_state(dir)?;
+        if state.plans.len() != config.epochs {
+            let at = read_latest_state_path(dir)?;
+            return Err(GrafterError::checkpoint(
+                at,
+                format!(
+                    "holds plans for {} epochs but config.json asks for {}",
+                    state.plans.len(),
+                    config.epochs
+                ),
+            ));
+        }
+        let saved = SavedPlans {
+            name: state.policy,
+            plans: state.plans,
+        };
+        let mut run = Self::new(config, saved).out_dir(dir);
         run.resume = true;
         Ok(run)
+    }
+
+    /// Replaces the freeze policy. On a [resumed](Self::resume) run it must give the plans the
+    /// run was started with: a different one is refused by [`fit`](Self::fit).
+    pub fn policy(mut self, policy: impl FreezePolicy + 'static) -> Self {
+        self.policy = Box::new(policy);
+        self
     }
 
     /// Writes checkpoints, `config.json`, `metrics.jsonl`, `curves.svg` and `best.bpk` under

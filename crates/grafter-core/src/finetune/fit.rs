@@ -54,6 +54,10 @@ impl FineTune {
             (Some(ck), true) => {
                 let (model, state, record, ema) = ck.resume(model)?;
                 optim = optim.load_record(record);
+                // the logs of the checkpoint resumed from: a run killed between its last
+                // checkpoint and that epoch's logs would otherwise keep stale ones (found
+                // by the kill -9 soak)
+                reporter.write_logs(ck.writer(), ck.root(), &state.history, None)?;
                 (model, state, ema)
             }
             (Some(ck), false) => {

@@ -58,6 +58,7 @@ mod replicas;
 mod reporter;
 mod run_state;
 mod sampler;
+mod saved_plans;
 
 pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};
