@@ -264,3 +264,40 @@ fn a_failing_replica_stops_the_run_with_an_intact_checkpoint() {
     assert_eq!(resumed.history.len(), 2);
     assert_eq!(resumed.history.last().unwrap().step, 6);
 }
+
+/// Mixed precision across replicas: one loss scale for the step (the replicas' scaled
+/// gradients summed, then unscaled and checked once), f32 master weights; the run follows the
+/// one-device f16 run up to half-precision rounding.
+#[test]
+fn two_replicas_train_in_f16_with_one_loss_scale() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let train = dataset(16, 1);
+    let valid = dataset(4, 2);
+    let cfg = sgd(config(2))
+        .with_batch_size(24)
+        .with_precision(grafter::finetune::Precision::F16);
+    let fit = |devices: Vec<Device>| {
+        FineTune::new(cfg.clone(), TrainAll)
+            .devices(devices)
+            .fit(plain_classifier(&device, 5), &train, &valid, &device)
+            .unwrap()
+    };
+    let parallel = fit(two());
+    let single = fit(vec![]);
+    let rel = max_rel(&params(&parallel.model), &params(&single.model));
+    println!("f16: 2 replicas vs 1 device max rel {rel:e}");
+    assert!(rel < 1e-2, "{rel}");
+    for (a, b) in parallel.history.iter().zip(&single.history) {
+        assert!((a.train.loss - b.train.loss).abs() < 1e-2, "{a:?} vs {b:?}");
+    }
+    let mut f32_only = true;
+    struct Dtypes<'a>(&'a mut bool);
+    impl burn::module::ModuleVisitor for Dtypes<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            *self.0 &= p.val().dtype() == burn::tensor::DType::F32;
+        }
+    }
+    parallel.model.visit(&mut Dtypes(&mut f32_only));
+    assert!(f32_only, "the master weights stay f32");
+}

@@ -208,7 +208,7 @@ mod tests {
             top5: None,
             per_class: vec![Some(0.5)],
             samples: 2,
-            confusion: vec![vec![1]],
+            confusion: vec![vec![2]],
             map: None,
         };
         let history = (0..epochs_done)

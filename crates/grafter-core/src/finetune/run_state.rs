@@ -60,6 +60,27 @@ impl RunState {
         if self.history.windows(2).any(|w| w[1].step <= w[0].step) {
             return Some("the history's steps do not increase".into());
         }
+        for r in &self.history {
+            let passes = [Some(&r.train), Some(&r.valid), r.valid_ema.as_ref()];
+            for m in passes.into_iter().flatten() {
+                if m.confusion.is_empty() {
+                    continue;
+                }
+                let total = m
+                    .confusion
+                    .iter()
+                    .flatten()
+                    .try_fold(0u64, |n, &c| n.checked_add(c));
+                if total != Some(m.samples as u64) {
+                    return Some(format!(
+                        "epoch {}: a confusion matrix counting {} images of {}",
+                        r.epoch,
+                        total.map_or("more than 2^64".into(), |t| t.to_string()),
+                        m.samples
+                    ));
+                }
+            }
+        }
         let last_step = self.history.last().map_or(0, |r| r.step);
         if self.step != last_step {
             return Some(format!(

@@ -64,7 +64,11 @@ impl ClassReport {
         if k == 0 || confusion.iter().any(|row| row.len() != k) {
             return None;
         }
-        let samples: u64 = confusion.iter().flatten().sum();
+        // a total that overflows cannot come from counting images (a corrupted history)
+        let samples = confusion
+            .iter()
+            .flatten()
+            .try_fold(0u64, |n, &c| n.checked_add(c))?;
         if samples == 0 {
             return None;
         }
@@ -77,7 +81,12 @@ impl ClassReport {
                 ClassScores {
                     precision: ratio(tp, predicted),
                     recall: ratio(tp, support),
-                    f1: ratio(2 * tp, support + predicted),
+                    // in f64: each count fits in u64 (they sum to `samples`), twice one may not
+                    f1: if support == 0 && predicted == 0 {
+                        0.0
+                    } else {
+                        2.0 * tp as f64 / (support as f64 + predicted as f64)
+                    },
                     support,
                     predicted,
                 }
@@ -105,5 +114,21 @@ impl ClassReport {
             samples,
             classes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts no run produces (a corrupted `state.json`): no report past 2^64 images, and no
+    /// overflow below it.
+    #[test]
+    fn counts_at_the_edge_of_u64_give_no_overflow() {
+        assert!(ClassReport::from_confusion(&[vec![u64::MAX, 1], vec![0, 0]]).is_none());
+        let r = ClassReport::from_confusion(&[vec![u64::MAX - 1, 0], vec![0, 1]]).unwrap();
+        assert_eq!(r.samples, u64::MAX);
+        assert!((r.classes[0].f1 - 1.0).abs() < 1e-12);
+        assert_eq!(r.classes[1].f1, 1.0);
     }
 }
