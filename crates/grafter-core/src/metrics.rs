@@ -219,7 +219,8 @@ impl MetricsAccumulator {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// The first index of the largest value.
+pub(crate) fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::argmax;
 use crate::Task;
 use crate::data::Labels;
 
@@ -56,14 +57,14 @@ impl TopLosses {
         for (row, &label) in logits.chunks(width.max(1)).zip(classes) {
             let index = self.seen;
             self.seen += 1;
-            let probs = match self.task {
+            let (probs, predicted) = match self.task {
                 Task::Binary => {
                     let p1 = 1.0 / (1.0 + (-(row[0] as f64)).exp());
-                    vec![1.0 - p1, p1]
+                    (vec![1.0 - p1, p1], usize::from(row[0] > 0.0))
                 }
-                _ => softmax(row),
+                // the class the metrics count as predicted
+                _ => (softmax(row), argmax(row)),
             };
-            let predicted = argmax(&probs);
             if predicted == label || label >= probs.len() {
                 continue;
             }
@@ -92,17 +93,6 @@ fn softmax(row: &[f32]) -> Vec<f64> {
     let exps: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
-}
-
-/// The first index of the largest value.
-fn argmax(values: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]
