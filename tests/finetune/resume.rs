@@ -208,3 +208,59 @@ fn resuming_rewrites_logs_a_kill_left_behind() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), full);
     assert!(dir.path().join("curves.svg").is_file());
 }
+
+/// Validation images that give a NaN loss in every pass: JSON has no NaN, so the loss, top-1
+/// and best value go to `state.json` and `metrics.jsonl` as `null` — and must read back (as
+/// NaN), or the run could never resume.
+struct NanValidation(grafter::data::InMemoryDataset);
+
+impl grafter::data::DataSource for NanValidation {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn batches<'a>(
+        &'a self,
+        request: grafter::data::EpochRequest,
+    ) -> Box<dyn Iterator<Item = grafter::Result<grafter::data::HostBatch>> + Send + 'a> {
+        Box::new(self.0.batches(request).map(|b| {
+            b.map(|mut b| {
+                b.images.fill(f32::NAN);
+                b
+            })
+        }))
+    }
+}
+
+#[test]
+fn a_non_finite_validation_loss_does_not_make_the_run_unresumable() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let (train, valid) = (dataset(8, 1), NanValidation(dataset(4, 2)));
+    let fit = |fine_tune: FineTune| {
+        fine_tune
+            .progress(false)
+            .fit(classifier(&device, 1, 0.0), &train, &valid, &device)
+            .unwrap()
+    };
+    let cfg = config(3).with_restore_best(false);
+    let straight = fit(FineTune::new(cfg.clone(), TrainAll));
+    let dir = tempfile::tempdir().unwrap();
+    fit(FineTune::new(cfg, TrainAll)
+        .out_dir(dir.path())
+        .pause_after(1));
+    let state =
+        std::fs::read_to_string(dir.path().join("checkpoints/epoch-0001/state.json")).unwrap();
+    assert!(state.contains("null"), "the NaN loss is saved as null");
+    let resumed = fit(FineTune::resume(dir.path()).unwrap());
+    assert_eq!(resumed.history.len(), 3);
+    for (a, b) in resumed.history.iter().zip(&straight.history) {
+        assert!(a.valid.loss.is_nan() && b.valid.loss.is_nan());
+        assert_eq!(a.train.loss, b.train.loss);
+    }
+    assert_eq!(params(&resumed.model), params(&straight.model));
+    let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+}

@@ -19,9 +19,11 @@ use crate::data::Labels;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Mean loss per image (with label smoothing, as optimised; with class weights, the mean
-    /// weighted by them, as optimised).
+    /// weighted by them, as optimised). NaN when it was not finite (saved as `null`).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Top-1 accuracy in [0, 1]. Multi-label: fraction of correct label decisions at 0.5.
+    #[serde(deserialize_with = "nan_if_null")]
     pub top1: f64,
     /// Top-5 accuracy, when there are more than 5 classes (single-label only).
     pub top5: Option<f64>,
@@ -217,6 +219,13 @@ impl MetricsAccumulator {
             confusion: self.confusion,
         }
     }
+}
+
+/// Reads a number that may have been written as `null`: JSON has no NaN or infinity, and
+/// serde_json writes them as `null`. A validation pass whose loss was not finite must not make
+/// `state.json` and `metrics.jsonl` unreadable; it reads back as NaN.
+pub(crate) fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// The first index of the largest value.

@@ -14,7 +14,8 @@ pub(crate) const STATE_VERSION: u32 = 1;
 pub struct BestEpoch {
     /// Zero-based epoch.
     pub epoch: usize,
-    /// Value of the monitored metric.
+    /// Value of the monitored metric (NaN when it was not finite: saved as `null`).
+    #[serde(deserialize_with = "crate::metrics::nan_if_null")]
     pub value: f64,
     /// True when the best weights are the weight average's ([`Ema`](super::Ema)), not the
     /// trained ones.
@@ -95,7 +96,7 @@ impl RunState {
             ));
         }
         if let Some(best) = self.best
-            && (best.epoch >= self.epochs_done || !best.value.is_finite())
+            && best.epoch >= self.epochs_done
         {
             return Some(format!(
                 "best epoch {} (value {}) of {} done",
