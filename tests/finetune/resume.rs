@@ -264,3 +264,30 @@ fn a_non_finite_validation_loss_does_not_make_the_run_unresumable() {
     let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
 }
+
+/// The newest checkpoint damaged (a truncated model file, or an unreadable state.json): the
+/// resume falls back to the older kept checkpoint and repeats the epochs since, ending where
+/// the uninterrupted run does, bit for bit.
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_older_one() {
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let cfg = config(4).with_restore_best(false).with_keep_checkpoints(2);
+    let straight = fit_small(FineTune::new(cfg.clone(), TrainAll), &device).unwrap();
+    for damaged in ["model.bpk", "state.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        fit_small(
+            FineTune::new(cfg.clone(), TrainAll)
+                .out_dir(dir.path())
+                .pause_after(3),
+            &device,
+        )
+        .unwrap();
+        let file = dir.path().join("checkpoints/epoch-0003").join(damaged);
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        let resumed = fit_small(FineTune::resume(dir.path()).unwrap(), &device).unwrap();
+        assert_eq!(resumed.history, straight.history, "{damaged}");
+        assert_eq!(params(&resumed.model), params(&straight.model), "{damaged}");
+    }
+}

@@ -157,6 +157,32 @@ impl CheckpointDir {
         }
     }
 
+    /// The complete checkpoints to resume from, best first: the one `latest` names, then the
+    /// older kept ones, newest first (a resume falls back to them when the newest cannot be
+    /// read). Empty when the run has no checkpoint yet.
+    pub fn resumable(&self) -> Result<Vec<PathBuf>> {
+        let Some(latest) = self.latest()? else {
+            return Ok(Vec::new());
+        };
+        let newest = latest.file_name().map(|n| n.to_string_lossy().into_owned());
+        let mut older: Vec<String> = fs::read_dir(self.checkpoints())
+            .map_err(|e| GrafterError::io(self.checkpoints(), e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("epoch-") && Some(n) < newest.as_ref())
+            .filter(|n| {
+                let dir = self.checkpoints().join(n);
+                [files::MODEL, files::OPTIMIZER, files::STATE]
+                    .iter()
+                    .all(|f| dir.join(f).is_file())
+            })
+            .collect();
+        older.sort();
+        let mut all = vec![latest];
+        all.extend(older.iter().rev().map(|n| self.checkpoints().join(n)));
+        Ok(all)
+    }
+
     /// The newest complete checkpoint, if any.
     pub fn latest(&self) -> Result<Option<PathBuf>> {
         let file = self.latest_file();

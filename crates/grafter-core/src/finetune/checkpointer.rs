@@ -66,6 +66,9 @@ impl Checkpointer {
 
     /// Loads the newest checkpoint into `model` (weights and parameter ids), with the loop
     /// state, the optimiser's record and the weight average's record (when it holds one).
+    /// When the newest cannot be read (a damaged file), the older kept ones are tried, newest
+    /// first, with a warning: the run then repeats the epochs since, which give the same
+    /// result. Fails with the newest's error when none can be read.
     #[allow(clippy::type_complexity)]
     pub(crate) fn resume<B: Backbone, H: Head>(
         &self,
@@ -76,9 +79,37 @@ impl Checkpointer {
         OptimizerRecord,
         Option<(PathBuf, ModuleRecord)>,
     )> {
-        let dir = self
-            .latest()?
-            .ok_or_else(|| GrafterError::checkpoint(self.root(), "no checkpoint to resume from"))?;
+        let mut newest_error = None;
+        for dir in self.dir.resumable()? {
+            match self.resume_from(&dir, model.clone()) {
+                Ok(loaded) => {
+                    if let Some(e) = &newest_error {
+                        log::warn!("resuming from {} instead: {e}", dir.display());
+                    }
+                    return Ok(loaded);
+                }
+                Err(e) => {
+                    newest_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(newest_error.unwrap_or_else(|| {
+            GrafterError::checkpoint(self.root(), "no checkpoint to resume from")
+        }))
+    }
+
+    /// [`resume`](Self::resume) from the checkpoint folder `dir`.
+    #[allow(clippy::type_complexity)]
+    fn resume_from<B: Backbone, H: Head>(
+        &self,
+        dir: &Path,
+        model: Classifier<B, H>,
+    ) -> Result<(
+        Classifier<B, H>,
+        RunState,
+        OptimizerRecord,
+        Option<(PathBuf, ModuleRecord)>,
+    )> {
         let model_path = dir.join(files::MODEL);
         let record = record_from_file(&model_path)?;
         let model = model
@@ -135,17 +166,21 @@ impl Checkpointer {
     }
 }
 
-/// The loop state of the newest complete checkpoint of the run directory `dir`.
-pub(crate) fn read_latest_state(dir: &Path) -> Result<RunState> {
-    read_state(&read_latest_state_path(dir)?)
-}
-
-/// The `state.json` of the newest complete checkpoint of the run directory `dir`.
-pub(crate) fn read_latest_state_path(dir: &Path) -> Result<PathBuf> {
-    let latest = CheckpointDir::new(dir, Arc::new(FsWriter), 1)
-        .latest()?
-        .ok_or_else(|| GrafterError::checkpoint(dir, "no checkpoint to resume from"))?;
-    Ok(latest.join(files::STATE))
+/// The loop state of the newest readable checkpoint of the run directory `dir` (the one a
+/// resume starts from), and its `state.json`'s path.
+pub(crate) fn read_latest_state(dir: &Path) -> Result<(RunState, PathBuf)> {
+    let mut newest_error = None;
+    for checkpoint in CheckpointDir::new(dir, Arc::new(FsWriter), 1).resumable()? {
+        let path = checkpoint.join(files::STATE);
+        match read_state(&path) {
+            Ok(state) => return Ok((state, path)),
+            Err(e) => {
+                newest_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(newest_error
+        .unwrap_or_else(|| GrafterError::checkpoint(dir, "no checkpoint to resume from")))
 }
 
 /// A checkpoint's `state.json`, checked: its format version, and counters that agree with its

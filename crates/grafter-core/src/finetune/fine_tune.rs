@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 
-use super::checkpointer::{read_config, read_latest_state, read_latest_state_path};
+use super::checkpointer::{read_config, read_latest_state};
 use super::config::FineTuneConfig;
 use super::feature_cache::{FeatureCacheUse, decide};
 use super::observer::{Observer, Observers};
@@ -108,9 +108,8 @@ impl FineTune {
     pub fn resume(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let config = read_config(dir)?;
-        let state = read_latest_state(dir)?;
+        let (state, at) = read_latest_state(dir)?;
         if state.plans.len() != config.epochs {
-            let at = read_latest_state_path(dir)?;
             return Err(GrafterError::checkpoint(
                 at,
                 format!(
