@@ -146,12 +146,11 @@ fn wgpu_index(index: usize) -> Result<Device> {
 
     wgpu()?;
     let device = Device::wgpu(DeviceKind::DiscreteGpu(index));
-    match quietly(|| smoke(&device)) {
-        Ok(Ok(())) => Ok(device),
-        Ok(Err(e)) | Err(e) => Err(GrafterError::Config(format!(
+    computes(&device).map(|()| device).map_err(|e| {
+        GrafterError::Config(format!(
             "device `wgpu:{index}`: discrete GPU {index} is not usable: {e}"
-        ))),
-    }
+        ))
+    })
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -163,12 +162,11 @@ fn wgpu_index(_: usize) -> Result<Device> {
 #[cfg(feature = "cuda")]
 fn cuda_index(index: usize) -> Result<Device> {
     let device = Device::cuda(index);
-    match quietly(|| smoke(&device)) {
-        Ok(Ok(())) => Ok(device),
-        Ok(Err(e)) | Err(e) => Err(GrafterError::Config(format!(
+    computes(&device).map(|()| device).map_err(|e| {
+        GrafterError::Config(format!(
             "device `cuda:{index}`: CUDA device {index} is not usable: {e}"
-        ))),
-    }
+        ))
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -270,12 +268,12 @@ fn wgpu() -> Result<(Device, Adapter)> {
             Ok(Err(e)) => return Err(e),
             Err(panic) => return Err(panic),
         };
-        match quietly(|| smoke(&device)) {
-            Ok(Ok(())) => {
+        match computes(&device) {
+            Ok(()) => {
                 log::debug!("wgpu: {}", adapter.description);
                 Ok(adapter)
             }
-            Ok(Err(e)) | Err(e) => Err(format!("{} does not compute: {e}", adapter.description)),
+            Err(e) => Err(format!("{} does not compute: {e}", adapter.description)),
         }
     });
     match probe {
@@ -293,10 +291,7 @@ fn cuda() -> Result<Device> {
     use std::sync::OnceLock;
 
     static PROBE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    let probe = PROBE.get_or_init(|| match quietly(|| smoke(&Device::cuda(0))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) | Err(e) => Err(e),
-    });
+    let probe = PROBE.get_or_init(|| computes(&Device::cuda(0)));
     match probe {
         Ok(()) => Ok(Device::cuda(0)),
         Err(e) => Err(GrafterError::Config(format!(
@@ -304,6 +299,12 @@ fn cuda() -> Result<Device> {
              (`nvidia-smi`), or use `wgpu` or `cpu`"
         ))),
     }
+}
+
+/// [`smoke`] with a panic of the backend turned into the error.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn computes(device: &Device) -> std::result::Result<(), String> {
+    quietly(|| smoke(device)).and_then(|r| r)
 }
 
 /// Adds two numbers on `device` and reads them back.
@@ -348,12 +349,10 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     panic::set_hook(Box::new(move |info| previous(info)));
     result.map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the backend panicked".into());
-        format!("the backend panicked: {message}")
+        format!(
+            "the backend panicked: {}",
+            crate::panic_text(payload.as_ref())
+        )
     })
 }
 

@@ -105,6 +105,16 @@ pub enum GrafterError {
     },
 }
 
+/// The message of a caught panic (a `&str` or `String` payload), or a placeholder: how a
+/// backend's panic (a lost device, a kernel error) becomes the text of a typed error.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 impl GrafterError {
     /// Wraps an [`std::io::Error`] with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -36,7 +36,7 @@ pub mod weights;
 
 pub use backbone::{Backbone, Stage};
 pub use classifier::Classifier;
-pub use error::{GrafterError, Result};
+pub use error::{GrafterError, Result, panic_text};
 pub use finetune::{
     ClassWeights, DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, Ema, EmaSelect, FineTune,
     FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate, top_losses,

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
-use grafter_core::Preprocess;
 use grafter_core::data::{
     DataSource, EpochRequest, HostBatch, Labels, check_order, mix_seed, shuffled_order,
 };
+use grafter_core::{Preprocess, panic_text};
 use rayon::prelude::*;
 
 use crate::decode::decode_file;
@@ -389,15 +389,6 @@ impl DataSource for ImageLoader {
         self.cacheable()
             .then(|| shuffled_order(self.inner.dataset.len(), &request))
     }
-}
-
-/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[cfg(test)]

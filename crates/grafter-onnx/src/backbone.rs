@@ -10,7 +10,7 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_core::{Backbone, Preprocess, Stage, panic_text};
 
 use crate::cut::auto_cut;
 use crate::graph::{Graph, Op};
@@ -366,15 +366,6 @@ impl Backbone for OnnxBackbone {
     fn preprocess(&self) -> Preprocess {
         self.meta.preprocess.clone()
     }
-}
-
-/// The message of a caught panic (a `&str` or `String` payload), or a placeholder.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn tensor1(v: &[f32], device: &Device) -> Tensor<1> {

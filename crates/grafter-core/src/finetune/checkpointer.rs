@@ -21,6 +21,15 @@ const CONFIG: &str = "config.json";
 /// The weights of the best epoch so far.
 const BEST: &str = "best.bpk";
 
+/// What [`Checkpointer::resume`] restores: the model, the loop state, the optimiser's record
+/// and the weight average's record with its file (when the checkpoint holds one).
+pub(crate) type Resumed<B, H> = (
+    Classifier<B, H>,
+    RunState,
+    OptimizerRecord,
+    Option<(PathBuf, ModuleRecord)>,
+);
+
 /// Saves and loads the state of one run directory.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
@@ -69,47 +78,19 @@ impl Checkpointer {
     /// When the newest cannot be read (a damaged file), the older kept ones are tried, newest
     /// first, with a warning: the run then repeats the epochs since, which give the same
     /// result. Fails with the newest's error when none can be read.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn resume<B: Backbone, H: Head>(
         &self,
         model: Classifier<B, H>,
-    ) -> Result<(
-        Classifier<B, H>,
-        RunState,
-        OptimizerRecord,
-        Option<(PathBuf, ModuleRecord)>,
-    )> {
-        let mut newest_error = None;
-        for dir in self.dir.resumable()? {
-            match self.resume_from(&dir, model.clone()) {
-                Ok(loaded) => {
-                    if let Some(e) = &newest_error {
-                        log::warn!("resuming from {} instead: {e}", dir.display());
-                    }
-                    return Ok(loaded);
-                }
-                Err(e) => {
-                    newest_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(newest_error.unwrap_or_else(|| {
-            GrafterError::checkpoint(self.root(), "no checkpoint to resume from")
-        }))
+    ) -> Result<Resumed<B, H>> {
+        first_readable(&self.dir, |dir| self.resume_from(dir, model.clone()))
     }
 
     /// [`resume`](Self::resume) from the checkpoint folder `dir`.
-    #[allow(clippy::type_complexity)]
     fn resume_from<B: Backbone, H: Head>(
         &self,
         dir: &Path,
         model: Classifier<B, H>,
-    ) -> Result<(
-        Classifier<B, H>,
-        RunState,
-        OptimizerRecord,
-        Option<(PathBuf, ModuleRecord)>,
-    )> {
+    ) -> Result<Resumed<B, H>> {
         let model_path = dir.join(files::MODEL);
         let record = record_from_file(&model_path)?;
         let model = model
@@ -169,18 +150,37 @@ impl Checkpointer {
 /// The loop state of the newest readable checkpoint of the run directory `dir` (the one a
 /// resume starts from), and its `state.json`'s path.
 pub(crate) fn read_latest_state(dir: &Path) -> Result<(RunState, PathBuf)> {
-    let mut newest_error = None;
-    for checkpoint in CheckpointDir::new(dir, Arc::new(FsWriter), 1).resumable()? {
+    let checkpoints = CheckpointDir::new(dir, Arc::new(FsWriter), 1);
+    first_readable(&checkpoints, |checkpoint| {
         let path = checkpoint.join(files::STATE);
-        match read_state(&path) {
-            Ok(state) => return Ok((state, path)),
+        read_state(&path).map(|state| (state, path))
+    })
+}
+
+/// `read` of the first of `checkpoints`' [resumable](CheckpointDir::resumable) folders it
+/// succeeds on, newest first (a warning names the one used when it is not the newest); the
+/// newest's error when it succeeds on none.
+fn first_readable<T>(
+    checkpoints: &CheckpointDir,
+    mut read: impl FnMut(&Path) -> Result<T>,
+) -> Result<T> {
+    let mut newest_error = None;
+    for dir in checkpoints.resumable()? {
+        match read(&dir) {
+            Ok(value) => {
+                if let Some(e) = &newest_error {
+                    log::warn!("resuming from {} instead: {e}", dir.display());
+                }
+                return Ok(value);
+            }
             Err(e) => {
                 newest_error.get_or_insert(e);
             }
         }
     }
-    Err(newest_error
-        .unwrap_or_else(|| GrafterError::checkpoint(dir, "no checkpoint to resume from")))
+    Err(newest_error.unwrap_or_else(|| {
+        GrafterError::checkpoint(checkpoints.root(), "no checkpoint to resume from")
+    }))
 }
 
 /// A checkpoint's `state.json`, checked: its format version, and counters that agree with its

@@ -20,7 +20,7 @@ use super::evaluate::{evaluate, evaluate_with_mistakes};
 use super::observer::{Observers, StepInfo};
 use super::plan::{apply_plan, base_lr, stage_lrs};
 use super::precision::PrecisionStep;
-use super::replicas::{Failure, Replicas};
+use super::replicas::{Failure, Replicas, shard_pass};
 use super::reporter::{Reporter, TOP_LOSSES_KEPT};
 use super::run_state::RunState;
 use super::sampler::{SAMPLER_STREAM, class_balanced_order};
@@ -279,79 +279,69 @@ impl EpochLoop<'_> {
                 }
                 _ => (images, targets),
             };
-            if let Some(replicas) = &self.replicas {
-                let main = ad.clone().without_autodiff();
-                let pass = precision.pass();
-                let stepped = replicas.step(
+            let pass = precision.pass();
+            let shards = match &self.replicas {
+                Some(replicas) => {
+                    let main = ad.clone().without_autodiff();
+                    let stepped = replicas.step(
+                        &model,
+                        images,
+                        targets,
+                        &batch.labels,
+                        pass,
+                        &self.loss,
+                        &main,
+                    );
+                    match stepped {
+                        Ok(shards) => shards,
+                        Err(failure) => {
+                            bar.finish();
+                            return Err(match failure {
+                                Failure::Error(e) => e,
+                                Failure::Panicked {
+                                    replica,
+                                    device,
+                                    message,
+                                } => GrafterError::Replica {
+                                    replica,
+                                    device,
+                                    epoch,
+                                    step: run.state.step,
+                                    message,
+                                    last_checkpoint: run.last_checkpoint.clone(),
+                                },
+                            });
+                        }
+                    }
+                }
+                // without accumulation the batch's loss is the step's: weight 1, divisor 1
+                None => vec![shard_pass(
                     &model,
                     images,
                     targets,
-                    &batch.labels,
+                    batch.labels.clone(),
                     pass,
                     &self.loss,
-                    &main,
-                );
-                let shards = match stepped {
-                    Ok(shards) => shards,
-                    Err(failure) => {
-                        bar.finish();
-                        return Err(match failure {
-                            Failure::Error(e) => e,
-                            Failure::Panicked {
-                                replica,
-                                device,
-                                message,
-                            } => GrafterError::Replica {
-                                replica,
-                                device,
-                                epoch,
-                                step: run.state.step,
-                                message,
-                                last_checkpoint: run.last_checkpoint.clone(),
-                            },
-                        });
-                    }
-                };
-                let mut loss_sum = 0.0;
-                for shard in shards {
-                    if !shard.loss.is_finite() {
-                        bar.finish();
-                        return Err(GrafterError::Diverged {
-                            epoch,
-                            step: run.state.step,
-                            loss: shard.loss,
-                            last_checkpoint: run.last_checkpoint.clone(),
-                        });
-                    }
-                    loss_sum += shard.loss * shard.images as f64;
-                    acc.add_weighted(shard.loss, shard.norm, &shard.logits, &shard.labels);
-                    pending.add(&model, shard.grads, shard.norm, shard.images, shard.loss);
-                }
-                bar.advance(n, format!("loss {:.4}", loss_sum / n as f64));
-            } else {
-                let logits = precision.forward(&model, images);
-                let (loss, norm) = self.loss.loss(logits.clone(), targets, &batch.labels, ad)?;
-                let loss_value: f64 = loss.clone().into_scalar::<f64>();
-                if !loss_value.is_finite() {
+                    ad,
+                    k == 1,
+                )?],
+            };
+            let mut loss_sum = 0.0;
+            for shard in shards {
+                if !shard.loss.is_finite() {
                     bar.finish();
                     return Err(GrafterError::Diverged {
                         epoch,
                         step: run.state.step,
-                        loss: loss_value,
+                        loss: shard.loss,
                         last_checkpoint: run.last_checkpoint.clone(),
                     });
                 }
-                // without accumulation the batch's loss is the step's: weight 1, divisor 1
-                let weight = if k == 1 { 1.0 } else { norm };
-                let part = precision.backward_part(loss, weight, &model);
-                pending.add(&model, part, weight, n, loss_value);
-                let host = logits
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
-                acc.add_weighted(loss_value, norm, &host, &batch.labels);
-                bar.advance(n, format!("loss {loss_value:.4}"));
+                loss_sum += shard.loss * shard.images as f64;
+                acc.add_weighted(shard.loss, shard.norm, &shard.logits, &shard.labels);
+                pending.add(&model, shard.grads, shard.weight, shard.images, shard.loss);
             }
+            bar.advance(n, format!("loss {:.4}", loss_sum / n as f64));
 
             pending.batches += 1;
             let last = batches.peek().is_none();

@@ -61,16 +61,8 @@ impl PrecisionStep {
         }
     }
 
-    /// f32 logits of `images`, computed in the run's precision.
-    pub(crate) fn forward<B: Backbone, H: Head>(
-        &self,
-        model: &Classifier<B, H>,
-        images: Tensor<4>,
-    ) -> Tensor<2> {
-        self.pass().forward(model, images)
-    }
-
-    /// The forward and backward of this step, as a value a replica's thread can take.
+    /// The forward and the scaled backward of this step in the run's precision: a copy that
+    /// the loop, and each data-parallel replica's thread, runs.
     pub(crate) fn pass(&self) -> PrecisionPass {
         PrecisionPass {
             precision: self.precision,
@@ -90,20 +82,8 @@ impl PrecisionStep {
         loss: Tensor<1>,
         model: &M,
     ) -> Result<Option<GradientsParams>> {
-        let grads = self.backward_part(loss, 1.0, model);
+        let grads = self.pass().backward_part(loss, 1.0, model);
         self.finish_step(grads, 1.0, model)
-    }
-
-    /// The gradients of `loss × weight` on `model`'s f32 parameters, still multiplied by the
-    /// loss scale: one micro-batch's share of a step, to be summed with the others' and
-    /// handed to [`finish_step`](Self::finish_step).
-    pub(crate) fn backward_part<M: Module>(
-        &self,
-        loss: Tensor<1>,
-        weight: f64,
-        model: &M,
-    ) -> GradientsParams {
-        self.pass().backward_part(loss, weight, model)
     }
 
     /// The step's gradients from the summed parts: divided by the loss scale and by
@@ -255,7 +235,7 @@ mod tests {
         let mut step = PrecisionStep::new(Precision::F32, None, 1024.0);
         assert!(step.describe().is_none() && step.loss_scale().is_none());
         let x = Tensor::<4>::ones([1, 2, 1, 1], &device.clone().autodiff());
-        let logits = step.forward(&model, x.clone());
+        let logits = step.pass().forward(&model, x.clone());
         assert_eq!(logits.dtype(), DType::F32);
         let grads = step.backward(logits.sum(), &model).unwrap().unwrap();
         let direct = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
@@ -272,10 +252,12 @@ mod tests {
         let mut step = PrecisionStep::new(Precision::F16, None, 1024.0);
         assert!(step.describe().unwrap().contains("from 1024"));
         let ad = device.clone().autodiff();
-        let logits = step.forward(&model, Tensor::<4>::ones([1, 2, 1, 1], &ad));
+        let logits = step
+            .pass()
+            .forward(&model, Tensor::<4>::ones([1, 2, 1, 1], &ad));
         assert_eq!(logits.dtype(), DType::F32, "the loss is computed in f32");
         let big = Tensor::<4>::full([1, 2, 1, 1], f32::INFINITY, &ad);
-        let loss = step.forward(&model, big).sum();
+        let loss = step.pass().forward(&model, big).sum();
         assert!(step.backward(loss, &model).unwrap().is_none());
         let scale = step.loss_scale().unwrap();
         assert_eq!((scale.scale, scale.skipped_steps), (512.0, 1));

@@ -32,7 +32,7 @@ use burn::tensor::{Device, Tensor};
 use super::class_weights::TrainLoss;
 use super::precision::PrecisionPass;
 use crate::data::Labels;
-use crate::{Backbone, Classifier, GrafterError, Head, Result};
+use crate::{Backbone, Classifier, GrafterError, Head, Result, panic_text};
 
 /// The devices of a data-parallel run and the order their replicas run in.
 #[derive(Debug, Clone)]
@@ -44,10 +44,13 @@ pub(super) struct Replicas {
     waves: Vec<Vec<usize>>,
 }
 
-/// One replica's share of a step.
+/// One replica's share of a step (or, on one device, the whole batch).
 pub(super) struct Shard {
-    /// The gradients of its loss × `norm` (× the loss scale), on the main device.
+    /// The gradients of its loss × `weight` (× the loss scale), on the main device.
     pub grads: GradientsParams,
+    /// What the loss was multiplied by: `norm`, or 1 for a step of one batch on one device
+    /// (whose loss is already the step's).
+    pub weight: f64,
     /// The shard's loss normaliser: its image count, or the sum of its class weights.
     pub norm: f64,
     /// Images in the shard.
@@ -158,8 +161,17 @@ impl Replicas {
                         let handle = std::thread::Builder::new()
                             .name(format!("grafter-replica-{r}"))
                             .spawn_scoped(scope, move || {
-                                shard_pass(&replica, x, t, shard_labels, pass, loss, device)
-                                    .map(|s| (s, replica))
+                                let shard = shard_pass(
+                                    &replica,
+                                    x,
+                                    t,
+                                    shard_labels,
+                                    pass,
+                                    loss,
+                                    device,
+                                    false,
+                                );
+                                shard.map(|s| (s, replica))
                             });
                         (r, handle)
                     })
@@ -168,7 +180,7 @@ impl Replicas {
                     .into_iter()
                     .map(|(r, handle)| {
                         let joined = match handle {
-                            Ok(h) => h.join().map_err(|payload| panic_message(&payload)),
+                            Ok(h) => h.join().map_err(|payload| panic_text(payload.as_ref())),
                             Err(e) => Err(format!("cannot start its thread: {e}")),
                         };
                         (r, joined)
@@ -199,8 +211,10 @@ impl Replicas {
     }
 }
 
-/// Forward, loss and (when the loss is finite) backward of one shard on its replica.
-fn shard_pass<BB: Backbone, H: Head>(
+/// Forward, loss and (when the loss is finite) backward of one shard on its replica: the
+/// loss weighted by its normaliser, or by 1 when `unit_weight` (one device, no accumulation).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn shard_pass<BB: Backbone, H: Head>(
     replica: &Classifier<BB, H>,
     images: Tensor<4>,
     targets: Tensor<2>,
@@ -208,13 +222,15 @@ fn shard_pass<BB: Backbone, H: Head>(
     pass: PrecisionPass,
     loss: &TrainLoss,
     device: &Device,
+    unit_weight: bool,
 ) -> Result<Shard> {
     let images_in = images.dims()[0];
     let logits = pass.forward(replica, images);
     let (value, norm) = loss.loss(logits.clone(), targets, &labels, device)?;
     let loss_value: f64 = value.clone().into_scalar::<f64>();
+    let weight = if unit_weight { 1.0 } else { norm };
     let grads = if loss_value.is_finite() {
-        pass.backward_part(value, norm, replica)
+        pass.backward_part(value, weight, replica)
     } else {
         GradientsParams::new()
     };
@@ -224,6 +240,7 @@ fn shard_pass<BB: Backbone, H: Head>(
         .map_err(|e| GrafterError::Data(format!("cannot read logits: {e:?}")))?;
     Ok(Shard {
         grads,
+        weight,
         norm,
         images: images_in,
         loss: loss_value,
@@ -260,15 +277,6 @@ fn labels_in(labels: &Labels, range: Range<usize>) -> Labels {
             num_classes: *num_classes,
         },
     }
-}
-
-/// The text of a panic payload.
-fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "the replica panicked".into())
 }
 
 #[cfg(test)]
