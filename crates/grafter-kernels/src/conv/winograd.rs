@@ -5,9 +5,14 @@
 //! op in the tests).
 //!
 //! Layout: the weight transform `U = G·g·Gᵀ` is stored as 16 matrices `[c_out, c_in]`; a
-//! block of output tiles (consecutive across images) becomes 16 matrices `V = Bᵀ·d·B`,
-//! `[c_in, t]`; 16 GEMMs give `M = U·V`, `[c_out, t]`; the output transform `Aᵀ·M·A` writes each
-//! 2×2 tile into the NCHW output (edges clipped), on top of the bias.
+//! block of whole tile rows (an image's output rows `2·ty, 2·ty + 1`, consecutive across
+//! images) becomes 16 matrices `V = Bᵀ·d·B`, `[c_in, t]`; 16 GEMMs give `M = U·V`, `[c_out, t]`;
+//! the output transform `Aᵀ·M·A` adds each 2×2 tile onto the bias in the NCHW output (edges
+//! clipped).
+//!
+//! Both transforms run a whole tile row at a time with the tiles as the innermost, contiguous
+//! index (the input lines split into even and odd columns first), so they vectorise; done tile
+//! by tile they cost as much as the GEMMs for 64-channel layers.
 
 use rayon::prelude::*;
 
@@ -32,12 +37,15 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.c_out >= 16
 }
 
-/// `U[e][co][ci]` for the 16 positions `e` of the 4×4 transformed kernel.
+/// `U[e][co][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output channel
+/// per task.
 fn transform_weight(geo: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     let mut u = vec![0.0f32; 16 * c_out * c_in];
     let plane = c_out * c_in;
-    for co in 0..c_out {
+    let dst = SendPtr(u.as_mut_ptr());
+    (0..c_out).into_par_iter().for_each(|co| {
+        let dst = dst;
         for ci in 0..c_in {
             let g = &weight[(co * c_in + ci) * 9..][..9];
             // G·g (4×3), then (G·g)·Gᵀ (4×4); G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
@@ -53,37 +61,37 @@ fn transform_weight(geo: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
                 let (a, b, c) = (row[0], row[1], row[2]);
                 let t = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
                 for (col, v) in t.into_iter().enumerate() {
-                    u[(r * 4 + col) * plane + co * c_in + ci] = v;
+                    // SAFETY: index inside `u`; task `co` writes only rows `co` of the 16
+                    // matrices.
+                    unsafe { *dst.0.add((r * 4 + col) * plane + co * c_in + ci) = v };
                 }
             }
         }
-    }
+    });
     u
-}
-
-/// `Bᵀ·d·B` of one 4×4 input tile; Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]].
-#[inline]
-fn transform_tile(d: &[[f32; 4]; 4]) -> [f32; 16] {
-    let mut t = [[0.0f32; 4]; 4];
-    for c in 0..4 {
-        t[0][c] = d[0][c] - d[2][c];
-        t[1][c] = d[1][c] + d[2][c];
-        t[2][c] = d[2][c] - d[1][c];
-        t[3][c] = d[1][c] - d[3][c];
-    }
-    let mut v = [0.0f32; 16];
-    for r in 0..4 {
-        v[r * 4] = t[r][0] - t[r][2];
-        v[r * 4 + 1] = t[r][1] + t[r][2];
-        v[r * 4 + 2] = t[r][2] - t[r][1];
-        v[r * 4 + 3] = t[r][1] - t[r][3];
-    }
-    v
 }
 
 /// Tiles per image along each axis.
 fn tiles(geo: &ConvGeometry) -> (usize, usize) {
     (geo.out_h.div_ceil(2), geo.out_w.div_ceil(2))
+}
+
+/// The blocks, as ranges of tile rows (numbered image-major): about `BLOCK_ELEMS` of
+/// transformed data each, but at least two per thread where that leaves `MIN_TILES` per block.
+fn blocks(geo: &ConvGeometry) -> Vec<(usize, usize)> {
+    let (th, tw) = tiles(geo);
+    let total_rows = geo.batch * th;
+    let per_tiles = (BLOCK_ELEMS / (16 * geo.c_in.max(geo.c_out))).max(MIN_TILES);
+    let mut count = total_rows.div_ceil(per_tiles.div_ceil(tw));
+    let wanted = 2 * rayon::current_num_threads();
+    if count < wanted {
+        count = wanted.min(total_rows * tw / MIN_TILES).max(count);
+    }
+    let per_rows = total_rows.div_ceil(count.max(1));
+    (0..total_rows)
+        .step_by(per_rows)
+        .map(|r0| (r0, per_rows.min(total_rows - r0)))
+        .collect()
 }
 
 /// `conv2d` by F(2×2, 3×3); same contract as [`super::forward::conv2d_forward`].
@@ -95,26 +103,19 @@ pub(crate) fn conv2d_winograd(
 ) -> Vec<f32> {
     let mut out = super::forward::output_with_bias(geo, bias);
     let u = transform_weight(geo, weight);
-    let (th, tw) = tiles(geo);
-    let total = geo.batch * th * tw;
-    let per = (BLOCK_ELEMS / (16 * geo.c_in.max(geo.c_out))).max(MIN_TILES);
-    let blocks: Vec<(usize, usize)> = (0..total)
-        .step_by(per)
-        .map(|t0| (t0, per.min(total - t0)))
-        .collect();
+    let blocks = blocks(geo);
     let dst = SendPtr(out.as_mut_ptr());
     let threads = super::plan::threads_for(blocks.len());
-    let run = |buf: &mut (Vec<f32>, Vec<f32>), &(t0, t): &(usize, usize), threads: Threads| {
-        // SAFETY: each block writes only the output tiles it owns.
-        unsafe { block(geo, x, &u, dst, t0, t, buf, threads) }
+    let run = |buf: &mut Scratch, &(r0, r): &(usize, usize), threads: Threads| {
+        // SAFETY: each block writes only the output tiles of its own tile rows.
+        unsafe { block(geo, x, &u, dst, r0, r, buf, threads) }
     };
     match threads {
-        Threads::One => blocks.par_iter().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |buf, b| run(buf, b, Threads::One),
-        ),
+        Threads::One => blocks
+            .par_iter()
+            .for_each_init(Scratch::default, |buf, b| run(buf, b, Threads::One)),
         Threads::All => {
-            let mut buf = (Vec::new(), Vec::new());
+            let mut buf = Scratch::default();
             for b in &blocks {
                 run(&mut buf, b, Threads::All);
             }
@@ -123,51 +124,54 @@ pub(crate) fn conv2d_winograd(
     out
 }
 
-/// Tiles `t0 .. t0 + t` (numbered image-major, then row, then column).
+/// One thread's buffers, reused from block to block.
+#[derive(Default)]
+struct Scratch {
+    /// Transformed input `V[e][ci][j]`.
+    v: Vec<f32>,
+    /// Products `M[e][co][j]`.
+    m: Vec<f32>,
+    /// Four input lines of one tile row, even columns then odd columns (`8 · (tw + 1)`).
+    lines: Vec<f32>,
+    /// The lines transformed down the columns (same size).
+    cols: Vec<f32>,
+    /// One tile row's 2×2 outputs (`4 · tw`).
+    y: Vec<f32>,
+}
+
+/// Tile rows `r0 .. r0 + r` (numbered image-major).
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     geo: &ConvGeometry,
     x: &[f32],
     u: &[f32],
     out: SendPtr,
-    t0: usize,
-    t: usize,
-    (v, m): &mut (Vec<f32>, Vec<f32>),
+    r0: usize,
+    r: usize,
+    buf: &mut Scratch,
     threads: Threads,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     let (th, tw) = tiles(geo);
-    let per_image = th * tw;
+    let t = r * tw;
+    buf.v.resize(16 * c_in * t, 0.0);
+    buf.m.resize(16 * c_out * t, 0.0);
+    buf.lines.resize(8 * (tw + 1), 0.0);
+    buf.cols.resize(8 * (tw + 1), 0.0);
+    buf.y.resize(4 * tw, 0.0);
     let plane = geo.plane();
-    let [ph, pw] = geo.pad;
-    v.resize(16 * c_in * t, 0.0);
-    m.resize(16 * c_out * t, 0.0);
-    // Input transform: V[e][ci][j].
     for ci in 0..c_in {
-        for j in 0..t {
-            let tile = t0 + j;
-            let (n, ty, tx) = (tile / per_image, (tile % per_image) / tw, tile % tw);
+        for row in 0..r {
+            let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
             let src = &x[(n * c_in + ci) * plane..][..plane];
-            let mut d = [[0.0f32; 4]; 4];
-            let y0 = (2 * ty) as isize - ph as isize;
-            let x0 = (2 * tx) as isize - pw as isize;
-            for (r, row) in d.iter_mut().enumerate() {
-                let iy = y0 + r as isize;
-                if iy < 0 || iy >= geo.h as isize {
-                    continue;
-                }
-                let line = &src[iy as usize * geo.w..][..geo.w];
-                for (c, cell) in row.iter_mut().enumerate() {
-                    let ix = x0 + c as isize;
-                    if ix >= 0 && ix < geo.w as isize {
-                        *cell = line[ix as usize];
-                    }
-                }
-            }
-            let vt = transform_tile(&d);
-            for (e, val) in vt.into_iter().enumerate() {
-                v[(e * c_in + ci) * t + j] = val;
-            }
+            input_row(geo, src, ty, &mut buf.lines);
+            transform_input_row(
+                &buf.lines,
+                &mut buf.cols,
+                tw,
+                &mut buf.v,
+                (ci * t + row * tw, c_in * t),
+            );
         }
     }
     // 16 GEMMs: M[e] = U[e] · V[e].
@@ -178,47 +182,178 @@ unsafe fn block(
                 c_out,
                 t,
                 c_in,
-                rows_mut(m[e * c_out * t..].as_mut_ptr(), t),
+                rows_mut(buf.m[e * c_out * t..].as_mut_ptr(), t),
                 false,
                 rows(u[e * c_out * c_in..].as_ptr(), c_in),
-                rows(v[e * c_in * t..].as_ptr(), t),
+                rows(buf.v[e * c_in * t..].as_ptr(), t),
                 threads,
             );
         }
     }
-    // Output transform Aᵀ·M·A (Aᵀ = [[1,1,1,0],[0,1,−1,−1]]), added onto the bias.
     let positions = geo.positions();
     for co in 0..c_out {
-        for j in 0..t {
-            let tile = t0 + j;
-            let (n, ty, tx) = (tile / per_image, (tile % per_image) / tw, tile % tw);
-            let mut s = [0.0f32; 16];
-            for (e, val) in s.iter_mut().enumerate() {
-                *val = m[(e * c_out + co) * t + j];
-            }
-            let mut r = [[0.0f32; 4]; 2];
-            for c in 0..4 {
-                r[0][c] = s[c] + s[4 + c] + s[8 + c];
-                r[1][c] = s[4 + c] - s[8 + c] - s[12 + c];
-            }
-            let y = [
-                [r[0][0] + r[0][1] + r[0][2], r[0][1] - r[0][2] - r[0][3]],
-                [r[1][0] + r[1][1] + r[1][2], r[1][1] - r[1][2] - r[1][3]],
-            ];
-            let base = (n * c_out + co) * positions;
-            for (dy, row) in y.iter().enumerate() {
-                let oy = 2 * ty + dy;
-                if oy >= geo.out_h {
-                    continue;
-                }
-                for (dx, val) in row.iter().enumerate() {
-                    let ox = 2 * tx + dx;
-                    if ox < geo.out_w {
-                        // SAFETY: (n, co, oy, ox) is inside the output and in this block's tile.
-                        unsafe { *out.0.add(base + oy * geo.out_w + ox) += *val };
-                    }
-                }
-            }
+        for row in 0..r {
+            let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
+            let m = &buf.m[co * t + row * tw..];
+            // SAFETY: output rows `2·ty, 2·ty + 1` of plane (n, co) belong to this block.
+            unsafe {
+                transform_output_row(
+                    geo,
+                    m,
+                    c_out * t,
+                    tw,
+                    &mut buf.y,
+                    out.0.add((n * c_out + co) * positions + 2 * ty * geo.out_w),
+                    ty,
+                )
+            };
+        }
+    }
+}
+
+/// The four input lines under tile row `ty` (rows `2·ty − pad .. + 4`), zero outside the
+/// image, split into even columns (`lines[2·l]`, `tw + 1` each) and odd columns
+/// (`lines[2·l + 1]`): tile `tx` reads even `tx, tx + 1` and odd `tx, tx + 1`.
+fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
+    let [ph, pw] = geo.pad;
+    let len = lines.len() / 8;
+    for l in 0..4 {
+        let (even, rest) = lines[2 * l * len..][..2 * len].split_at_mut(len);
+        let iy = (2 * ty + l) as isize - ph as isize;
+        if iy < 0 || iy >= geo.h as isize {
+            even.fill(0.0);
+            rest.fill(0.0);
+            continue;
+        }
+        let line = &src[iy as usize * geo.w..][..geo.w];
+        for (k, (e, o)) in even.iter_mut().zip(rest.iter_mut()).enumerate() {
+            let ix = (2 * k) as isize - pw as isize;
+            *e = if ix >= 0 && ix < geo.w as isize {
+                line[ix as usize]
+            } else {
+                0.0
+            };
+            *o = if ix + 1 >= 0 && ix + 1 < geo.w as isize {
+                line[(ix + 1) as usize]
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// `Bᵀ·d·B` (Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]) of every tile of one tile row,
+/// from its [`input_row`] lines, written to `v[e · stride + offset + tx]`; `cols` is scratch
+/// of the lines' size.
+fn transform_input_row(
+    lines: &[f32],
+    cols: &mut [f32],
+    tw: usize,
+    v: &mut [f32],
+    (offset, stride): (usize, usize),
+) {
+    let len = tw + 1;
+    // Down the columns (Bᵀ·d): transformed row `r` of the even / odd columns at `2·r + odd`.
+    for odd in 0..2 {
+        let line = |l: usize| &lines[(2 * l + odd) * len..][..len];
+        let (d0, d1, d2, d3) = (line(0), line(1), line(2), line(3));
+        let mut dst = |r: usize| cols[(2 * r + odd) * len..][..len].as_mut_ptr();
+        let (c0, c1, c2, c3) = (dst(0), dst(1), dst(2), dst(3));
+        // SAFETY: four disjoint `len`-long rows of `cols`.
+        let (c0, c1, c2, c3) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(c0, len),
+                core::slice::from_raw_parts_mut(c1, len),
+                core::slice::from_raw_parts_mut(c2, len),
+                core::slice::from_raw_parts_mut(c3, len),
+            )
+        };
+        for k in 0..len {
+            c0[k] = d0[k] - d2[k];
+            c1[k] = d1[k] + d2[k];
+            c2[k] = d2[k] - d1[k];
+            c3[k] = d1[k] - d3[k];
+        }
+    }
+    // Along the rows (·B): tile `tx` reads even `tx, tx + 1` and odd `tx, tx + 1`.
+    for r in 0..4 {
+        let even = &cols[2 * r * len..][..len];
+        let odd = &cols[(2 * r + 1) * len..][..len];
+        let base = r * 4 * stride + offset;
+        let dst = &mut v[base..][..tw];
+        for tx in 0..tw {
+            dst[tx] = even[tx] - even[tx + 1];
+        }
+        let dst = &mut v[base + stride..][..tw];
+        for tx in 0..tw {
+            dst[tx] = odd[tx] + even[tx + 1];
+        }
+        let dst = &mut v[base + 2 * stride..][..tw];
+        for tx in 0..tw {
+            dst[tx] = even[tx + 1] - odd[tx];
+        }
+        let dst = &mut v[base + 3 * stride..][..tw];
+        for tx in 0..tw {
+            dst[tx] = odd[tx] - odd[tx + 1];
+        }
+    }
+}
+
+/// `Aᵀ·M·A` (Aᵀ = [[1,1,1,0],[0,1,−1,−1]]) of every tile of one tile row, added onto output
+/// rows `2·ty` and `2·ty + 1` (those inside the output) starting at `out`; `m[e · stride + tx]`
+/// is product `e` of tile `tx`; `y` is scratch of `4 · tw`.
+///
+/// # Safety
+/// `out` must address the two output rows (only the first when `2·ty + 1` is past the end),
+/// which nothing else accesses during the call.
+unsafe fn transform_output_row(
+    geo: &ConvGeometry,
+    m: &[f32],
+    stride: usize,
+    tw: usize,
+    y: &mut [f32],
+    out: *mut f32,
+    ty: usize,
+) {
+    let s = |e: usize| &m[e * stride..][..tw];
+    let (y00, rest) = y.split_at_mut(tw);
+    let (y01, rest) = rest.split_at_mut(tw);
+    let (y10, y11) = rest.split_at_mut(tw);
+    let y11 = &mut y11[..tw];
+    // One column c of A at a time would need 8 rows of r; per tile the 16 loads are contiguous
+    // across tiles, so the loop vectorises.
+    let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
+    let (s4, s5, s6, s7) = (s(4), s(5), s(6), s(7));
+    let (s8, s9, s10, s11) = (s(8), s(9), s(10), s(11));
+    let (s12, s13, s14, s15) = (s(12), s(13), s(14), s(15));
+    for tx in 0..tw {
+        let r00 = s0[tx] + s4[tx] + s8[tx];
+        let r01 = s1[tx] + s5[tx] + s9[tx];
+        let r02 = s2[tx] + s6[tx] + s10[tx];
+        let r03 = s3[tx] + s7[tx] + s11[tx];
+        let r10 = s4[tx] - s8[tx] - s12[tx];
+        let r11 = s5[tx] - s9[tx] - s13[tx];
+        let r12 = s6[tx] - s10[tx] - s14[tx];
+        let r13 = s7[tx] - s11[tx] - s15[tx];
+        y00[tx] = r00 + r01 + r02;
+        y01[tx] = r01 - r02 - r03;
+        y10[tx] = r10 + r11 + r12;
+        y11[tx] = r11 - r12 - r13;
+    }
+    let w = geo.out_w;
+    for (dy, (left, right)) in [(&*y00, &*y01), (&*y10, &*y11)].into_iter().enumerate() {
+        if 2 * ty + dy >= geo.out_h {
+            break;
+        }
+        // SAFETY: row `2·ty + dy` is inside the output (checked above) and this caller's.
+        let line = unsafe { core::slice::from_raw_parts_mut(out.add(dy * w), w) };
+        let pairs = w / 2;
+        for (tx, pair) in line[..2 * pairs].chunks_exact_mut(2).enumerate() {
+            pair[0] += left[tx];
+            pair[1] += right[tx];
+        }
+        if w % 2 == 1 {
+            line[w - 1] += left[pairs];
         }
     }
 }
