@@ -38,7 +38,7 @@ use grafter::finetune::Precision;
 use grafter::finetune::mixed_precision::{
     DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
 };
-use grafter::kernels::{conv2d_layer, max_pool2d_layer};
+use grafter::kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
 use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
 use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
@@ -332,15 +332,15 @@ impl OpTimer {
         let identity = match &b.downsample {
             Some(d) => {
                 let y = self.conv(&format!("{name}.downsample"), &d.conv, x.clone());
-                self.time("batchnorm", || d.bn.forward(y))
+                self.time("batchnorm", || batch_norm_layer(&d.bn, y))
             }
             None => x.clone(),
         };
         let y = self.conv(&format!("{name}.conv1"), &b.conv1, x);
-        let y = self.time("batchnorm", || b.bn1.forward(y));
+        let y = self.time("batchnorm", || batch_norm_layer(&b.bn1, y));
         let y = self.time("relu", || relu(y));
         let y = self.conv(&format!("{name}.conv2"), &b.conv2, y);
-        let y = self.time("batchnorm", || b.bn2.forward(y));
+        let y = self.time("batchnorm", || batch_norm_layer(&b.bn2, y));
         let y = self.time("add", || y + identity);
         self.time("relu", || relu(y))
     }
@@ -369,7 +369,7 @@ fn profile_resnet18(batch: usize) {
             ..OpTimer::default()
         };
         let y = timer.conv("conv1", &r.conv1, x.clone());
-        let y = timer.time("batchnorm", || r.bn1.forward(y));
+        let y = timer.time("batchnorm", || batch_norm_layer(&r.bn1, y));
         let y = timer.time("relu", || relu(y));
         let mut y = timer.time("maxpool", || max_pool2d_layer(&r.maxpool, y));
         for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]
@@ -403,6 +403,41 @@ fn profile_resnet18(batch: usize) {
         t_grafter * 1e3
     );
 
+    print_kinds("RUST_OP", batch, &timer);
+    println!(
+        "RUST_OP total b={batch} ops_ms={:.1} whole_forward_ms={:.1} img_per_s={:.2}",
+        timer.kinds.values().map(|v| v.0).sum::<f64>() * 1e3,
+        whole_secs * 1e3,
+        batch as f64 / whole_secs
+    );
+
+    // The same forward as a training step records it: autodiff, BatchNorm on batch statistics,
+    // max-pool keeping its argmax.
+    let train = model.for_training(&device);
+    let r = &train.backbone;
+    let x = images(batch, &device.clone().autodiff());
+    let mut timer = OpTimer::default();
+    for _ in 0..2 {
+        timer = OpTimer::default();
+        let y = timer.conv("conv1", &r.conv1, x.clone());
+        let y = timer.time("batchnorm", || batch_norm_layer(&r.bn1, y));
+        let y = timer.time("relu", || relu(y));
+        let mut y = timer.time("maxpool", || max_pool2d_layer(&r.maxpool, y));
+        for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]
+            .into_iter()
+            .enumerate()
+        {
+            for (i, b) in layer.iter().enumerate() {
+                y = timer.block(&format!("layer{}.{i}", l + 1), b, y);
+            }
+        }
+        drop(timer.time("head", || train.head.forward(y)));
+    }
+    print_kinds("RUST_TRAIN_OP", batch, &timer);
+}
+
+/// One line per op kind: time, share, and GFLOP/s for convolutions.
+fn print_kinds(tag: &str, batch: usize, timer: &OpTimer) {
     let total: f64 = timer.kinds.values().map(|v| v.0).sum();
     for (kind, (secs, flops)) in &timer.kinds {
         let gflops = if *flops > 0.0 {
@@ -411,17 +446,11 @@ fn profile_resnet18(batch: usize) {
             String::new()
         };
         println!(
-            "RUST_OP kind={kind} b={batch} ms={:.1} share={:.1}%{gflops}",
+            "{tag} kind={kind} b={batch} ms={:.1} share={:.1}%{gflops}",
             secs * 1e3,
             100.0 * secs / total
         );
     }
-    println!(
-        "RUST_OP total b={batch} ops_ms={:.1} whole_forward_ms={:.1} img_per_s={:.2}",
-        total * 1e3,
-        whole_secs * 1e3,
-        batch as f64 / whole_secs
-    );
 }
 
 /// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.

@@ -1,8 +1,9 @@
 //! [`CpuKernels`] under Burn's autodiff. Convolution and training BatchNorm record a backward
 //! step whose gradients run the inner backend's kernels (burn-autodiff's own `conv2d` and
 //! `batch_norm_train` patterns, with the extension's entry points in place of Burn's).
-//! Max-pooling and inference BatchNorm with an input that needs a gradient take Burn's tracked
-//! path (max-pooling needs the argmax); without one, the inner backend's kernel.
+//! Max-pooling records the inner backend's argmax (a byte per output on flex) and scatters
+//! through it backward. Inference BatchNorm with an input that needs a gradient takes Burn's
+//! tracked path; without one, the inner backend's kernel.
 
 use burn::backend::Autodiff;
 use burn::backend::Backend;
@@ -12,7 +13,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::ModuleOps;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
 use crate::extension::CpuKernels;
@@ -159,14 +160,39 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
         ceil_mode: bool,
     ) -> FloatTensor<Self> {
         if x.is_tracked() {
-            return <Self as ModuleOps<Self>>::max_pool2d(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            );
+            return match MaxPool2d
+                .prepare::<C>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let (output, argmax) = B::grafter_max_pool2d_with_argmax(
+                        x.into_primitive(),
+                        kernel_size,
+                        stride,
+                        padding,
+                        dilation,
+                        ceil_mode,
+                    );
+                    let options = PoolOptions {
+                        kernel_size,
+                        stride,
+                        padding,
+                        dilation,
+                        ceil_mode,
+                    };
+                    prep.finish((x_state, argmax, options), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::grafter_max_pool2d(
+                    x.into_primitive(),
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                )),
+            };
         }
         let node = x.node();
         let output = B::grafter_max_pool2d(
@@ -263,6 +289,50 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
                     leaf::<B, C>(variance),
                 )
             }
+        }
+    }
+}
+
+/// A max-pooling's settings, kept for its backward step.
+#[derive(Debug, Clone, Copy)]
+struct PoolOptions {
+    kernel_size: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+}
+
+#[derive(Debug)]
+struct MaxPool2d;
+
+impl<B: Backend + CpuKernels> Backward<B, 1> for MaxPool2d {
+    // The input is checkpointed (for its shape; the ReLU before it keeps it anyway), the argmax
+    // comes along as computed.
+    type State = (NodeId, IntTensor<B>, PoolOptions);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, argmax, o) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        if let Some(node) = node_x {
+            let dx = B::grafter_max_pool2d_backward(
+                x,
+                o.kernel_size,
+                o.stride,
+                o.padding,
+                o.dilation,
+                o.ceil_mode,
+                grad,
+                argmax,
+            );
+            grads.register::<B>(node.id, dx);
         }
     }
 }

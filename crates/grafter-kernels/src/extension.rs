@@ -3,8 +3,10 @@
 //! autodiff implementation in [`crate::autodiff`] whose backward pass also runs these kernels.
 
 use burn::backend::Backend;
+use burn::backend::TensorMetadata;
 use burn::backend::backend_extension;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::get_or_init_device_settings;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
 /// Convolution, max-pooling and BatchNorm entry points that grafter's models call instead of
@@ -61,6 +63,55 @@ pub trait CpuKernels: Backend {
         ceil_mode: bool,
     ) -> FloatTensor<Self> {
         Self::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    }
+
+    /// Max-pooling that also returns what its gradient needs, `(output, argmax)`: Burn's
+    /// `max_pool2d_with_indices` (flat input indices), or on flex the tap inside each window
+    /// as one byte.
+    fn grafter_max_pool2d_with_argmax(
+        x: FloatTensor<Self>,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let int_dtype = get_or_init_device_settings::<Self>(&x.device()).int_dtype;
+        let out = Self::max_pool2d_with_indices(
+            x,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            int_dtype,
+        );
+        (out.output, out.indices)
+    }
+
+    /// Gradient of [`CpuKernels::grafter_max_pool2d_with_argmax`] with respect to its input.
+    #[allow(clippy::too_many_arguments)]
+    fn grafter_max_pool2d_backward(
+        x: FloatTensor<Self>,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+        output_grad: FloatTensor<Self>,
+        argmax: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::max_pool2d_with_indices_backward(
+            x,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            output_grad,
+            argmax,
+        )
+        .x_grad
     }
 
     /// BatchNorm with given statistics, as Burn's `batch_norm`.

@@ -3,8 +3,8 @@
 
 use burn::backend::Flex;
 use burn::backend::ops::ModuleOps;
-use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, IntDType};
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 
@@ -15,7 +15,9 @@ use crate::conv::{
     ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, input_grad_as_forward,
 };
 use crate::extension::CpuKernels;
-use crate::pool::{PoolGeometry, max_pool2d_forward};
+use crate::pool::{
+    MAX_ARGMAX_TAPS, PoolGeometry, max_pool2d_backward, max_pool2d_forward, max_pool2d_with_argmax,
+};
 
 impl CpuKernels for Flex {
     fn grafter_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
@@ -74,18 +76,85 @@ impl CpuKernels for Flex {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> FlexTensor {
-        let geo = match (x.dtype(), dims4(&x)) {
-            (DType::F32, Some(dims)) => {
-                PoolGeometry::new(dims, kernel_size, stride, padding, dilation, ceil_mode)
-            }
-            _ => None,
-        };
-        let Some(geo) = geo else {
+        let Some(geo) = pool_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) else {
             return Flex::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode);
         };
         let x = x.to_contiguous();
         let out = max_pool2d_forward(&geo, f32s(&x));
         from_f32s(out, [geo.batch, geo.channels, geo.out_h, geo.out_w])
+    }
+
+    fn grafter_max_pool2d_with_argmax(
+        x: FlexTensor,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> (FlexTensor, FlexTensor) {
+        let geo = pool_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode)
+            .filter(|_| kernel_size[0] * kernel_size[1] <= MAX_ARGMAX_TAPS);
+        let Some(geo) = geo else {
+            let out = Flex::max_pool2d_with_indices(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+                IntDType::I64,
+            );
+            return (out.output, out.indices);
+        };
+        let x = x.to_contiguous();
+        let (out, argmax) = max_pool2d_with_argmax(&geo, f32s(&x));
+        let shape = [geo.batch, geo.channels, geo.out_h, geo.out_w];
+        let argmax = FlexTensor::new(
+            Bytes::from_elems(argmax),
+            Layout::contiguous(Shape::from(shape)),
+            DType::U8,
+        );
+        (from_f32s(out, shape), argmax)
+    }
+
+    fn grafter_max_pool2d_backward(
+        x: FlexTensor,
+        kernel_size: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+        output_grad: FlexTensor,
+        argmax: FlexTensor,
+    ) -> FlexTensor {
+        // A byte argmax comes from grafter's forward only (anything else is Burn's indices).
+        let geo =
+            pool_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode).filter(|geo| {
+                let out = [geo.batch, geo.channels, geo.out_h, geo.out_w];
+                argmax.dtype() == DType::U8
+                    && output_grad.dtype() == DType::F32
+                    && dims4(&output_grad) == Some(out)
+                    && dims4(&argmax) == Some(out)
+            });
+        let Some(geo) = geo else {
+            return Flex::max_pool2d_with_indices_backward(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+                output_grad,
+                argmax,
+            )
+            .x_grad;
+        };
+        let (argmax, dy) = (argmax.to_contiguous(), output_grad.to_contiguous());
+        let argmax = argmax
+            .as_slice::<u8>()
+            .expect("a contiguous tensor of the checked dtype");
+        let dx = max_pool2d_backward(&geo, argmax, f32s(&dy));
+        from_f32s(dx, [geo.batch, geo.channels, geo.h, geo.w])
     }
 
     fn grafter_batch_norm(
@@ -156,6 +225,21 @@ impl CpuKernels for Flex {
         );
         (same_shape(dx, &x), vector(dgamma), vector(dbeta))
     }
+}
+
+/// The geometry of an f32 max-pooling these kernels compute, `None` for anything else.
+fn pool_geometry(
+    x: &FlexTensor,
+    kernel_size: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> Option<PoolGeometry> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    PoolGeometry::new(dims4(x)?, kernel_size, stride, padding, dilation, ceil_mode)
 }
 
 /// grafter's convolution for f32 tensors it covers, flex's own otherwise.

@@ -38,7 +38,9 @@ mod extension;
 mod flex;
 mod gemm;
 mod layers;
+mod output;
 mod pool;
+mod scratch;
 
 pub use choice::{Kernels, kernels, set_kernels};
 pub use extension::CpuKernels;

@@ -1,8 +1,12 @@
-//! Max-pooling forward without indices, for everything that will not be differentiated
-//! (inference, frozen stages): flex's own `max_pool2d` computes and stores an i64 argmax per
-//! output element and then drops it.
+//! Max-pooling: forward without indices for everything that will not be differentiated
+//! (inference, frozen stages), where flex's own `max_pool2d` computes and stores an i64 argmax
+//! per output element and then drops it; and for training a forward that keeps the argmax as
+//! the tap's index inside its window (one byte instead of flex's eight) with the backward that
+//! scatters the output gradient through it.
 
 use rayon::prelude::*;
+
+use crate::output::planes_filled;
 
 /// The sizes of one max-pooling (symmetric padding, Burn's `max_pool2d` semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,50 @@ pub(crate) fn max_pool2d_forward(geo: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Most taps a window may have for its argmax to fit in a byte.
+pub(crate) const MAX_ARGMAX_TAPS: usize = 256;
+
+/// Max over each window and where it was: the tap `ty · kw + tx` of the window, for
+/// [`max_pool2d_backward`]. Ties go to the first tap, NaN wins (as PyTorch and Burn).
+pub(crate) fn max_pool2d_with_argmax(geo: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
+    debug_assert!(geo.kernel[0] * geo.kernel[1] <= MAX_ARGMAX_TAPS);
+    let (plane_in, plane_out) = (geo.h * geo.w, geo.out_h * geo.out_w);
+    let planes = geo.batch * geo.channels;
+    let mut out = planes_filled(planes, plane_out, |_| 0.0);
+    let mut argmax = vec![0u8; planes * plane_out];
+    out.par_chunks_mut(plane_out)
+        .zip(argmax.par_chunks_mut(plane_out))
+        .zip(x.par_chunks(plane_in))
+        .for_each(|((dst, arg), src)| pool_plane_argmax(geo, src, dst, arg));
+    (out, argmax)
+}
+
+/// The input gradient of [`max_pool2d_with_argmax`]: each output's gradient added onto the
+/// input element its window's maximum came from.
+pub(crate) fn max_pool2d_backward(geo: &PoolGeometry, argmax: &[u8], dy: &[f32]) -> Vec<f32> {
+    let (plane_in, plane_out) = (geo.h * geo.w, geo.out_h * geo.out_w);
+    let [kw, sh, sw] = [geo.kernel[1], geo.stride[0], geo.stride[1]];
+    let [ph, pw] = geo.pad;
+    let [dh, dw] = geo.dilation;
+    let mut dx = planes_filled(geo.batch * geo.channels, plane_in, |_| 0.0);
+    dx.par_chunks_mut(plane_in)
+        .zip(argmax.par_chunks(plane_out))
+        .zip(dy.par_chunks(plane_out))
+        .for_each(|((dst, arg), grad)| {
+            for oy in 0..geo.out_h {
+                for ox in 0..geo.out_w {
+                    let o = oy * geo.out_w + ox;
+                    let tap = arg[o] as usize;
+                    let (ty, tx) = (tap / kw, tap % kw);
+                    let iy = oy * sh + ty * dh - ph;
+                    let ix = ox * sw + tx * dw - pw;
+                    dst[iy * geo.w + ix] += grad[o];
+                }
+            }
+        });
+    dx
+}
+
 /// The valid kernel taps `[lo, hi)` of output index `o` along one axis.
 fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, size: usize) -> (usize, usize) {
     let start = (o * s) as isize - p as isize;
@@ -90,6 +138,38 @@ fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, size: usize) -> (usize
         .find(|&t| (start + (t * d) as isize) < size as isize)
         .map_or(0, |t| t + 1);
     (lo.min(hi), hi)
+}
+
+fn pool_plane_argmax(geo: &PoolGeometry, src: &[f32], dst: &mut [f32], arg: &mut [u8]) {
+    let [kh, kw] = geo.kernel;
+    let [sh, sw] = geo.stride;
+    let [ph, pw] = geo.pad;
+    let [dh, dw] = geo.dilation;
+    let cols: Vec<(usize, usize)> = (0..geo.out_w)
+        .map(|ox| taps(ox, kw, sw, pw, dw, geo.w))
+        .collect();
+    for oy in 0..geo.out_h {
+        let (ty0, ty1) = taps(oy, kh, sh, ph, dh, geo.h);
+        for ox in 0..geo.out_w {
+            let (tx0, tx1) = cols[ox];
+            let x0 = ox * sw;
+            let (mut m, mut at) = (f32::NEG_INFINITY, ty0 * kw + tx0);
+            for ty in ty0..ty1 {
+                let iy = oy * sh + ty * dh - ph;
+                let line = &src[iy * geo.w..(iy + 1) * geo.w];
+                for tx in tx0..tx1 {
+                    let v = line[x0 + tx * dw - pw];
+                    // After a NaN nothing compares greater: the first NaN stays.
+                    if v > m || (v.is_nan() && !m.is_nan()) {
+                        m = v;
+                        at = ty * kw + tx;
+                    }
+                }
+            }
+            dst[oy * geo.out_w + ox] = m;
+            arg[oy * geo.out_w + ox] = at as u8;
+        }
+    }
 }
 
 fn pool_plane(geo: &PoolGeometry, src: &[f32], dst: &mut [f32]) {

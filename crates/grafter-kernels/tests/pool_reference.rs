@@ -1,5 +1,6 @@
-//! grafter's index-free max-pooling against Burn's op: plain, padded, dilated, ceil mode, NaN
-//! and −∞ inputs; under autodiff the gradient still flows (through Burn's tracked path).
+//! grafter's max-pooling against Burn's op: plain, padded, dilated, ceil mode, NaN and −∞
+//! inputs; under autodiff the forward with a byte argmax and its backward give Burn's output
+//! and input gradient exactly.
 
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -73,23 +74,60 @@ fn nan_wins_and_negative_infinity_survives() {
 }
 
 #[test]
-fn untracked_autodiff_input_matches_and_tracked_input_gets_burns_gradient() {
+fn untracked_autodiff_input_matches() {
     let device = Device::flex().autodiff();
     let (shape, options) = cases().remove(0);
     let x = random(shape, 3, &device);
     let ours = grafter_kernels::max_pool2d(x.clone(), options.clone());
-    let reference = burn::tensor::module::max_pool2d(x.clone(), options.clone());
+    let reference = burn::tensor::module::max_pool2d(x, options);
     assert_eq!(ours.into_data(), reference.into_data());
+}
 
-    let grad = |fast: bool| {
+/// The input gradient of `sum(max_pool(x) · r)` by grafter's kernels and by Burn's op.
+fn gradients(x: &Tensor<4>, options: &MaxPoolOptions<2>, seed: u64) -> [TensorData; 4] {
+    let run = |fast: bool| {
         let x = x.clone().require_grad();
         let out = if fast {
             grafter_kernels::max_pool2d(x.clone(), options.clone())
         } else {
             burn::tensor::module::max_pool2d(x.clone(), options.clone())
         };
-        let r = random(out.dims(), 4, &device);
-        x.grad(&out.mul(r).sum().backward()).unwrap().into_data()
+        let r = random(out.dims(), seed, &x.device());
+        let dx = x.grad(&out.clone().mul(r).sum().backward()).unwrap();
+        (out.into_data(), dx.into_data())
     };
-    assert_eq!(grad(true), grad(false));
+    let ((out, dx), (ref_out, ref_dx)) = (run(true), run(false));
+    [out, ref_out, dx, ref_dx]
+}
+
+#[test]
+fn tracked_forward_and_gradient_match_burn_exactly() {
+    let device = Device::flex().autodiff();
+    for (i, (shape, options)) in cases().into_iter().enumerate() {
+        let x = random(shape, 10 + i as u64, &device);
+        let [out, ref_out, dx, ref_dx] = gradients(&x, &options, 20 + i as u64);
+        assert_eq!(out, ref_out, "case {i}: output");
+        assert_eq!(dx, ref_dx, "case {i}: input gradient");
+    }
+}
+
+#[test]
+fn ties_send_the_gradient_to_the_first_maximum_as_burn_does() {
+    let device = Device::flex().autodiff();
+    // Constant planes: every window ties; overlapping windows (stride 1) share inputs.
+    let x = Tensor::<4>::ones([2, 3, 7, 6], &device);
+    let options = MaxPoolOptions::new([3, 3]).with_padding([1, 1]);
+    let [out, ref_out, dx, ref_dx] = gradients(&x, &options, 5);
+    assert_eq!(out, ref_out);
+    assert_eq!(dx, ref_dx);
+}
+
+#[test]
+fn a_window_too_large_for_a_byte_argmax_takes_burns_path() {
+    let device = Device::flex().autodiff();
+    let x = random([1, 2, 20, 20], 6, &device);
+    let options = MaxPoolOptions::new([17, 17]);
+    let [out, ref_out, dx, ref_dx] = gradients(&x, &options, 7);
+    assert_eq!(out, ref_out);
+    assert_eq!(dx, ref_dx);
 }

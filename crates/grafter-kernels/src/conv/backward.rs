@@ -13,6 +13,8 @@ use super::geometry::ConvGeometry;
 use super::im2col::{col2im_add, im2col};
 use super::plan::{block_positions, blocks, threads_for};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut, rows_t};
+use crate::output::planes_filled;
+use crate::scratch::with_scratch;
 
 /// Most partial weight gradients summed at once (memory: one weight-sized buffer each).
 const WEIGHT_CHUNKS: usize = 8;
@@ -59,65 +61,65 @@ fn weight_grad_images(
     let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
     let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
     let t_max = block_positions(geo, k);
-    let mut col = if geo.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![0.0f32; k * t_max]
-    };
-    for n in images {
-        for g in 0..geo.groups {
-            let x_group = &x[(n * geo.c_in + g * c_in_g) * plane..][..c_in_g * plane];
-            let dy_group = &dy[(n * geo.c_out + g * c_out_g) * positions..][..c_out_g * positions];
-            let dw_group = &mut dw[g * c_out_g * k..][..c_out_g * k];
-            let mut p0 = 0;
-            while p0 < positions {
-                let t = t_max.min(positions - p0);
-                // dW_g[c_out_g, k] += dY[c_out_g, t] · colᵀ[t, k]
-                let rhs = if geo.is_pointwise() {
-                    rows_t(x_group[p0..].as_ptr(), plane)
-                } else {
-                    im2col(geo, x_group, p0, t, &mut col[..k * t]);
-                    rows_t(col.as_ptr(), t)
-                };
-                // SAFETY: views sized to the slices above; `dw_group` is exclusively borrowed.
-                unsafe {
-                    matmul(
-                        c_out_g,
-                        k,
-                        t,
-                        rows_mut(dw_group.as_mut_ptr(), k),
-                        true,
-                        rows(dy_group[p0..].as_ptr(), positions),
-                        rhs,
-                        threads,
-                    );
+    let col_len = if geo.is_pointwise() { 0 } else { k * t_max };
+    with_scratch([col_len], |[col]| {
+        for n in images.clone() {
+            for g in 0..geo.groups {
+                let x_group = &x[(n * geo.c_in + g * c_in_g) * plane..][..c_in_g * plane];
+                let dy_group =
+                    &dy[(n * geo.c_out + g * c_out_g) * positions..][..c_out_g * positions];
+                let dw_group = &mut dw[g * c_out_g * k..][..c_out_g * k];
+                let mut p0 = 0;
+                while p0 < positions {
+                    let t = t_max.min(positions - p0);
+                    // dW_g[c_out_g, k] += dY[c_out_g, t] · colᵀ[t, k]
+                    let rhs = if geo.is_pointwise() {
+                        rows_t(x_group[p0..].as_ptr(), plane)
+                    } else {
+                        im2col(geo, x_group, p0, t, &mut col[..k * t]);
+                        rows_t(col.as_ptr(), t)
+                    };
+                    // SAFETY: views sized to the slices above; `dw_group` is exclusively borrowed.
+                    unsafe {
+                        matmul(
+                            c_out_g,
+                            k,
+                            t,
+                            rows_mut(dw_group.as_mut_ptr(), k),
+                            true,
+                            rows(dy_group[p0..].as_ptr(), positions),
+                            rhs,
+                            threads,
+                        );
+                    }
+                    p0 += t;
                 }
-                p0 += t;
             }
         }
-    }
+    });
 }
 
 /// Gradient of the NCHW input given the weight and the output gradient `dy`.
 pub(crate) fn conv2d_input_grad(geo: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0.0f32; geo.batch * geo.c_in * geo.plane()];
+    let mut dx = planes_filled(geo.batch * geo.c_in, geo.plane(), |_| 0.0);
     let tasks: Vec<(usize, usize)> = (0..geo.batch)
         .flat_map(|n| (0..geo.groups).map(move |g| (n, g)))
         .collect();
     let dst = SendPtr(dx.as_mut_ptr());
     // SAFETY (both arms): each (image, group) task writes only its own input planes.
+    let col_len = if geo.is_pointwise() {
+        0
+    } else {
+        geo.k() * block_positions(geo, geo.k())
+    };
+    let run = |&(n, g): &(usize, usize), threads: Threads| {
+        with_scratch([col_len], |[col]| unsafe {
+            input_grad_group(geo, weight, dy, dst, n, g, col, threads)
+        })
+    };
     match threads_for(tasks.len()) {
-        Threads::One => tasks
-            .par_iter()
-            .for_each_init(Vec::new, |col, &(n, g)| unsafe {
-                input_grad_group(geo, weight, dy, dst, n, g, col, Threads::One)
-            }),
-        Threads::All => {
-            let mut col = Vec::new();
-            for &(n, g) in &tasks {
-                unsafe { input_grad_group(geo, weight, dy, dst, n, g, &mut col, Threads::All) }
-            }
-        }
+        Threads::One => tasks.par_iter().for_each(|task| run(task, Threads::One)),
+        Threads::All => tasks.iter().for_each(|task| run(task, Threads::All)),
     }
     dx
 }
@@ -131,7 +133,7 @@ unsafe fn input_grad_group(
     dx: SendPtr,
     n: usize,
     g: usize,
-    col: &mut Vec<f32>,
+    col: &mut [f32],
     threads: Threads,
 ) {
     let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
@@ -163,9 +165,6 @@ unsafe fn input_grad_group(
         return;
     }
     let t_max = block_positions(geo, k);
-    if col.len() < k * t_max {
-        col.resize(k * t_max, 0.0);
-    }
     let mut p0 = 0;
     while p0 < positions {
         let t = t_max.min(positions - p0);

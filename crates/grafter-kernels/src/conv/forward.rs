@@ -15,6 +15,8 @@ use super::geometry::ConvGeometry;
 use super::im2col::im2col;
 use super::plan::{Block, blocks, threads_for};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
+use crate::output::planes_filled;
+use crate::scratch::with_scratch;
 
 /// `conv2d(x, weight, bias)` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]` weight.
 pub(crate) fn conv2d_forward(
@@ -30,21 +32,21 @@ pub(crate) fn conv2d_forward(
     let work = blocks(geo, geo.k());
     let threads = threads_for(work.len());
     let dst = SendPtr(out.as_mut_ptr());
-    let run = |col: &mut Vec<f32>, block: &Block, threads: Threads| {
-        // SAFETY: each block writes only its own rows (group's channels of its image) and
-        // columns (its positions) of `out`; the inputs are read-only.
-        unsafe { forward_block(geo, x, weight, bias.is_some(), dst, block, col, threads) }
+    let col_len = if geo.is_pointwise() {
+        0
+    } else {
+        geo.k() * work.iter().map(|b| b.t).max().unwrap_or(0)
+    };
+    let run = |block: &Block, threads: Threads| {
+        with_scratch([col_len], |[col]| {
+            // SAFETY: each block writes only its own rows (group's channels of its image) and
+            // columns (its positions) of `out`; the inputs are read-only.
+            unsafe { forward_block(geo, x, weight, bias.is_some(), dst, block, col, threads) }
+        })
     };
     match threads {
-        Threads::One => work
-            .par_iter()
-            .for_each_init(Vec::new, |col, block| run(col, block, Threads::One)),
-        Threads::All => {
-            let mut col = Vec::new();
-            for block in &work {
-                run(&mut col, block, Threads::All);
-            }
-        }
+        Threads::One => work.par_iter().for_each(|block| run(block, Threads::One)),
+        Threads::All => work.iter().for_each(|block| run(block, Threads::All)),
     }
     out
 }
@@ -52,15 +54,10 @@ pub(crate) fn conv2d_forward(
 /// The NCHW output buffer, every plane filled with its channel's bias (zeros without one): the
 /// starting value the GEMMs (or Winograd's output transform) add onto.
 pub(super) fn output_with_bias(geo: &ConvGeometry, bias: Option<&[f32]>) -> Vec<f32> {
-    let positions = geo.positions();
-    let mut out = vec![0.0f32; geo.batch * geo.c_out * positions];
-    if let Some(bias) = bias {
+    planes_filled(geo.batch * geo.c_out, geo.positions(), |i| {
         // Plane i is channel i mod c_out of image i / c_out.
-        for (i, plane) in out.chunks_mut(positions).enumerate() {
-            plane.fill(bias[i % geo.c_out]);
-        }
-    }
-    out
+        bias.map_or(0.0, |bias| bias[i % geo.c_out])
+    })
 }
 
 /// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`.
@@ -72,7 +69,7 @@ unsafe fn forward_block(
     accumulate: bool,
     out: SendPtr,
     block: &Block,
-    col: &mut Vec<f32>,
+    col: &mut [f32],
     threads: Threads,
 ) {
     let (k, positions) = (geo.k(), geo.positions());
@@ -84,9 +81,6 @@ unsafe fn forward_block(
     let rhs = if geo.is_pointwise() {
         rows(x_group[block.p0..].as_ptr(), geo.plane())
     } else {
-        if col.len() < k * block.t {
-            col.resize(k * block.t, 0.0);
-        }
         im2col(geo, x_group, block.p0, block.t, &mut col[..k * block.t]);
         rows(col.as_ptr(), block.t)
     };

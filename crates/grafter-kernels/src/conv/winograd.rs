@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
+use crate::scratch::with_scratch;
 
 /// Elements of the per-block transformed input and product (each `16 · channels · t`).
 const BLOCK_ELEMS: usize = 1 << 19;
@@ -37,11 +38,11 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.c_out >= 16
 }
 
-/// `U[e][co][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output channel
+/// Writes `U[e][co][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output channel
 /// per task.
-fn transform_weight(geo: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
-    let mut u = vec![0.0f32; 16 * c_out * c_in];
+    assert_eq!(u.len(), 16 * c_out * c_in);
     let plane = c_out * c_in;
     let dst = SendPtr(u.as_mut_ptr());
     (0..c_out).into_par_iter().for_each(|co| {
@@ -68,7 +69,6 @@ fn transform_weight(geo: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
             }
         }
     });
-    u
 }
 
 /// Tiles per image along each axis.
@@ -102,41 +102,53 @@ pub(crate) fn conv2d_winograd(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let mut out = super::forward::output_with_bias(geo, bias);
-    let u = transform_weight(geo, weight);
+    let (_, tw) = tiles(geo);
     let blocks = blocks(geo);
-    let dst = SendPtr(out.as_mut_ptr());
-    let threads = super::plan::threads_for(blocks.len());
-    let run = |buf: &mut Scratch, &(r0, r): &(usize, usize), threads: Threads| {
-        // SAFETY: each block writes only the output tiles of its own tile rows.
-        unsafe { block(geo, x, &u, dst, r0, r, buf, threads) }
-    };
-    match threads {
-        Threads::One => blocks
-            .par_iter()
-            .for_each_init(Scratch::default, |buf, b| run(buf, b, Threads::One)),
-        Threads::All => {
-            let mut buf = Scratch::default();
-            for b in &blocks {
-                run(&mut buf, b, Threads::All);
-            }
+    let t_max = tw * blocks.iter().map(|b| b.1).max().unwrap_or(0);
+    let lens = [
+        16 * geo.c_in * t_max,
+        16 * geo.c_out * t_max,
+        8 * (tw + 1),
+        8 * (tw + 1),
+        4 * tw,
+    ];
+    with_scratch([16 * geo.c_out * geo.c_in], |[u]| {
+        transform_weight(geo, weight, u);
+        let u = &*u;
+        let dst = SendPtr(out.as_mut_ptr());
+        let run = |&(r0, r): &(usize, usize), threads: Threads| {
+            with_scratch(lens, |[v, m, lines, cols, y]| {
+                let mut buf = Scratch {
+                    v,
+                    m,
+                    lines,
+                    cols,
+                    y,
+                };
+                // SAFETY: each block writes only the output tiles of its own tile rows.
+                unsafe { block(geo, x, u, dst, r0, r, &mut buf, threads) }
+            })
+        };
+        match super::plan::threads_for(blocks.len()) {
+            Threads::One => blocks.par_iter().for_each(|b| run(b, Threads::One)),
+            Threads::All => blocks.iter().for_each(|b| run(b, Threads::All)),
         }
-    }
+    });
     out
 }
 
-/// One thread's buffers, reused from block to block.
-#[derive(Default)]
-struct Scratch {
+/// One block's buffers (see [`with_scratch`]; each is fully written before it is read).
+struct Scratch<'a> {
     /// Transformed input `V[e][ci][j]`.
-    v: Vec<f32>,
+    v: &'a mut [f32],
     /// Products `M[e][co][j]`.
-    m: Vec<f32>,
+    m: &'a mut [f32],
     /// Four input lines of one tile row, even columns then odd columns (`8 · (tw + 1)`).
-    lines: Vec<f32>,
+    lines: &'a mut [f32],
     /// The lines transformed down the columns (same size).
-    cols: Vec<f32>,
+    cols: &'a mut [f32],
     /// One tile row's 2×2 outputs (`4 · tw`).
-    y: Vec<f32>,
+    y: &'a mut [f32],
 }
 
 /// Tile rows `r0 .. r0 + r` (numbered image-major).
@@ -148,17 +160,12 @@ unsafe fn block(
     out: SendPtr,
     r0: usize,
     r: usize,
-    buf: &mut Scratch,
+    buf: &mut Scratch<'_>,
     threads: Threads,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     let (th, tw) = tiles(geo);
     let t = r * tw;
-    buf.v.resize(16 * c_in * t, 0.0);
-    buf.m.resize(16 * c_out * t, 0.0);
-    buf.lines.resize(8 * (tw + 1), 0.0);
-    buf.cols.resize(8 * (tw + 1), 0.0);
-    buf.y.resize(4 * tw, 0.0);
     let plane = geo.plane();
     for ci in 0..c_in {
         for row in 0..r {
