@@ -463,7 +463,15 @@ fn profile_step(batch: usize) {
         &device,
     );
     step.step();
-    let runs: Vec<StepTimes> = (0..2).map(|_| step.step()).collect();
+    let runs: Vec<StepTimes> = (0..6)
+        .map(|_| step.step())
+        .inspect(|r| {
+            eprintln!(
+                "step {:.0} ms",
+                (r.forward + r.backward + r.optimizer) * 1e3
+            )
+        })
+        .collect();
     let phases = [
         ("forward", runs.iter().map(|r| r.forward).sum::<f64>()),
         ("backward", runs.iter().map(|r| r.backward).sum()),

@@ -86,6 +86,9 @@ fn cases() -> Vec<Case> {
             ..Case::new([2, 16, 6, 7], [16, 16, 3, 3], 1, 0)
         },
         Case::new([33, 16, 5, 5], [32, 16, 3, 3], 1, 1),
+        // Winograd with more padding than input: tile rows of padding only, lines shorter
+        // than the padding.
+        Case::new([2, 16, 3, 2], [16, 16, 3, 3], 1, 3),
         // Padding of k or more: the input gradient cannot be a flipped convolution.
         Case::new([2, 4, 5, 5], [3, 4, 1, 1], 1, 1),
     ]

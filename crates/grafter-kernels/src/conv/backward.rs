@@ -17,10 +17,13 @@ use crate::output::planes_filled;
 use crate::scratch::with_scratch;
 
 /// Most partial weight gradients summed at once (memory: one weight-sized buffer each).
-const WEIGHT_CHUNKS: usize = 8;
+pub(super) const WEIGHT_CHUNKS: usize = 8;
 
 /// Gradient of the weight `[c_out, c_in_g, kh, kw]` given the output gradient `dy` (NCHW).
 pub(crate) fn conv2d_weight_grad(geo: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if super::winograd::applies(geo) {
+        return super::winograd_grad::weight_grad_winograd(geo, x, dy);
+    }
     let k = geo.k();
     let len = geo.c_out * k;
     let threads = threads_for(blocks(geo, k).len());

@@ -7,6 +7,7 @@ mod geometry;
 mod im2col;
 mod plan;
 mod winograd;
+mod winograd_grad;
 
 pub(crate) use backward::{conv2d_input_grad, conv2d_weight_grad};
 pub(crate) use flipped::input_grad_as_forward;

@@ -72,7 +72,7 @@ fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
 }
 
 /// Tiles per image along each axis.
-fn tiles(geo: &ConvGeometry) -> (usize, usize) {
+pub(super) fn tiles(geo: &ConvGeometry) -> (usize, usize) {
     (geo.out_h.div_ceil(2), geo.out_w.div_ceil(2))
 }
 
@@ -221,7 +221,7 @@ unsafe fn block(
 /// The four input lines under tile row `ty` (rows `2·ty − pad .. + 4`), zero outside the
 /// image, split into even columns (`lines[2·l]`, `tw + 1` each) and odd columns
 /// (`lines[2·l + 1]`): tile `tx` reads even `tx, tx + 1` and odd `tx, tx + 1`.
-fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
+pub(super) fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
     let [ph, pw] = geo.pad;
     let len = lines.len() / 8;
     for l in 0..4 {
@@ -233,18 +233,32 @@ fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
             continue;
         }
         let line = &src[iy as usize * geo.w..][..geo.w];
-        for (k, (e, o)) in even.iter_mut().zip(rest.iter_mut()).enumerate() {
-            let ix = (2 * k) as isize - pw as isize;
-            *e = if ix >= 0 && ix < geo.w as isize {
-                line[ix as usize]
-            } else {
-                0.0
-            };
-            *o = if ix + 1 >= 0 && ix + 1 < geo.w as isize {
-                line[(ix + 1) as usize]
-            } else {
-                0.0
-            };
+        deinterleave(line, pw, even, rest);
+    }
+}
+
+/// `even[k] = line[2·k − pw]`, `odd[k] = line[2·k + 1 − pw]`, zero outside the line.
+fn deinterleave(line: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
+    let at = |i: isize| {
+        if i >= 0 && (i as usize) < line.len() {
+            line[i as usize]
+        } else {
+            0.0
+        }
+    };
+    // k in [lo, hi) reads both columns inside the line.
+    let lo = pw.div_ceil(2).min(even.len());
+    let hi = ((line.len() + pw) / 2).clamp(lo, even.len());
+    for k in (0..lo).chain(hi..even.len()) {
+        let i = (2 * k) as isize - pw as isize;
+        even[k] = at(i);
+        odd[k] = at(i + 1);
+    }
+    if hi > lo {
+        let pairs = line[2 * lo - pw..][..2 * (hi - lo)].chunks_exact(2);
+        for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
+            *e = pair[0];
+            *o = pair[1];
         }
     }
 }
@@ -252,7 +266,7 @@ fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
 /// `Bᵀ·d·B` (Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]) of every tile of one tile row,
 /// from its [`input_row`] lines, written to `v[e · stride + offset + tx]`; `cols` is scratch
 /// of the lines' size.
-fn transform_input_row(
+pub(super) fn transform_input_row(
     lines: &[f32],
     cols: &mut [f32],
     tw: usize,
