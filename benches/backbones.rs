@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use burn::module::{Module, ParamGroup};
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
@@ -38,7 +39,7 @@ use grafter::finetune::Precision;
 use grafter::finetune::mixed_precision::{
     DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
 };
-use grafter::kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
+use grafter::kernels::{batch_norm_layer, conv_bn_layer, conv2d_layer, max_pool2d_layer};
 use grafter::optimizer::scale_grads;
 use grafter::zoo::resnet::Block;
 use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
@@ -292,6 +293,8 @@ struct OpTimer {
     /// kind → (seconds, FLOPs)
     kinds: BTreeMap<String, (f64, f64)>,
     print: bool,
+    /// Convolution + BatchNorm folded, as inference runs them.
+    fused: bool,
 }
 
 impl OpTimer {
@@ -299,6 +302,38 @@ impl OpTimer {
         let t = Instant::now();
         let y = f();
         self.kinds.entry(kind.to_string()).or_default().0 += t.elapsed().as_secs_f64();
+        y
+    }
+
+    /// A convolution and its BatchNorm as the models run them: folded into one convolution
+    /// (kind `convKxK+bn`) where the BatchNorm is not training, else timed one after the other.
+    fn conv_bn(&mut self, name: &str, conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        if !self.fused {
+            let y = self.conv(name, conv, x);
+            return self.time("batchnorm", || batch_norm_layer(bn, y));
+        }
+        let [n, cin, h, w] = x.dims();
+        let [cout, _, kh, kw] = conv.weight.dims();
+        let kind = format!("conv{kh}x{kw}+bn");
+        let y = self.time(&kind, || conv_bn_layer(conv, bn, x));
+        let [_, _, oh, ow] = y.dims();
+        let flops = 2.0 * (n * cout * cin * kh * kw * oh * ow) as f64;
+        self.kinds.get_mut(&kind).unwrap().1 += flops;
+        if self.print {
+            let t = Instant::now();
+            drop(conv_bn_layer(
+                conv,
+                bn,
+                Tensor::zeros([n, cin, h, w], &y.device()),
+            ));
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "RUST_OP conv+bn name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
+                h / oh,
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        }
         y
     }
 
@@ -330,17 +365,12 @@ impl OpTimer {
 
     fn block(&mut self, name: &str, b: &Block, x: Tensor<4>) -> Tensor<4> {
         let identity = match &b.downsample {
-            Some(d) => {
-                let y = self.conv(&format!("{name}.downsample"), &d.conv, x.clone());
-                self.time("batchnorm", || batch_norm_layer(&d.bn, y))
-            }
+            Some(d) => self.conv_bn(&format!("{name}.downsample"), &d.conv, &d.bn, x.clone()),
             None => x.clone(),
         };
-        let y = self.conv(&format!("{name}.conv1"), &b.conv1, x);
-        let y = self.time("batchnorm", || batch_norm_layer(&b.bn1, y));
+        let y = self.conv_bn(&format!("{name}.conv1"), &b.conv1, &b.bn1, x);
         let y = self.time("relu", || relu(y));
-        let y = self.conv(&format!("{name}.conv2"), &b.conv2, y);
-        let y = self.time("batchnorm", || batch_norm_layer(&b.bn2, y));
+        let y = self.conv_bn(&format!("{name}.conv2"), &b.conv2, &b.bn2, y);
         let y = self.time("add", || y + identity);
         self.time("relu", || relu(y))
     }
@@ -366,10 +396,10 @@ fn profile_resnet18(batch: usize) {
     for pass in 0..3 {
         timer = OpTimer {
             print: pass == 1,
+            fused: true,
             ..OpTimer::default()
         };
-        let y = timer.conv("conv1", &r.conv1, x.clone());
-        let y = timer.time("batchnorm", || batch_norm_layer(&r.bn1, y));
+        let y = timer.conv_bn("conv1", &r.conv1, &r.bn1, x.clone());
         let y = timer.time("relu", || relu(y));
         let mut y = timer.time("maxpool", || max_pool2d_layer(&r.maxpool, y));
         for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]
@@ -419,8 +449,7 @@ fn profile_resnet18(batch: usize) {
     let mut timer = OpTimer::default();
     for _ in 0..2 {
         timer = OpTimer::default();
-        let y = timer.conv("conv1", &r.conv1, x.clone());
-        let y = timer.time("batchnorm", || batch_norm_layer(&r.bn1, y));
+        let y = timer.conv_bn("conv1", &r.conv1, &r.bn1, x.clone());
         let y = timer.time("relu", || relu(y));
         let mut y = timer.time("maxpool", || max_pool2d_layer(&r.maxpool, y));
         for (l, layer) in [&r.layer1, &r.layer2, &r.layer3, &r.layer4]

@@ -5,23 +5,87 @@ use burn::nn::BatchNorm;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::extension::CpuKernels;
 
 /// `layer.forward(x)`, through [`crate::conv2d`].
 pub fn conv2d_layer(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let [pad_h, pad_w] = padding_pairs(&layer.padding, [h, w], layer.kernel_size, layer.stride);
-    let options =
-        ConvOptions::new_with_padding(layer.stride, [pad_h, pad_w], layer.dilation, layer.groups);
+    let options = conv_options(layer, &x);
     crate::conv2d(
         x,
         layer.weight.val(),
         layer.bias.as_ref().map(|b| b.val()),
         options,
     )
+}
+
+/// `bn.forward(conv.forward(x))`, with the BatchNorm folded into the convolution where it
+/// normalises by its running statistics and nothing of either layer is trained (inference,
+/// frozen stages): one convolution with weight `w·s` and bias `β + (b − μ)·s`,
+/// `s = γ / √(σ² + ε)` computed in f64, instead of a convolution and a pass over its output.
+/// The folded weights are recomputed per call (a pass over the weight, small next to the
+/// convolution), so nothing goes stale when a stage is unfrozen.
+///
+/// ```
+/// use burn::nn::conv::Conv2dConfig;
+/// use burn::nn::{BatchNormConfig, PaddingConfig2d};
+/// use burn::tensor::{Device, Distribution, Tensor};
+///
+/// let device = Device::flex();
+/// let conv = Conv2dConfig::new([8, 16], [3, 3])
+///     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+///     .init(&device);
+/// let bn = BatchNormConfig::new(16).init(&device);
+/// let x = Tensor::<4>::random([2, 8, 10, 10], Distribution::Normal(0.0, 1.0), &device);
+/// let fused = grafter_kernels::conv_bn_layer(&conv, &bn, x.clone());
+/// let separate = bn.forward(conv.forward(x));
+/// assert!(fused.sub(separate).abs().max().into_scalar::<f32>() < 1e-4);
+/// ```
+pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let trains = x.device().is_autodiff() && bn.training.is_enabled();
+    let weight = conv.weight.val();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+    let learns = weight.is_require_grad()
+        || gamma.is_require_grad()
+        || beta.is_require_grad()
+        || bias.as_ref().is_some_and(Tensor::is_require_grad);
+    if trains || learns || !crate::runs_here(&x) {
+        return batch_norm_layer(bn, conv2d_layer(conv, x));
+    }
+    let c_out = weight.dims()[0];
+    let host = |t: Tensor<1>| -> Vec<f64> {
+        t.into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .expect("f64 after convert")
+    };
+    let (gamma, beta) = (host(gamma), host(beta));
+    let mean = host(bn.running_mean.value());
+    let var = host(bn.running_var.value());
+    let bias = bias.map_or_else(|| vec![0.0; c_out], host);
+    let scale: Vec<f64> = (0..c_out)
+        .map(|c| gamma[c] / (var[c] + bn.epsilon).sqrt())
+        .collect();
+    let shift: Vec<f32> = (0..c_out)
+        .map(|c| (beta[c] + (bias[c] - mean[c]) * scale[c]) as f32)
+        .collect();
+    let device = weight.device();
+    let scale: Vec<f32> = scale.into_iter().map(|s| s as f32).collect();
+    let scale = Tensor::<1>::from_data(TensorData::new(scale, [c_out]), &device);
+    let weight = weight.mul(scale.reshape([c_out, 1, 1, 1]));
+    let shift = Tensor::<1>::from_data(TensorData::new(shift, [c_out]), &device);
+    let options = conv_options(conv, &x);
+    crate::conv2d(x, weight, Some(shift), options)
+}
+
+/// The convolution options `layer.forward(x)` uses (its padding resolved for `x`'s size).
+fn conv_options(layer: &Conv2d, x: &Tensor<4>) -> ConvOptions<2> {
+    let [_, _, h, w] = x.dims();
+    let [pad_h, pad_w] = padding_pairs(&layer.padding, [h, w], layer.kernel_size, layer.stride);
+    ConvOptions::new_with_padding(layer.stride, [pad_h, pad_w], layer.dilation, layer.groups)
 }
 
 /// `layer.forward(x)`, through [`crate::max_pool2d`].

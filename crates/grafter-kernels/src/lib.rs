@@ -44,7 +44,7 @@ mod scratch;
 
 pub use choice::{Kernels, kernels, set_kernels};
 pub use extension::CpuKernels;
-pub use layers::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
+pub use layers::{batch_norm_layer, conv_bn_layer, conv2d_layer, max_pool2d_layer};
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::Tensor;

@@ -9,7 +9,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
-use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
+use grafter_kernels::{conv_bn_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
 use crate::ZooError;
@@ -198,13 +198,13 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm_layer(&d.bn, conv2d_layer(&d.conv, x.clone())),
+            Some(d) => conv_bn_layer(&d.conv, &d.bn, x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(batch_norm_layer(&self.bn1, conv2d_layer(&self.conv1, x)));
-        y = batch_norm_layer(&self.bn2, conv2d_layer(&self.conv2, y));
+        let mut y = relu(conv_bn_layer(&self.conv1, &self.bn1, x));
+        y = conv_bn_layer(&self.conv2, &self.bn2, y);
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            y = batch_norm_layer(b3, conv2d_layer(c3, relu(y)));
+            y = conv_bn_layer(c3, b3, relu(y));
         }
         relu(self.drop_residual(y) + identity)
     }
@@ -295,10 +295,7 @@ impl ResNet {
 
 impl Backbone for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let stem = relu(batch_norm_layer(
-            &self.bn1,
-            conv2d_layer(&self.conv1, images),
-        ));
+        let stem = relu(conv_bn_layer(&self.conv1, &self.bn1, images));
         let mut x = max_pool2d_layer(&self.maxpool, stem);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

@@ -8,7 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
-use grafter_kernels::{batch_norm_layer, conv2d_layer, max_pool2d_layer};
+use grafter_kernels::{conv_bn_layer, conv2d_layer, max_pool2d_layer};
 
 use crate::layers::{bn, conv};
 
@@ -126,10 +126,10 @@ impl Backbone for Vgg {
         let mut x = images;
         for block in &self.blocks {
             for l in &block.layers {
-                x = conv2d_layer(&l.conv, x);
-                if let Some(bn) = &l.bn {
-                    x = batch_norm_layer(bn, x);
-                }
+                x = match &l.bn {
+                    Some(bn) => conv_bn_layer(&l.conv, bn, x),
+                    None => conv2d_layer(&l.conv, x),
+                };
                 x = relu(x);
             }
             x = max_pool2d_layer(&block.pool, x);
