@@ -8,6 +8,7 @@ mod im2col;
 mod plan;
 mod winograd;
 mod winograd_grad;
+mod winograd_input;
 
 pub(crate) use backward::{conv2d_input_grad, conv2d_weight_grad};
 pub(crate) use flipped::input_grad_as_forward;

@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
+use super::winograd_input::{self, transform_input_rows};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
 use crate::scratch::with_scratch;
 
@@ -108,8 +109,7 @@ pub(crate) fn conv2d_winograd(
     let lens = [
         16 * geo.c_in * t_max,
         16 * geo.c_out * t_max,
-        8 * (tw + 1),
-        8 * (tw + 1),
+        winograd_input::scratch_len(tw, (t_max / tw.max(1)).min(tiles(geo).0)),
         4 * tw,
     ];
     with_scratch([16 * geo.c_out * geo.c_in], |[u]| {
@@ -117,14 +117,8 @@ pub(crate) fn conv2d_winograd(
         let u = &*u;
         let dst = SendPtr(out.as_mut_ptr());
         let run = |&(r0, r): &(usize, usize), threads: Threads| {
-            with_scratch(lens, |[v, m, lines, cols, y]| {
-                let mut buf = Scratch {
-                    v,
-                    m,
-                    lines,
-                    cols,
-                    y,
-                };
+            with_scratch(lens, |[v, m, input, y]| {
+                let mut buf = Scratch { v, m, input, y };
                 // SAFETY: each block writes only the output tiles of its own tile rows.
                 unsafe { block(geo, x, u, dst, r0, r, &mut buf, threads) }
             })
@@ -143,12 +137,29 @@ struct Scratch<'a> {
     v: &'a mut [f32],
     /// Products `M[e][co][j]`.
     m: &'a mut [f32],
-    /// Four input lines of one tile row, even columns then odd columns (`8 · (tw + 1)`).
-    lines: &'a mut [f32],
-    /// The lines transformed down the columns (same size).
-    cols: &'a mut [f32],
+    /// The input transform's working space ([`winograd_input::scratch_len`]).
+    input: &'a mut [f32],
     /// One tile row's 2×2 outputs (`4 · tw`).
     y: &'a mut [f32],
+}
+
+/// The tile rows `r0 .. r0 + r` (numbered image-major) as runs within one image:
+/// `(first row counted from r0, image, its first tile row, rows)`.
+pub(super) fn image_runs(
+    th: usize,
+    r0: usize,
+    r: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut row = 0;
+    core::iter::from_fn(move || {
+        (row < r).then(|| {
+            let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
+            let rows = (th - ty).min(r - row);
+            let run = (row, n, ty, rows);
+            row += rows;
+            run
+        })
+    })
 }
 
 /// Tile rows `r0 .. r0 + r` (numbered image-major).
@@ -168,17 +179,10 @@ unsafe fn block(
     let t = r * tw;
     let plane = geo.plane();
     for ci in 0..c_in {
-        for row in 0..r {
-            let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
+        for (row, n, ty, rows) in image_runs(th, r0, r) {
             let src = &x[(n * c_in + ci) * plane..][..plane];
-            input_row(geo, src, ty, &mut buf.lines);
-            transform_input_row(
-                &buf.lines,
-                &mut buf.cols,
-                tw,
-                &mut buf.v,
-                (ci * t + row * tw, c_in * t),
-            );
+            let at = (ci * t + row * tw, c_in * t);
+            transform_input_rows(geo, src, (ty, rows), buf.input, buf.v, at);
         }
     }
     // 16 GEMMs: M[e] = U[e] · V[e].
@@ -218,27 +222,8 @@ unsafe fn block(
     }
 }
 
-/// The four input lines under tile row `ty` (rows `2·ty − pad .. + 4`), zero outside the
-/// image, split into even columns (`lines[2·l]`, `tw + 1` each) and odd columns
-/// (`lines[2·l + 1]`): tile `tx` reads even `tx, tx + 1` and odd `tx, tx + 1`.
-pub(super) fn input_row(geo: &ConvGeometry, src: &[f32], ty: usize, lines: &mut [f32]) {
-    let [ph, pw] = geo.pad;
-    let len = lines.len() / 8;
-    for l in 0..4 {
-        let (even, rest) = lines[2 * l * len..][..2 * len].split_at_mut(len);
-        let iy = (2 * ty + l) as isize - ph as isize;
-        if iy < 0 || iy >= geo.h as isize {
-            even.fill(0.0);
-            rest.fill(0.0);
-            continue;
-        }
-        let line = &src[iy as usize * geo.w..][..geo.w];
-        deinterleave(line, pw, even, rest);
-    }
-}
-
 /// `even[k] = line[2·k − pw]`, `odd[k] = line[2·k + 1 − pw]`, zero outside the line.
-fn deinterleave(line: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
+pub(super) fn deinterleave(line: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
     let at = |i: isize| {
         if i >= 0 && (i as usize) < line.len() {
             line[i as usize]
@@ -259,63 +244,6 @@ fn deinterleave(line: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
         for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
             *e = pair[0];
             *o = pair[1];
-        }
-    }
-}
-
-/// `Bᵀ·d·B` (Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]) of every tile of one tile row,
-/// from its [`input_row`] lines, written to `v[e · stride + offset + tx]`; `cols` is scratch
-/// of the lines' size.
-pub(super) fn transform_input_row(
-    lines: &[f32],
-    cols: &mut [f32],
-    tw: usize,
-    v: &mut [f32],
-    (offset, stride): (usize, usize),
-) {
-    let len = tw + 1;
-    // Down the columns (Bᵀ·d): transformed row `r` of the even / odd columns at `2·r + odd`.
-    for odd in 0..2 {
-        let line = |l: usize| &lines[(2 * l + odd) * len..][..len];
-        let (d0, d1, d2, d3) = (line(0), line(1), line(2), line(3));
-        let mut dst = |r: usize| cols[(2 * r + odd) * len..][..len].as_mut_ptr();
-        let (c0, c1, c2, c3) = (dst(0), dst(1), dst(2), dst(3));
-        // SAFETY: four disjoint `len`-long rows of `cols`.
-        let (c0, c1, c2, c3) = unsafe {
-            (
-                core::slice::from_raw_parts_mut(c0, len),
-                core::slice::from_raw_parts_mut(c1, len),
-                core::slice::from_raw_parts_mut(c2, len),
-                core::slice::from_raw_parts_mut(c3, len),
-            )
-        };
-        for k in 0..len {
-            c0[k] = d0[k] - d2[k];
-            c1[k] = d1[k] + d2[k];
-            c2[k] = d2[k] - d1[k];
-            c3[k] = d1[k] - d3[k];
-        }
-    }
-    // Along the rows (·B): tile `tx` reads even `tx, tx + 1` and odd `tx, tx + 1`.
-    for r in 0..4 {
-        let even = &cols[2 * r * len..][..len];
-        let odd = &cols[(2 * r + 1) * len..][..len];
-        let base = r * 4 * stride + offset;
-        let dst = &mut v[base..][..tw];
-        for tx in 0..tw {
-            dst[tx] = even[tx] - even[tx + 1];
-        }
-        let dst = &mut v[base + stride..][..tw];
-        for tx in 0..tw {
-            dst[tx] = odd[tx] + even[tx + 1];
-        }
-        let dst = &mut v[base + 2 * stride..][..tw];
-        for tx in 0..tw {
-            dst[tx] = even[tx + 1] - odd[tx];
-        }
-        let dst = &mut v[base + 3 * stride..][..tw];
-        for tx in 0..tw {
-            dst[tx] = odd[tx] - odd[tx + 1];
         }
     }
 }

@@ -15,7 +15,8 @@ use rayon::prelude::*;
 
 use super::backward::WEIGHT_CHUNKS;
 use super::geometry::ConvGeometry;
-use super::winograd::{input_row, tiles, transform_input_row};
+use super::winograd::{image_runs, tiles};
+use super::winograd_input::{self, transform_input_rows};
 use crate::gemm::{Threads, matmul, rows, rows_mut, rows_t};
 use crate::scratch::with_scratch;
 
@@ -68,20 +69,23 @@ fn images_into(
         16 * c_out * t_max,
         8 * (tw + 1),
         8 * (tw + 1),
+        winograd_input::scratch_len(tw, rows_per.min(th)),
     ];
-    with_scratch(lens, |[v, w, lines, cols]| {
+    with_scratch(lens, |[v, w, lines, cols, input]| {
         let (first, end) = (images.start * th, images.end * th);
         let mut r0 = first;
         while r0 < end {
             let r = rows_per.min(end - r0);
             let t = r * tw;
-            for row in 0..r {
-                let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
+            for (row, n, ty, rows) in image_runs(th, r0, r) {
                 for ci in 0..c_in {
                     let src = &x[(n * c_in + ci) * geo.plane()..][..geo.plane()];
-                    input_row(geo, src, ty, lines);
-                    transform_input_row(lines, cols, tw, v, (ci * t + row * tw, c_in * t));
+                    let at = (ci * t + row * tw, c_in * t);
+                    transform_input_rows(geo, src, (ty, rows), input, v, at);
                 }
+            }
+            for row in 0..r {
+                let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
                 for co in 0..c_out {
                     let grad = &dy[(n * c_out + co) * geo.positions()..][..geo.positions()];
                     grad_row(geo, grad, ty, lines);
