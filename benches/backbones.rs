@@ -24,6 +24,9 @@
 //! half-precision copy of the model (`cast_for_inference`) and the fine-tune steps as the
 //! loop's mixed precision does (f16/bf16 passes, f32 master weights, f16 loss scaling).
 
+#[path = "support/parity.rs"]
+mod parity;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -528,6 +531,9 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let device = bench_device();
     let quick = quick();
+    if !quick {
+        parity::print_parity(&device);
+    }
 
     let resnet = |cfg: ResNetConfig| {
         let backbone = cfg.init(&device);

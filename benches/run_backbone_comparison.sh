@@ -5,9 +5,13 @@
 #   a criterion filter (e.g. 'forward/resnet18/b32' or a regex) selects the same cases on the
 #   Python side (backbones_reference.py --only)
 #   --quick      resnet18 b1/b8 only (GRAFTER_BENCH_QUICK=1 and the Python --quick)
+# Prints the machine (CPU model, SIMD flags), load averages, one PARITY line per model
+# (grafter's batch-32 logits on the fixtures' torchvision weights against onnxruntime's), and
+# the table of img/s and ratios.
 # Env: THREADS (default 2; RAYON_NUM_THREADS for grafter, intra_op threads for ORT,
 #      torch.set_num_threads for PyTorch); PYTHON (default .cache/bench-venv/bin/python, made by
-#      benches/setup_bench_env.sh with PyTorch, else .cache/venv/bin/python, else python3;
+#      benches/setup_bench_env.sh with PyTorch, else .cache/torch-venv/bin/python (made by
+#      tests/run.sh, PyTorch + onnxruntime), else .cache/venv/bin/python, else python3;
 #      needs numpy + onnxruntime, PyTorch optional); ORT graphs from .cache/fixtures
 #      (python tests/fixtures/make_fixtures.py --models resnet18,resnet50,vgg16).
 #      DEVICE (default cpu): grafter's device, cpu|wgpu|cuda (built with that cargo feature);
@@ -26,6 +30,7 @@ fi
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
   if [ -x .cache/bench-venv/bin/python ]; then python=.cache/bench-venv/bin/python
+  elif [ -x .cache/torch-venv/bin/python ]; then python=.cache/torch-venv/bin/python
   elif [ -x .cache/venv/bin/python ]; then python=.cache/venv/bin/python
   else python=python3; fi
 fi
@@ -82,6 +87,7 @@ ratio() {
 echo
 echo "load average: start $load_start | after Rust $load_mid | end $load_end"
 grep '^RUST_DEVICE ' <<<"$rust_out" | sed 's/^RUST_DEVICE /grafter ran on: /' || true
+grep '^PARITY ' <<<"$rust_out" || echo "PARITY not measured (--quick, or the bench printed none)"
 printf '%-34s %10s %10s %10s %10s %10s\n' case "grafter" "ORT" "PyTorch" "g/ORT" "g/PyTorch"
 printf '%-34s %10s %10s %10s %10s %10s\n' "" "img/s" "img/s" "img/s" "" ""
 grep '^RUST_BENCH ' <<<"$rust_out" | sed -n 's/.* name=\([^ ]*\) .*/\1/p' | while read -r name; do
