@@ -21,8 +21,10 @@ use super::winograd_input::{self, transform_input_rows};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
 use crate::scratch::with_scratch;
 
-/// Elements of the per-block transformed input and product (each `16 · channels · t`).
-const BLOCK_ELEMS: usize = 1 << 19;
+/// Elements of the per-block transformed input and product (each `16 · channels · t`): 512 KiB,
+/// so a block's `V` is still in the core's L2 cache when its GEMMs read it (measured: 5% faster
+/// 3×3 convolutions in a ResNet-18 forward than 2 MiB blocks; 256 KiB blocks were slower).
+const BLOCK_ELEMS: usize = 1 << 17;
 
 /// Fewest tiles per block: the 16 GEMMs each pack their `U` slice once per block.
 const MIN_TILES: usize = 64;
