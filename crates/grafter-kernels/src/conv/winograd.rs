@@ -4,10 +4,11 @@
 //! agree with direct convolution to a few ulps of the accumulated sums (checked against Burn's
 //! op in the tests).
 //!
-//! Layout: the weight transform `U = G·g·Gᵀ` is stored as 16 matrices `[c_out, c_in]`; a
-//! block of whole tile rows (an image's output rows `2·ty, 2·ty + 1`, consecutive across
-//! images) becomes 16 matrices `V = Bᵀ·d·B`, `[c_in, t]`; 16 GEMMs give `M = U·V`, `[c_out, t]`;
-//! the output transform `Aᵀ·M·A` adds each 2×2 tile onto the bias in the NCHW output (edges
+//! Layout: the weight transform `U = G·g·Gᵀ` is stored `[c_out, 16, c_in]` (16 matrices
+//! `[c_out, c_in]` whose rows are `16·c_in` apart, filled one output channel per task); a block
+//! of whole tile rows (an image's output rows `2·ty, 2·ty + 1`, consecutive across images)
+//! becomes 16 matrices `V = Bᵀ·d·B`, `[c_in, t]`; 16 GEMMs give `M = U·V`, `[c_out, t]`; the
+//! output transform `Aᵀ·M·A` adds each 2×2 tile onto the bias in the NCHW output (edges
 //! clipped).
 //!
 //! Both transforms run a whole tile row at a time with the tiles as the innermost, contiguous
@@ -41,37 +42,34 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.c_out >= 16
 }
 
-/// Writes `U[e][co][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output channel
-/// per task.
+/// Writes `U[co][e][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output
+/// channel per task.
 fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     assert_eq!(u.len(), 16 * c_out * c_in);
-    let plane = c_out * c_in;
-    let dst = SendPtr(u.as_mut_ptr());
-    (0..c_out).into_par_iter().for_each(|co| {
-        let dst = dst;
-        for ci in 0..c_in {
-            let g = &weight[(co * c_in + ci) * 9..][..9];
-            // G·g (4×3), then (G·g)·Gᵀ (4×4); G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
-            let mut gg = [[0.0f32; 3]; 4];
-            for c in 0..3 {
-                let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
-                gg[0][c] = g0;
-                gg[1][c] = 0.5 * (g0 + g1 + g2);
-                gg[2][c] = 0.5 * (g0 - g1 + g2);
-                gg[3][c] = g2;
-            }
-            for (r, row) in gg.iter().enumerate() {
-                let (a, b, c) = (row[0], row[1], row[2]);
-                let t = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-                for (col, v) in t.into_iter().enumerate() {
-                    // SAFETY: index inside `u`; task `co` writes only rows `co` of the 16
-                    // matrices.
-                    unsafe { *dst.0.add((r * 4 + col) * plane + co * c_in + ci) = v };
+    u.par_chunks_mut(16 * c_in)
+        .enumerate()
+        .for_each(|(co, u_co)| {
+            for ci in 0..c_in {
+                let g = &weight[(co * c_in + ci) * 9..][..9];
+                // G·g (4×3), then (G·g)·Gᵀ (4×4); G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
+                let mut gg = [[0.0f32; 3]; 4];
+                for c in 0..3 {
+                    let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
+                    gg[0][c] = g0;
+                    gg[1][c] = 0.5 * (g0 + g1 + g2);
+                    gg[2][c] = 0.5 * (g0 - g1 + g2);
+                    gg[3][c] = g2;
+                }
+                for (r, row) in gg.iter().enumerate() {
+                    let (a, b, c) = (row[0], row[1], row[2]);
+                    let t = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+                    for (col, v) in t.into_iter().enumerate() {
+                        u_co[(r * 4 + col) * c_in + ci] = v;
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Tiles per image along each axis.
@@ -197,7 +195,7 @@ unsafe fn block(
                 c_in,
                 rows_mut(buf.m[e * c_out * t..].as_mut_ptr(), t),
                 false,
-                rows(u[e * c_out * c_in..].as_ptr(), c_in),
+                rows(u[e * c_in..].as_ptr(), 16 * c_in),
                 rows(buf.v[e * c_in * t..].as_ptr(), t),
                 threads,
             );
@@ -215,7 +213,7 @@ unsafe fn block(
                     m,
                     c_out * t,
                     tw,
-                    &mut buf.y,
+                    buf.y,
                     out.0.add((n * c_out + co) * positions + 2 * ty * geo.out_w),
                     ty,
                 )
