@@ -7,12 +7,16 @@
 //! result back to NCHW; the weight gradient calls gemm once per input channel. These kernels
 //! compute the same products straight on NCHW data (im2col rows are shifted copies of the
 //! input planes, the weight is used as stored, the output and gradients are written in place,
-//! the bias is the GEMM's starting value) with one level of parallelism; max-pooling for
-//! tensors that will not be differentiated skips flex's i64 argmax; BatchNorm runs in one or two
-//! passes per channel instead of Burn's composition of broadcast element-wise ops.
+//! the bias is the GEMM's starting value) with one level of parallelism, and 3×3 stride-1
+//! convolutions (forward, input and weight gradients) by Winograd F(2×2, 3×3); an inference
+//! BatchNorm is folded into its convolution; max-pooling skips flex's i64 argmax (none for
+//! inference, a byte per output for training); BatchNorm runs in one or two passes per channel
+//! instead of Burn's composition of broadcast element-wise ops. docs/BENCHMARKS.md has the
+//! measurements.
 //!
 //! Layers call [`conv2d`] / [`max_pool2d`] (or [`conv2d_layer`] / [`max_pool2d_layer`] /
-//! [`batch_norm_layer`] for Burn's `nn` modules) instead of Burn's functions. On flex with f32 tensors — with or without
+//! [`batch_norm_layer`] / [`conv_bn_layer`] for Burn's `nn` modules) instead of Burn's
+//! functions. On flex with f32 tensors — with or without
 //! autodiff — that runs these kernels; on every other device, dtype or shape it is exactly
 //! Burn's op. `GRAFTER_KERNELS=reference` (or [`set_kernels`]) routes everything to Burn's ops,
 //! to bisect a numerical difference or measure the gain.
