@@ -315,49 +315,41 @@ impl OpTimer {
             let y = self.conv(name, conv, x);
             return self.time("batchnorm", || batch_norm_layer(bn, y));
         }
-        let [n, cin, h, w] = x.dims();
-        let [cout, _, kh, kw] = conv.weight.dims();
-        let kind = format!("conv{kh}x{kw}+bn");
-        let y = self.time(&kind, || conv_bn_layer(conv, bn, x));
-        let [_, _, oh, ow] = y.dims();
-        let flops = 2.0 * (n * cout * cin * kh * kw * oh * ow) as f64;
-        self.kinds.get_mut(&kind).unwrap().1 += flops;
-        if self.print {
-            let t = Instant::now();
-            drop(conv_bn_layer(
-                conv,
-                bn,
-                Tensor::zeros([n, cin, h, w], &y.device()),
-            ));
-            let secs = t.elapsed().as_secs_f64();
-            println!(
-                "RUST_OP conv+bn name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
-                h / oh,
-                secs * 1e3,
-                flops / secs / 1e9
-            );
-        }
-        y
+        self.timed_conv(name, "conv+bn", "+bn", conv, x, |x| {
+            conv_bn_layer(conv, bn, x)
+        })
     }
 
     /// Times a convolution; when printing, also times it once more on its own and prints it.
     fn conv(&mut self, name: &str, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        self.timed_conv(name, "conv", "", conv, x, |x| conv2d_layer(conv, x))
+    }
+
+    /// Times `run` (a convolution `conv`, alone or with what follows it) under the kind
+    /// `convKxK{suffix}` with the convolution's FLOPs; when printing, also times it once more on
+    /// its own and prints it as `RUST_OP {label} …`.
+    fn timed_conv(
+        &mut self,
+        name: &str,
+        label: &str,
+        suffix: &str,
+        conv: &Conv2d,
+        x: Tensor<4>,
+        run: impl Fn(Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
         let [n, cin, h, w] = x.dims();
         let [cout, _, kh, kw] = conv.weight.dims();
-        let kind = format!("conv{kh}x{kw}");
-        let y = self.time(&kind, || conv2d_layer(conv, x));
+        let kind = format!("conv{kh}x{kw}{suffix}");
+        let y = self.time(&kind, || run(x));
         let [_, _, oh, ow] = y.dims();
         let flops = 2.0 * (n * cout * cin * kh * kw * oh * ow) as f64;
         self.kinds.get_mut(&kind).unwrap().1 += flops;
         if self.print {
             let t = Instant::now();
-            drop(conv2d_layer(
-                conv,
-                Tensor::zeros([n, cin, h, w], &y.device()),
-            ));
+            drop(run(Tensor::zeros([n, cin, h, w], &y.device())));
             let secs = t.elapsed().as_secs_f64();
             println!(
-                "RUST_OP conv name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
+                "RUST_OP {label} name={name} in={n}x{cin}x{h}x{w} k={kh}x{kw} s={} out={cout}x{oh}x{ow} ms={:.2} gflops={:.1}",
                 h / oh,
                 secs * 1e3,
                 flops / secs / 1e9
