@@ -17,7 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-mkdir -p target .cache
+mkdir -p target/tmp .cache
+# Temporary files (pip's unpacked wheels, the tests' weight files of up to 530 MiB) go on the
+# build's disk: /tmp is often a small RAM disk.
+export TMPDIR="$root/target/tmp"
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
 state=$(mktemp -d)
@@ -47,7 +50,8 @@ venv_with() {
     rm -rf "$1"
     python3 -m venv "$1" || { echo "python3 -m venv failed (Debian/Ubuntu: apt install python3-venv)"; return 1; }
   fi
-  "$1/bin/python" -m pip install -q --disable-pip-version-check -r "$2"
+  # No wheel cache: torch's CUDA wheels would keep ~4 GB in ~/.cache/pip for nothing.
+  "$1/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir -r "$2"
 }
 
 make_test_data() {

@@ -20,7 +20,7 @@ use crate::any::AnyBackbone;
 use crate::architecture::Architecture;
 use crate::onnx_assign::{load_resnet_onnx, load_vgg_backbone_onnx};
 use crate::registry::WeightFormat;
-use crate::torchvision::{checked_pth_copy, resnet_remaps, vgg_remaps};
+use crate::torchvision::{CheckedPth, resnet_remaps, vgg_remaps};
 
 /// The signature every weight format's loader has.
 pub type LoadBackbone = fn(&Path, Architecture, &Device) -> Result<AnyBackbone, ZooError>;
@@ -50,24 +50,27 @@ impl WeightFormat {
     }
 }
 
-/// A torchvision/timm state dict pickled by `torch.save` (`.pth`). The file is read once and
-/// checked (exact global allow-list, every opcode, tensor views inside their storages) before
-/// burn-store's reader, which executes nothing, reads those same bytes.
+/// A torchvision/timm state dict pickled by `torch.save` (`.pth`). The file is checked (exact
+/// global allow-list, every opcode, tensor views inside their storages) before burn-store's
+/// reader, which executes nothing, reads it; the load is refused if the file's bytes changed
+/// in between.
 pub fn load_pth(path: &Path, arch: Architecture, device: &Device) -> Result<AnyBackbone, ZooError> {
     exists(path)?;
-    let copy = checked_pth_copy(path)?;
+    let checked = CheckedPth::read(path)?;
     let store = || {
-        remapped(arch, PytorchStore::from_file(copy.path()), |s, from, to| {
+        remapped(arch, PytorchStore::from_file(path), |s, from, to| {
             s.with_key_remapping(from, to)
         })
         .allow_partial(true)
         .validate(false)
     };
-    match arch.init(device) {
-        AnyBackbone::ResNet(m) => fill(m, &mut store(), path, arch).map(Into::into),
-        AnyBackbone::Vgg(m) => fill(m, &mut store(), path, arch).map(Into::into),
-        AnyBackbone::Onnx(m) => Ok(m.into()),
-    }
+    let backbone: AnyBackbone = match arch.init(device) {
+        AnyBackbone::ResNet(m) => fill(m, &mut store(), path, arch)?.into(),
+        AnyBackbone::Vgg(m) => fill(m, &mut store(), path, arch)?.into(),
+        AnyBackbone::Onnx(m) => m.into(),
+    };
+    checked.unchanged(path)?;
+    Ok(backbone)
 }
 
 /// A torchvision/timm state dict in a `.safetensors` file.

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use burn::store::{
     ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
@@ -18,12 +20,12 @@ use grafter_core::{Classifier, LinearHead, LinearHeadConfig};
 use crate::ZooError;
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::vgg::{Vgg, VggConfig};
-use crate::vgg_head::VggClassifier;
+use crate::vgg_head::VggHead;
 
 /// A full ImageNet ResNet: the backbone and torchvision's `fc` as a linear head.
-pub type ResNetClassifier = Classifier<ResNet, LinearHead>;
+pub type TorchvisionResNet = Classifier<ResNet, LinearHead>;
 /// A full ImageNet VGG: the backbone and torchvision's classifier.
-pub type VggFull = Classifier<Vgg, VggClassifier>;
+pub type TorchvisionVgg = Classifier<Vgg, VggHead>;
 
 /// Key remappings from torchvision names to a `Classifier<ResNet, LinearHead>`.
 pub fn resnet_remaps() -> Vec<(String, String)> {
@@ -38,7 +40,7 @@ pub fn resnet_remaps() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Key remappings from torchvision names to a `Classifier<Vgg, VggClassifier>`.
+/// Key remappings from torchvision names to a `Classifier<Vgg, VggHead>`.
 pub fn vgg_remaps(cfg: &VggConfig) -> Vec<(String, String)> {
     let mut remaps = Vec::new();
     for (b, block) in cfg.torchvision_indices().iter().enumerate() {
@@ -70,7 +72,7 @@ pub fn load_resnet(
     cfg: &ResNetConfig,
     num_classes: usize,
     device: &Device,
-) -> Result<ResNetClassifier, ZooError> {
+) -> Result<TorchvisionResNet, ZooError> {
     let head = LinearHeadConfig::new(cfg.feature_channels(), num_classes)
         .try_init(device)
         .map_err(|e| ZooError::Config(e.to_string()))?;
@@ -85,33 +87,57 @@ pub fn load_vgg(
     cfg: &VggConfig,
     num_classes: usize,
     device: &Device,
-) -> Result<VggFull, ZooError> {
-    let model = Classifier::new(
-        cfg.init(device),
-        VggClassifier::new(num_classes, 0.5, device),
-    )
-    .map_err(|e| ZooError::Config(e.to_string()))?;
+) -> Result<TorchvisionVgg, ZooError> {
+    let model = Classifier::new(cfg.init(device), VggHead::new(num_classes, 0.5, device))
+        .map_err(|e| ZooError::Config(e.to_string()))?;
     load_state_dict(model, path.as_ref(), &vgg_remaps(cfg))
 }
 
-/// Reads a `.pth` once, checks those bytes (see [`crate::pth_scan`]: exact global
-/// allow-list, every opcode, tensor views inside their storages), and writes them to a private
-/// temporary copy that burn-store then reads: what is loaded is exactly what was checked,
-/// even if the file changes meanwhile.
-pub(crate) fn checked_pth_copy(path: &Path) -> Result<tempfile::NamedTempFile, ZooError> {
-    let io = |source| ZooError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = std::fs::read(path).map_err(io)?;
-    crate::pth_scan::check(path, &bytes)?;
-    let mut copy = tempfile::Builder::new()
-        .prefix(".grafter-pth-")
-        .suffix(".pth")
-        .tempfile()
-        .map_err(io)?;
-    std::io::Write::write_all(&mut copy, &bytes).map_err(io)?;
-    Ok(copy)
+/// The SHA-256 of a `.pth` whose bytes passed the pre-load checks (see [`crate::pth_scan`]:
+/// exact global allow-list, every opcode, tensor views inside their storages).
+///
+/// burn-store's reader opens the file by path, so it reads it a second time; [`Self::unchanged`]
+/// hashes the file again after that read and refuses the load when the bytes differ, so what is
+/// loaded is what was checked without a private copy of the file (a VGG-16 state dict is
+/// 530 MiB, and `/tmp` is often a small RAM disk).
+pub(crate) struct CheckedPth {
+    digest: [u8; 32],
+}
+
+impl CheckedPth {
+    /// Reads `path` once, checks its bytes and remembers their digest.
+    pub(crate) fn read(path: &Path) -> Result<Self, ZooError> {
+        let bytes = std::fs::read(path).map_err(|source| ZooError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        crate::pth_scan::check(path, &bytes)?;
+        Ok(Self {
+            digest: Sha256::digest(&bytes).into(),
+        })
+    }
+
+    /// Fails when the file at `path` no longer holds the checked bytes (it was replaced or
+    /// written to while it was being loaded); the caller then drops what it read.
+    pub(crate) fn unchanged(&self, path: &Path) -> Result<(), ZooError> {
+        let io = |source| ZooError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(io)?;
+        if <[u8; 32]>::from(hasher.finalize()) == self.digest {
+            Ok(())
+        } else {
+            Err(ZooError::Weights {
+                path: path.to_path_buf(),
+                reason: "the file changed while it was being loaded (its bytes are no longer \
+                         those that were checked); nothing was loaded"
+                    .into(),
+            })
+        }
+    }
 }
 
 /// Loads a PyTorch-named state dict into `model`, failing on the first missing parameter or
@@ -146,16 +172,18 @@ pub fn load_state_dict<M: ModuleSnapshot>(
                 .map_err(|e| weights(format!("cannot read safetensors: {e}")))?
         }
         "pth" | "pt" | "bin" => {
-            let copy = checked_pth_copy(path)?;
-            let mut store = PytorchStore::from_file(copy.path())
+            let checked = CheckedPth::read(path)?;
+            let mut store = PytorchStore::from_file(path)
                 .allow_partial(true)
                 .validate(false);
             for (from, to) in remaps {
                 store = store.with_key_remapping(from, to.clone());
             }
-            model
+            let result = model
                 .load_from(&mut store)
-                .map_err(|e| weights(format!("cannot read PyTorch file: {e}")))?
+                .map_err(|e| weights(format!("cannot read PyTorch file: {e}")))?;
+            checked.unchanged(path)?;
+            result
         }
         other => {
             return Err(weights(format!(
@@ -188,4 +216,29 @@ pub fn load_state_dict<M: ModuleSnapshot>(
         )));
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pth_that_changes_after_its_check_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.pth");
+        std::fs::write(&path, b"the checked bytes").unwrap();
+        let checked = CheckedPth {
+            digest: Sha256::digest(b"the checked bytes").into(),
+        };
+        checked.unchanged(&path).unwrap();
+        std::fs::write(&path, b"the swapped bytes").unwrap();
+        let err = checked.unchanged(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("weights.pth") && err.contains("changed while it was being loaded"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = checked.unchanged(&path).unwrap_err().to_string();
+        assert!(err.contains("weights.pth"), "{err}");
+    }
 }
