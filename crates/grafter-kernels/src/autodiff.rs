@@ -2,7 +2,8 @@
 //! step whose gradients run the inner backend's kernels (burn-autodiff's own `conv2d` and
 //! `batch_norm_train` patterns, with the extension's entry points in place of Burn's).
 //! Max-pooling records the inner backend's argmax (a byte per output on flex) and scatters
-//! through it backward. Inference BatchNorm with an input that needs a gradient takes Burn's
+//! through it backward; ReLU keeps its output rather than its input, so that its input can be
+//! overwritten. Inference BatchNorm with an input that needs a gradient takes Burn's
 //! tracked path; without one, the inner backend's kernel.
 
 use burn::backend::Autodiff;
@@ -209,6 +210,16 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
             .stateless(output)
     }
 
+    fn grafter_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Relu.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = B::grafter_relu(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::grafter_relu(x.into_primitive())),
+        }
+    }
+
     fn grafter_batch_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -333,6 +344,28 @@ impl<B: Backend + CpuKernels> Backward<B, 1> for MaxPool2d {
                 argmax,
             );
             grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Relu;
+
+impl<B: Backend + CpuKernels> Backward<B, 1> for Relu {
+    // The output, not the input (Burn keeps the input): the gradient needs only the output's
+    // sign, and an input that nothing else holds is then overwritten by the forward.
+    type State = B::FloatTensorPrimitive;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::grafter_relu_backward(ops.state, grad));
         }
     }
 }

@@ -9,7 +9,7 @@ use burn::backend::get_or_init_device_settings;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
-/// Convolution, max-pooling and BatchNorm entry points that grafter's models call instead of
+/// Convolution, max-pooling, ReLU and BatchNorm entry points that grafter's models call instead of
 /// Burn's.
 #[backend_extension(Flex, Autodiff)]
 pub trait CpuKernels: Backend {
@@ -112,6 +112,19 @@ pub trait CpuKernels: Backend {
             argmax,
         )
         .x_grad
+    }
+
+    /// ReLU, as Burn's `relu`.
+    fn grafter_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu(x)
+    }
+
+    /// Gradient of ReLU computed from its output, as Burn's `relu_backward`.
+    fn grafter_relu_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::relu_backward(output, output_grad)
     }
 
     /// BatchNorm with given statistics, as Burn's `batch_norm`.

@@ -2,12 +2,13 @@
 //! else (f16, bf16, f64, depthwise convolutions, shapes the kernels do not cover) flex's own.
 
 use burn::backend::Flex;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, IntDType};
 use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 
+use crate::activation::{relu, relu_backward, relu_backward_in_place, relu_in_place};
 use crate::batch_norm::{
     BnShape, batch_norm_inference, batch_norm_train, batch_norm_train_backward,
 };
@@ -155,6 +156,36 @@ impl CpuKernels for Flex {
             .expect("a contiguous tensor of the checked dtype");
         let dx = max_pool2d_backward(&geo, argmax, f32s(&dy));
         from_f32s(dx, [geo.batch, geo.channels, geo.h, geo.w])
+    }
+
+    fn grafter_relu(mut x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return Flex::relu(x);
+        }
+        if owned_contiguous(&x) {
+            let n = x.layout().num_elements();
+            relu_in_place(&mut x.storage_mut::<f32>()[..n]);
+            return x;
+        }
+        let x = x.to_contiguous();
+        same_shape(relu(f32s(&x)), &x)
+    }
+
+    fn grafter_relu_backward(output: FlexTensor, mut output_grad: FlexTensor) -> FlexTensor {
+        let same = output.dtype() == DType::F32
+            && output_grad.dtype() == DType::F32
+            && output.layout().shape() == output_grad.layout().shape();
+        if !same {
+            return Flex::relu_backward(output, output_grad);
+        }
+        let output = output.to_contiguous();
+        if owned_contiguous(&output_grad) {
+            let n = output_grad.layout().num_elements();
+            relu_backward_in_place(f32s(&output), &mut output_grad.storage_mut::<f32>()[..n]);
+            return output_grad;
+        }
+        let grad = output_grad.to_contiguous();
+        same_shape(relu_backward(f32s(&output), f32s(&grad)), &grad)
     }
 
     fn grafter_batch_norm(
@@ -314,6 +345,12 @@ fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
 }
 
 /// The elements of a contiguous f32 tensor.
+/// Whether `t` may be overwritten in place: nothing else holds its storage, which it covers
+/// contiguously from the start.
+fn owned_contiguous(t: &FlexTensor) -> bool {
+    t.is_unique() && t.layout().is_contiguous() && t.layout().start_offset() == 0
+}
+
 fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("to_contiguous returns a contiguous tensor of the checked dtype")

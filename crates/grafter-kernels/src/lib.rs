@@ -14,7 +14,7 @@
 //! instead of Burn's composition of broadcast element-wise ops. docs/BENCHMARKS.md has the
 //! measurements.
 //!
-//! Layers call [`conv2d`] / [`max_pool2d`] (or [`conv2d_layer`] / [`max_pool2d_layer`] /
+//! Layers call [`conv2d`] / [`max_pool2d`] / [`relu`] (or [`conv2d_layer`] / [`max_pool2d_layer`] /
 //! [`batch_norm_layer`] / [`conv_bn_layer`] for Burn's `nn` modules) instead of Burn's
 //! functions. On flex with f32 tensors — with or without
 //! autodiff — that runs these kernels; on every other device, dtype or shape it is exactly
@@ -34,6 +34,7 @@
 //! assert!(fast.sub(reference).abs().max().into_scalar::<f32>() < 1e-4);
 //! ```
 
+mod activation;
 mod autodiff;
 mod batch_norm;
 mod choice;
@@ -91,9 +92,27 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
     ))
 }
 
+/// ReLU with Burn's `relu` semantics (NaN propagates), on grafter's kernel where it applies:
+/// over every core, in place when nothing else holds `x`, and under autodiff keeping its
+/// output rather than its input for the gradient (see the crate docs).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+///
+/// let x = Tensor::<2>::from_floats([[-1.0, 0.5], [2.0, -0.0]], &Device::flex());
+/// let y = grafter_kernels::relu(x.clone());
+/// assert_eq!(y.into_data(), burn::tensor::activation::relu(x).into_data());
+/// ```
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !runs_here(&x) {
+        return burn::tensor::activation::relu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::grafter_relu(x.into_dispatch()))
+}
+
 /// Whether `x` lives where the kernels run: flex, with or without autodiff, and the kernels
 /// chosen.
-pub(crate) fn runs_here(x: &Tensor<4>) -> bool {
+pub(crate) fn runs_here<const D: usize>(x: &Tensor<D>) -> bool {
     kernels() == Kernels::Grafter
         && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
 }

@@ -6,9 +6,9 @@ use burn::nn::BatchNorm;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_kernels::relu;
 use grafter_kernels::{conv_bn_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 

@@ -5,9 +5,9 @@ use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_kernels::relu;
 use grafter_kernels::{conv_bn_layer, conv2d_layer, max_pool2d_layer};
 
 use crate::layers::{bn, conv};

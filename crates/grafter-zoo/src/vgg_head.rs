@@ -5,13 +5,13 @@
 use burn::module::Module;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter_core::Head;
+use grafter_kernels::relu;
 
 /// torchvision's `VGG.classifier` (with its `avgpool`).
 #[derive(Module, Debug)]
-pub struct VggClassifier {
+pub struct VggHead {
     /// Adaptive average pool to 7×7 (an identity at 224×224 input).
     pub avgpool: AdaptiveAvgPool2d,
     /// 25088 → 4096.
@@ -25,7 +25,7 @@ pub struct VggClassifier {
     num_outputs: usize,
 }
 
-impl VggClassifier {
+impl VggHead {
     /// A fresh classifier for `num_outputs` classes (1000 for ImageNet).
     pub fn new(num_outputs: usize, dropout: f64, device: &Device) -> Self {
         Self {
@@ -39,7 +39,7 @@ impl VggClassifier {
     }
 }
 
-impl Head for VggClassifier {
+impl Head for VggHead {
     fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = self.avgpool.forward(features).flatten(1, 3);
         let x = self.dropout.forward(relu(self.fc1.forward(x)));

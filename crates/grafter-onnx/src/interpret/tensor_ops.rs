@@ -28,7 +28,7 @@ pub(super) fn apply_tensor(
                 &shape,
             )
         }
-        Op::Relu => unary(x, activation::relu),
+        Op::Relu => unary(x, grafter_kernels::relu),
         Op::LeakyRelu(a) => unary(x, |t| activation::leaky_relu(t, *a as f64)),
         Op::Clip { min, max } => unary(x, |mut t| {
             if let Some(lo) = min {
