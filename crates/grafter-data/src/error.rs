@@ -43,6 +43,10 @@ pub enum DataError {
         bad: usize,
     },
 
+    /// A saved run's ONNX model could not be written or read back.
+    #[error(transparent)]
+    Onnx(#[from] grafter_onnx::OnnxError),
+
     /// An error from grafter-core (e.g. a backbone forward while building a feature cache).
     #[error(transparent)]
     Core(#[from] grafter_core::GrafterError),

@@ -11,7 +11,7 @@
 //! * **transforms** — evaluation (resize shorter side, center crop, normalise) and training
 //!   (RandomResizedCrop, flip, colour jitter) driven by the backbone's
 //!   [`Preprocess`](grafter_core::Preprocess), reproducible per sample ([`Transform`]);
-//! * **loading** — [`ImageLoader`], a [`DataSource`](grafter_core::data::DataSource) that
+//! * **loading** — [`ImageLoader`], a [`DataSource`](grafter_core::source::DataSource) that
 //!   decodes in parallel with bounded prefetch, in an order and with a content that depend
 //!   only on `(seed, epoch)`;
 //! * **bad files** — skipped with their path and reason, counted, summarised ([`BadFiles`]);
@@ -53,6 +53,7 @@ mod loader;
 pub mod predict;
 pub mod random_erasing;
 mod resize;
+pub mod saved_run;
 mod scan;
 mod split;
 mod transform;
@@ -76,4 +77,5 @@ pub use list::ListOptions;
 pub use loader::ImageLoader;
 pub use random_erasing::{EraseValue, RandomErasing};
 pub use resize::{ResizeEngine, resize_rgb8};
+pub use saved_run::save_for_prediction;
 pub use transform::{Augment, ColorJitter, MAX_RESIZED_PIXELS, RandomResizedCrop, Transform};
