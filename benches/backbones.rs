@@ -37,15 +37,15 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
-use grafter::data::Labels;
 use grafter::finetune::Precision;
 use grafter::finetune::mixed_precision::{
     DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
 };
 use grafter::kernels::{batch_norm_layer, conv_bn_layer, conv2d_layer, max_pool2d_layer};
 use grafter::optimizer::scale_grads;
+use grafter::source::Labels;
 use grafter::zoo::resnet::Block;
-use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
+use grafter::zoo::{ResNetConfig, VggConfig, VggHead};
 use grafter::{Backbone, Classifier, Head, LinearHead, LinearHeadConfig, Task};
 
 const SIDE: usize = 224;
@@ -550,7 +550,7 @@ fn main() {
     if selected("forward/vgg16") {
         let vgg = Classifier::new(
             VggConfig::vgg16().init(&device),
-            VggClassifier::new(1000, 0.5, &device),
+            VggHead::new(1000, 0.5, &device),
         )
         .unwrap();
         forward(&mut c, "vgg16", &vgg, batches, &device);

@@ -11,8 +11,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use criterion::{Criterion, Throughput};
-use grafter_core::data::DataSource;
 use grafter_core::policy::Frozen;
+use grafter_core::source::DataSource;
 use grafter_core::{
     Backbone, Classifier, FineTune, FineTuneConfig, LinearHeadConfig, Preprocess, Stage,
 };

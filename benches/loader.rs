@@ -11,7 +11,7 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput};
 use grafter_core::Interpolation;
 use grafter_core::Preprocess;
-use grafter_core::data::{DataSource, EpochRequest};
+use grafter_core::source::{DataSource, EpochRequest};
 use grafter_data::image::{Rgb, RgbImage};
 use grafter_data::{Augment, ImageDataset, ImageLoader, ResizeEngine, resize_rgb8};
 

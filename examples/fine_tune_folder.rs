@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use clap::Parser;
-use grafter::data_pipeline::{Augment, ImageDataset, ImageLoader};
+use grafter::data::{Augment, ImageDataset, ImageLoader, save_for_prediction};
 use grafter::prelude::*;
 use grafter::zoo::{download::Cache, pretrained_or_random};
 
@@ -42,15 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (train, valid) = ImageDataset::image_folder(&args.folder)?.split_stratified(0.2, 42)?;
     let classes = train.classes().clone();
     let train = ImageLoader::new(train, preprocess.clone()).augment(Augment::standard());
-    let valid = ImageLoader::new(valid, preprocess);
+    let valid = ImageLoader::new(valid, preprocess.clone());
     let head =
         LinearHeadConfig::new(backbone.feature_channels(), classes.len()).try_init(&device)?;
     let config =
         FineTuneConfig::fine_tune(1, args.epochs.saturating_sub(1), 1e-3).with_batch_size(16);
     let fine_tune = FineTune::new(config, TwoPhase::new(1, 10.0)).out_dir(&args.out);
     let outcome = fine_tune.fit(Classifier::new(backbone, head)?, &train, &valid, &device)?;
-    classes.save_json(args.out.join("classes.json"))?;
-    grafter::onnx::export_classifier(&outcome.model, args.out.join("model.onnx"))?;
+    // model.onnx, classes.json, preprocess.json: what `Predictor::from_run` reads.
+    save_for_prediction(&args.out, &outcome.model, &classes, &preprocess)?;
     println!(
         "best validation top-1: {:.1}%",
         100.0 * outcome.best.map_or(0.0, |b| b.value)

@@ -17,8 +17,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use clap::Parser;
-use grafter::data::InMemoryDataset;
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

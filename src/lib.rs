@@ -36,10 +36,13 @@ pub use grafter_core::*;
 pub use grafter_zoo as zoo;
 
 /// The image pipeline ([`grafter_data`]).
-pub use grafter_data as data_pipeline;
+pub use grafter_data as data;
 
 /// Any ONNX CNN as a backbone, and export back to ONNX ([`grafter_onnx`]).
 pub use grafter_onnx as onnx;
+
+pub mod datasets;
+pub mod run_report;
 
 /// grafter's CPU kernels (convolution, max-pooling) for Burn's flex backend
 /// ([`grafter_kernels`]); `GRAFTER_KERNELS=reference` or [`kernels::set_kernels`] switches

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use grafter_core::Preprocess;
-use grafter_core::data::{DataSource, EpochRequest};
+use grafter_core::source::{DataSource, EpochRequest};
 use grafter_data::image::{self, DynamicImage, ImageFormat, RgbImage};
 use grafter_data::{DecodeLimits, FoundAt, ImageDataset, ImageLoader, decode};
 

@@ -126,8 +126,8 @@ impl Backbone for Tiny {
 
 /// All batches of one pass, concatenated: (pixels, labels, batch sizes).
 pub fn drain(
-    source: &dyn grafter_core::data::DataSource,
-    request: grafter_core::data::EpochRequest,
+    source: &dyn grafter_core::source::DataSource,
+    request: grafter_core::source::EpochRequest,
 ) -> (Vec<f32>, Vec<usize>, Vec<usize>) {
     let mut px = Vec::new();
     let mut labels = Vec::new();
@@ -138,7 +138,7 @@ pub fn drain(
         sizes.push(b.shape[0]);
         px.extend(b.images);
         match b.labels {
-            grafter_core::data::Labels::Classes(c) => labels.extend(c),
+            grafter_core::source::Labels::Classes(c) => labels.extend(c),
             other => panic!("unexpected labels {other:?}"),
         }
     }

@@ -3,8 +3,8 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use grafter_core::data::{DataSource, EpochRequest};
 use grafter_core::policy::Frozen;
+use grafter_core::source::{DataSource, EpochRequest};
 use grafter_core::{Backbone, Classifier, FineTune, FineTuneConfig, LinearHeadConfig};
 use grafter_data::{
     Augment, CacheOptions, CachePrecision, CacheStorage, FeatureCache, ImageDataset, ImageLoader,

@@ -1,7 +1,7 @@
 //! The loader: deterministic order and content whatever the threads, prefetch or consumer.
 
 use grafter_core::Preprocess;
-use grafter_core::data::{DataSource, EpochRequest};
+use grafter_core::source::{DataSource, EpochRequest};
 use grafter_data::{Augment, ColorJitter, ImageDataset, ImageLoader, Transform};
 
 use crate::common::{SIDE, drain, image_folder};

@@ -14,6 +14,8 @@ mod hostile;
 mod layouts;
 mod loader;
 mod predict;
+mod run_folder;
+mod saved_run;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;

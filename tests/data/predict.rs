@@ -4,8 +4,8 @@
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use grafter_core::data::EpochRequest;
-use grafter_core::{Backbone, Classifier, LinearHeadConfig};
+use grafter_core::source::EpochRequest;
+use grafter_core::{Backbone, Classifier, LinearHeadConfig, Preprocess};
 use grafter_data::image::ImageFormat;
 use grafter_data::predict::{PredictFailure, Predictor};
 use grafter_data::{ClassNames, DecodeError, ImageDataset, ImageLoader};
@@ -174,4 +174,56 @@ fn a_class_list_of_the_wrong_length_is_refused() {
         err.contains("3 outputs") && err.contains("2 class names"),
         "{err}"
     );
+}
+
+#[test]
+fn an_image_in_memory_is_predicted_as_its_file_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frame.png");
+    let img = picture(28, 22, 2, 3);
+    write(&path, &img, ImageFormat::Png); // lossless: the file decodes to `img`
+    let device = Device::flex();
+    let m = model(&device);
+    let pre = m.backbone.preprocess();
+    let predictor = Predictor::new(m, classes(), pre, device)
+        .unwrap()
+        .with_flip_tta(true);
+    let from_file = predictor.predict_files(&[&path], 3).remove(0).unwrap();
+    let in_memory = predictor.predict_image(&img, 3).unwrap();
+    assert_eq!(in_memory.top, from_file.top);
+    assert_eq!(in_memory.path, std::path::PathBuf::new());
+}
+
+#[test]
+fn a_datasets_decode_limits_reach_its_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    image_folder(dir.path(), &["a", "b"], 3); // images of 24..41 × 20..31 pixels
+    let limits = grafter_data::DecodeLimits {
+        max_side: 30,
+        ..grafter_data::DecodeLimits::default()
+    };
+    let ds = ImageDataset::image_folder(dir.path())
+        .unwrap()
+        .with_limits(limits);
+    let wide: Vec<_> = (ds.samples().iter())
+        .filter(|s| grafter_data::image::image_dimensions(&s.path).unwrap().0 > 30)
+        .map(|s| s.path.clone())
+        .collect();
+    assert!(!wide.is_empty() && wide.len() < ds.len(), "{wide:?}");
+    let loader = ImageLoader::new(ds, Preprocess::imagenet().with_input_size(16, 16));
+    let request = EpochRequest {
+        epoch: 0,
+        seed: 0,
+        batch_size: 4,
+        train: false,
+    };
+    let (_, labels, _) = drain(&loader, request);
+    assert_eq!(labels.len(), 6 - wide.len(), "the wide images are skipped");
+    for path in &wide {
+        let bad = loader.bad_files();
+        let found = bad
+            .find(path)
+            .unwrap_or_else(|| panic!("{path:?} not reported"));
+        assert!(found.reason.contains("exceeds limit"), "{found:?}");
+    }
 }

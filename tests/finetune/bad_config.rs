@@ -1,6 +1,6 @@
 use burn::tensor::Device;
-use grafter::data::InMemoryDataset;
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 
 use crate::common::{TinyCnn, classifier, config, dataset};
 

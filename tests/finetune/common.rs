@@ -6,8 +6,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use grafter::LinearHead;
-use grafter::data::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
 use grafter::prelude::*;
+use grafter::source::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -87,7 +87,7 @@ fn binary_task_with_one_logit_learns() {
     let device = Device::flex();
     device.seed(5);
     // classes 0 and 1 of the synthetic set
-    let keep = |ds: grafter::data::InMemoryDataset| {
+    let keep = |ds: grafter::source::InMemoryDataset| {
         let per = 3 * crate::common::SIDE * crate::common::SIDE;
         let mut images = Vec::new();
         let mut labels = Vec::new();
@@ -99,7 +99,7 @@ fn binary_task_with_one_logit_learns() {
             }
         }
         assert_eq!(images.len(), per * labels.len());
-        grafter::data::InMemoryDataset::new(images, ds.image_shape(), labels, 2).unwrap()
+        grafter::source::InMemoryDataset::new(images, ds.image_shape(), labels, 2).unwrap()
     };
     let head = LinearHeadConfig::new(32, 1).try_init(&device).unwrap();
     let model = Classifier::new(crate::common::TinyCnn::new(&device), head).unwrap();

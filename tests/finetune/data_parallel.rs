@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use grafter::data::InMemoryDataset;
 use grafter::finetune::ClassWeights;
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 use grafter::{GrafterError, LinearHead};
 
 use crate::common::{classifier, config, dataset, frozen_and_trained, params};

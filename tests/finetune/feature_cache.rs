@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use grafter::data::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
 use grafter::finetune::FeatureCacheUse;
 use grafter::prelude::*;
+use grafter::source::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
 
 use crate::common::{NanAtEpoch, classifier, config, dataset, params};
 
@@ -298,7 +298,7 @@ fn a_cached_run_resumes_with_or_without_the_cache() {
 
 /// A small image folder: `per_class` PNGs per class, class `k` brightest in channel `k % 3`.
 fn image_folder(root: &std::path::Path, per_class: usize) {
-    use grafter::data_pipeline::image::{Rgb, RgbImage};
+    use grafter::data::image::{Rgb, RgbImage};
     for class in 0..crate::common::CLASSES {
         let dir = root.join(format!("class{class}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -318,7 +318,7 @@ fn image_folder(root: &std::path::Path, per_class: usize) {
 /// A frozen run on it then trains from the cache, and ends where the live run ends.
 #[test]
 fn an_image_loader_without_augmentation_is_cached_exactly() {
-    use grafter::data_pipeline::{Augment, ImageDataset, ImageLoader};
+    use grafter::data::{Augment, ImageDataset, ImageLoader};
     let _rng = crate::common::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     image_folder(dir.path(), 6);

@@ -42,6 +42,14 @@ fn lr_find_leaves_no_trace_and_suggests_a_rate() {
     for lr in [found.steepest.unwrap(), found.valley.unwrap()] {
         assert!(lr > settings.start_lr && lr < settings.end_lr, "{lr}");
     }
+    // `with_found_lr` runs the same test and takes its valley as the run's peak rate.
+    let (tuned, again) = run()
+        .with_found_lr(&model, &train, &device, &settings)
+        .unwrap();
+    assert_eq!(again, found, "the range test is deterministic");
+    assert_eq!(tuned.config().lr, found.valley.unwrap());
+    assert_ne!(tuned.config().lr, cfg.lr);
+
     let svg = std::fs::read_to_string(dir.path().join("lr_find.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("valley"));
     let json: serde_json::Value =

@@ -6,9 +6,9 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use grafter::data::{DataSource, InMemoryDataset};
 use grafter::finetune::{ClassWeights, Ema, EmaSelect, Observer, Precision, Sampler, StepInfo};
 use grafter::prelude::*;
+use grafter::source::{DataSource, InMemoryDataset};
 use grafter::{LinearHead, evaluate};
 
 use crate::common::{CLASSES, SIDE, classifier, config, dataset, params};

@@ -212,9 +212,9 @@ fn resuming_rewrites_logs_a_kill_left_behind() {
 /// Validation images that give a NaN loss in every pass: JSON has no NaN, so the loss, top-1
 /// and best value go to `state.json` and `metrics.jsonl` as `null` — and must read back (as
 /// NaN), or the run could never resume.
-struct NanValidation(grafter::data::InMemoryDataset);
+struct NanValidation(grafter::source::InMemoryDataset);
 
-impl grafter::data::DataSource for NanValidation {
+impl grafter::source::DataSource for NanValidation {
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -223,8 +223,8 @@ impl grafter::data::DataSource for NanValidation {
     }
     fn batches<'a>(
         &'a self,
-        request: grafter::data::EpochRequest,
-    ) -> Box<dyn Iterator<Item = grafter::Result<grafter::data::HostBatch>> + Send + 'a> {
+        request: grafter::source::EpochRequest,
+    ) -> Box<dyn Iterator<Item = grafter::Result<grafter::source::HostBatch>> + Send + 'a> {
         Box::new(self.0.batches(request).map(|b| {
             b.map(|mut b| {
                 b.images.fill(f32::NAN);

@@ -102,7 +102,7 @@ fn f16_logits_of_resnet18_are_within_1e_2_of_f32() {
 
 /// The random-weight resnet18 fixture and its 1×3×160×208 input on an f16-capable wgpu
 /// device, or `None` (SKIPPED) without one or without fixtures.
-fn resnet18_and_input() -> Option<(grafter::zoo::ResNetClassifier, Tensor<4>)> {
+fn resnet18_and_input() -> Option<(grafter::zoo::TorchvisionResNet, Tensor<4>)> {
     let device = f16_device()?;
     let dir = dir("resnet18")?;
     let model = grafter::zoo::load_resnet(

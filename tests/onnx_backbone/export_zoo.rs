@@ -10,7 +10,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter::prelude::*;
-use grafter::zoo::{ResNetConfig, VggClassifier, VggConfig};
+use grafter::zoo::{ResNetConfig, VggConfig, VggHead};
 use grafter::{LinearHead, LinearHeadConfig};
 use grafter_onnx::{OnnxBackboneExport, OnnxError, OnnxHead, export_classifier};
 
@@ -145,14 +145,14 @@ fn vgg_classifier_head_exports_to_onnx() {
     let device = Device::flex();
     device.seed(16);
     let backbone = with_bn_stats(VggConfig::depth(11, true).unwrap().init(&device), true);
-    let mut head = VggClassifier::new(CLASSES, 0.5, &device);
+    let mut head = VggHead::new(CLASSES, 0.5, &device);
     head.fc1 = LinearConfig::new(512 * 7 * 7, 32).init(&device);
     head.fc2 = LinearConfig::new(32, 32).init(&device);
     head.fc3 = LinearConfig::new(32, CLASSES).init(&device);
     let model = Classifier::new(backbone, head).unwrap();
     // features 1×1, 3×2 and 7×7: replicated, overlapping and exact 7×7 bins
     round_trip(
-        "vgg11_bn+VggClassifier",
+        "vgg11_bn+VggHead",
         &model,
         &[[32, 32], [96, 64], [224, 224]],
     );

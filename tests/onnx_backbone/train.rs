@@ -1,8 +1,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use grafter::data::InMemoryDataset;
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 use grafter::{LinearHead, LinearHeadConfig};
 use grafter_onnx::{OnnxBackbone, OnnxBackboneOptions};
 

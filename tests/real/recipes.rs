@@ -4,7 +4,7 @@
 //! average, over three seeds. docs/RECIPES.md records the numbers.
 
 use burn::tensor::Device;
-use grafter::data_pipeline::{CacheOptions, FeatureCache};
+use grafter::data::{CacheOptions, FeatureCache};
 use grafter::evaluate;
 use grafter::finetune::{Ema, EmaSelect, LrFind};
 use grafter::prelude::*;

@@ -1,7 +1,7 @@
 use burn::tensor::Device;
-use grafter::data::InMemoryDataset;
-use grafter::data_pipeline::{CacheOptions, FeatureCache};
+use grafter::data::{CacheOptions, FeatureCache};
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 use grafter::zoo::{Vgg, VggConfig, load_vgg_backbone_onnx};
 
 use crate::fixtures::Reference;

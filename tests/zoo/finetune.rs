@@ -1,6 +1,6 @@
 use burn::tensor::Device;
-use grafter::data::InMemoryDataset;
 use grafter::prelude::*;
+use grafter::source::InMemoryDataset;
 use grafter::zoo::{ResNetConfig, load_resnet_onnx};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,7 +5,7 @@
 //! backend; its cargo features `wgpu` (Vulkan, Metal, DX12 through wgpu) and `cuda` add the GPU
 //! ones. [`parse_device`] turns a name such as the `--device` flag of the examples into a
 //! [`Device`], and never panics: a backend that this build lacks, or that the machine cannot
-//! run (no GPU adapter, no CUDA driver), is a [`GrafterError::Config`] naming the backend.
+//! run (no GPU adapter, no CUDA driver), is a [`GrafterError::Device`] naming the backend.
 //!
 //! ```
 //! use grafter_core::device::parse_device;
@@ -57,9 +57,9 @@ pub fn compiled_backends() -> Vec<&'static str> {
 ///
 /// # Errors
 ///
-/// [`GrafterError::Config`] for an unknown name, for a backend this build does not have
-/// (naming the cargo feature that adds it), and for a backend the machine cannot run (no
-/// adapter, no driver), with the backend's own explanation.
+/// [`GrafterError::Config`] for an unknown name; [`GrafterError::Device`] for a backend this
+/// build does not have (naming the cargo feature that adds it) and for a backend the machine
+/// cannot run (no adapter, no driver), with the backend's own explanation.
 pub fn parse_device(name: &str) -> Result<Device> {
     describe_device(name).map(|(device, _)| device)
 }
@@ -109,8 +109,8 @@ pub fn describe_device(name: &str) -> Result<(Device, String)> {
 ///
 /// # Errors
 ///
-/// [`GrafterError::Config`] for an empty list, a bad count or index, and whatever
-/// [`parse_device`] refuses, naming the entry.
+/// [`GrafterError::Config`] for an empty list or a bad count or index, naming the entry, and
+/// whatever [`parse_device`] refuses.
 pub fn parse_devices(spec: &str) -> Result<Vec<Device>> {
     let mut devices = Vec::new();
     for entry in spec.split(',').map(str::trim) {
@@ -146,11 +146,12 @@ fn wgpu_index(index: usize) -> Result<Device> {
 
     wgpu()?;
     let device = Device::wgpu(DeviceKind::DiscreteGpu(index));
-    computes(&device).map(|()| device).map_err(|e| {
-        GrafterError::Config(format!(
-            "device `wgpu:{index}`: discrete GPU {index} is not usable: {e}"
-        ))
-    })
+    computes(&device)
+        .map(|()| device)
+        .map_err(|e| GrafterError::Device {
+            device: format!("wgpu:{index}"),
+            reason: format!("discrete GPU {index} is not usable: {e}"),
+        })
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -162,11 +163,12 @@ fn wgpu_index(_: usize) -> Result<Device> {
 #[cfg(feature = "cuda")]
 fn cuda_index(index: usize) -> Result<Device> {
     let device = Device::cuda(index);
-    computes(&device).map(|()| device).map_err(|e| {
-        GrafterError::Config(format!(
-            "device `cuda:{index}`: CUDA device {index} is not usable: {e}"
-        ))
-    })
+    computes(&device)
+        .map(|()| device)
+        .map_err(|e| GrafterError::Device {
+            device: format!("cuda:{index}"),
+            reason: format!("CUDA device {index} is not usable: {e}"),
+        })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -223,11 +225,13 @@ fn cuda() -> Result<Device> {
 
 #[allow(dead_code)] // unused when every backend is compiled in
 fn not_compiled(backend: &str) -> GrafterError {
-    GrafterError::Config(format!(
-        "device `{backend}`: this build of grafter has no {backend} backend; rebuild with \
-         `--features {backend}` (cargo feature `{backend}` of grafter or grafter-core), or use \
-         `cpu`"
-    ))
+    GrafterError::Device {
+        device: backend.into(),
+        reason: format!(
+            "this build of grafter has no {backend} backend; rebuild with `--features \
+             {backend}` (cargo feature `{backend}` of grafter or grafter-core), or use `cpu`"
+        ),
+    }
 }
 
 /// Initialises the default wgpu adapter once per process and checks it computes.
@@ -278,10 +282,13 @@ fn wgpu() -> Result<(Device, Adapter)> {
     });
     match probe {
         Ok(adapter) => Ok((Device::wgpu(DeviceKind::DefaultDevice), adapter.clone())),
-        Err(e) => Err(GrafterError::Config(format!(
-            "device `wgpu`: no usable wgpu adapter: {e}. Install a Vulkan, Metal or DX12 driver \
-             (on Linux without a GPU, Mesa's lavapipe: `mesa-vulkan-drivers`), or use `cpu`"
-        ))),
+        Err(e) => Err(GrafterError::Device {
+            device: "wgpu".into(),
+            reason: format!(
+                "no usable wgpu adapter: {e}. Install a Vulkan, Metal or DX12 driver (on Linux \
+                 without a GPU, Mesa's lavapipe: `mesa-vulkan-drivers`), or use `cpu`"
+            ),
+        }),
     }
 }
 
@@ -294,10 +301,13 @@ fn cuda() -> Result<Device> {
     let probe = PROBE.get_or_init(|| computes(&Device::cuda(0)));
     match probe {
         Ok(()) => Ok(Device::cuda(0)),
-        Err(e) => Err(GrafterError::Config(format!(
-            "device `cuda`: CUDA device 0 is not usable: {e}. Check the NVIDIA driver \
-             (`nvidia-smi`), or use `wgpu` or `cpu`"
-        ))),
+        Err(e) => Err(GrafterError::Device {
+            device: "cuda".into(),
+            reason: format!(
+                "CUDA device 0 is not usable: {e}. Check the NVIDIA driver (`nvidia-smi`), or \
+                 use `wgpu` or `cpu`"
+            ),
+        }),
     }
 }
 
@@ -410,7 +420,7 @@ mod tests {
             .collect();
         for name in missing {
             let err = parse_device(&name.to_uppercase()).unwrap_err();
-            assert!(matches!(err, GrafterError::Config(_)), "{err}");
+            assert!(matches!(err, GrafterError::Device { .. }), "{err}");
             let msg = err.to_string();
             assert!(msg.contains(&format!("no {name} backend")), "{msg}");
             assert!(msg.contains(&format!("--features {name}")), "{msg}");

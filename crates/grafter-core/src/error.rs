@@ -85,6 +85,20 @@ pub enum GrafterError {
         last_checkpoint: Option<PathBuf>,
     },
 
+    /// A device cannot be used: its backend is not in this build, there is no adapter or
+    /// driver, or it does not compute.
+    #[error("device `{device}`: {reason}")]
+    Device {
+        /// The device as named (`wgpu`, `cuda:1`…).
+        device: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
+
+    /// A plot could not be drawn.
+    #[error("plotting failed: {0}")]
+    Plot(String),
+
     /// Reading or writing a file failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

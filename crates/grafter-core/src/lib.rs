@@ -14,7 +14,6 @@
 mod backbone;
 pub mod checkpoint;
 mod classifier;
-pub mod data;
 pub mod device;
 mod error;
 pub mod finetune;
@@ -29,6 +28,7 @@ pub mod policy;
 mod preprocess;
 pub mod progress;
 mod schedule;
+pub mod source;
 mod task;
 pub mod tensor_layout;
 pub mod tensorboard;
@@ -51,10 +51,10 @@ pub use task::Task;
 
 /// Everything needed to fine-tune, in one import.
 pub mod prelude {
-    pub use crate::data::{DataSource, InMemoryDataset};
     pub use crate::policy::{
         FreezeFirst, Frozen, GradualUnfreeze, LayerwiseLrDecay, TrainAll, TwoPhase,
     };
+    pub use crate::source::{DataSource, InMemoryDataset};
     pub use crate::{
         Backbone, Classifier, FineTune, FineTuneConfig, FreezePolicy, GrafterError, Head,
         LinearHeadConfig, LrSchedule, MlpHeadConfig, OptimizerConfig, Pooling, Preprocess, Stage,

@@ -13,7 +13,7 @@ pub use report::{ClassReport, ClassScores};
 pub use top_losses::{TopLoss, TopLosses};
 
 use crate::Task;
-use crate::data::Labels;
+use crate::source::Labels;
 
 /// Metrics of one pass over a dataset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

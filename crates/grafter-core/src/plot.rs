@@ -10,7 +10,7 @@ use crate::{GrafterError, Result};
 type Curve = Vec<(f64, f64)>;
 
 fn plot_err<E: std::fmt::Display>(e: E) -> GrafterError {
-    GrafterError::Config(format!("plotting failed: {e}"))
+    GrafterError::Plot(e.to_string())
 }
 
 /// Loss (left) and top-1 accuracy (right) per epoch, train and validation, as an SVG document.

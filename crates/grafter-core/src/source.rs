@@ -211,7 +211,7 @@ pub fn shuffled_order(len: usize, request: &EpochRequest) -> Vec<usize> {
 /// A dataset of equally sized, already normalised images held in memory.
 ///
 /// ```
-/// use grafter_core::data::{DataSource, EpochRequest, InMemoryDataset};
+/// use grafter_core::source::{DataSource, EpochRequest, InMemoryDataset};
 /// let ds = InMemoryDataset::new(vec![0.0; 4 * 3 * 2 * 2], [3, 2, 2], vec![0, 1, 0, 1], 2).unwrap();
 /// let req = EpochRequest { epoch: 0, seed: 1, batch_size: 3, train: true };
 /// let sizes: Vec<usize> = ds.batches(req).map(|b| b.unwrap().shape[0]).collect();

@@ -4,7 +4,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Labels;
+use crate::source::Labels;
 use crate::{GrafterError, Result};
 
 /// The kind of classification problem.

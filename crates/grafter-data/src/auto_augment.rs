@@ -238,6 +238,50 @@ impl AutoAugment {
         }
     }
 
+    /// [`FromStr`](std::str::FromStr)'s parser.
+    fn parse(name: &str) -> Result<Self, String> {
+        let lower = name.trim().to_ascii_lowercase();
+        let unknown = || {
+            format!("unknown augmentation '{name}' (trivial, rand, or rand-m<magnitude>-n<ops>)")
+        };
+        if matches!(
+            lower.as_str(),
+            "trivial" | "trivial-augment-wide" | "trivialaugmentwide"
+        ) {
+            return Ok(Self::trivial_augment_wide());
+        }
+        let mut parts = lower.split('-');
+        if !matches!(parts.next(), Some("rand" | "randaugment")) {
+            return Err(unknown());
+        }
+        let Self::RandAugment {
+            mut ops,
+            mut magnitude,
+            bins,
+        } = Self::rand_augment()
+        else {
+            unreachable!("rand_augment is a RandAugment")
+        };
+        for part in parts {
+            let value = |rest: &str| rest.parse::<usize>().map_err(|_| unknown());
+            match part.split_at_checked(1) {
+                Some(("m", rest)) => magnitude = value(rest)?,
+                Some(("n", rest)) => ops = value(rest)?,
+                _ => return Err(unknown()),
+            }
+        }
+        if magnitude >= bins || ops == 0 || ops > 16 {
+            return Err(format!(
+                "{name}: magnitude must be below {bins} and ops within 1..=16"
+            ));
+        }
+        Ok(Self::RandAugment {
+            ops,
+            magnitude,
+            bins,
+        })
+    }
+
     /// Draws the operations and magnitudes from `rng` and applies them.
     pub fn apply(&self, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
         let (w, h) = img.dimensions();
@@ -512,6 +556,27 @@ fn equalize_lut(hist: &[u64; 256]) -> [u8; 256] {
         n += hist[i];
     }
     lut
+}
+
+/// A policy by name: `trivial` (TrivialAugmentWide), `rand` (RandAugment's defaults), or
+/// timm's `rand-m{magnitude}-n{ops}` (either part may be left out).
+///
+/// ```
+/// use grafter_data::AutoAugment;
+///
+/// let parse = |name: &str| name.parse::<AutoAugment>().unwrap();
+/// assert_eq!(parse("trivial"), AutoAugment::trivial_augment_wide());
+/// assert_eq!(parse("rand"), AutoAugment::rand_augment());
+/// assert_eq!(parse("rand-m7-n3"), AutoAugment::RandAugment { ops: 3, magnitude: 7, bins: 31 });
+/// assert!("rand-m40".parse::<AutoAugment>().is_err()); // beyond the 31 bins
+/// assert!("auto".parse::<AutoAugment>().is_err());
+/// ```
+impl std::str::FromStr for AutoAugment {
+    type Err = crate::DataError;
+
+    fn from_str(s: &str) -> Result<Self, crate::DataError> {
+        Self::parse(s).map_err(crate::DataError::Config)
+    }
 }
 
 #[cfg(test)]

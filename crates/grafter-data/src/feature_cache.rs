@@ -16,7 +16,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use grafter_core::data::{DataSource, EpochRequest, HostBatch, Labels};
+use grafter_core::source::{DataSource, EpochRequest, HostBatch, Labels};
 use grafter_core::{Backbone, Classifier, Head, Preprocess};
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
-use grafter_core::data::{
+use grafter_core::source::{
     DataSource, EpochRequest, HostBatch, Labels, check_order, mix_seed, shuffled_order,
 };
 use grafter_core::{Preprocess, panic_text};
@@ -109,11 +109,6 @@ impl ImageLoader {
     /// The training augmentation.
     pub fn augmentation(&self) -> Augment {
         self.inner.augment
-    }
-
-    /// The transform.
-    pub fn transform_ref(&self) -> &Transform {
-        &self.inner.transform
     }
 
     /// Every file skipped so far: at scan time, and while loading (with the epoch).

@@ -39,6 +39,14 @@ impl Default for RandomErasing {
 }
 
 impl RandomErasing {
+    /// torchvision's defaults with probability `p` (timm's recipes: 0.25).
+    pub fn with_p(p: f64) -> Self {
+        Self {
+            p,
+            ..Self::default()
+        }
+    }
+
     /// The rectangle `[top, left, height, width]` to erase in an `height × width` image, or
     /// `None` (not drawn with probability `1 − p`, or no fitting rectangle in 10 tries — then
     /// torchvision leaves the image as it is too).

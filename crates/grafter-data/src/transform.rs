@@ -130,15 +130,16 @@ impl Augment {
     }
 
     /// Adds an automatic augmentation policy (timm's and torchvision's recipes:
-    /// [`AutoAugment::trivial_augment_wide`], [`AutoAugment::rand_augment`]).
-    pub fn with_auto(mut self, auto: AutoAugment) -> Self {
-        self.auto = Some(auto);
+    /// [`AutoAugment::trivial_augment_wide`], [`AutoAugment::rand_augment`]); `None`
+    /// removes it.
+    pub fn with_auto(mut self, auto: impl Into<Option<AutoAugment>>) -> Self {
+        self.auto = auto.into();
         self
     }
 
-    /// Adds random erasing after normalisation.
-    pub fn with_erasing(mut self, erasing: RandomErasing) -> Self {
-        self.erasing = Some(erasing);
+    /// Adds random erasing after normalisation; `None` removes it.
+    pub fn with_erasing(mut self, erasing: impl Into<Option<RandomErasing>>) -> Self {
+        self.erasing = erasing.into();
         self
     }
 }

@@ -318,11 +318,6 @@ impl OnnxBackbone {
         &self.meta.dropped
     }
 
-    /// Number of graph nodes the backbone runs.
-    pub fn num_nodes(&self) -> usize {
-        self.meta.graph.steps.len()
-    }
-
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
     }

@@ -37,23 +37,6 @@ use crate::registry::WeightSet;
 /// Environment variable that overrides the cache directory.
 pub const CACHE_ENV: &str = "GRAFTER_CACHE";
 
-/// Downloads `url` to `dest`, resuming a partial `<dest>.part`, verifying the SHA-256 when
-/// `expected_sha256` is given (full lowercase/uppercase hex digest or a prefix of it) and
-/// showing a progress bar on stderr when `progress` is set.
-///
-/// If `dest` already exists and matches (or no digest is expected), it is returned without any
-/// network access. Equivalent to `Downloader::new().progress(progress).download(..)`.
-pub fn download(
-    url: &str,
-    dest: &Path,
-    expected_sha256: Option<&str>,
-    progress: bool,
-) -> Result<PathBuf, ZooError> {
-    Downloader::new()
-        .progress(progress)
-        .download(url, dest, expected_sha256)
-}
-
 /// A configurable downloader: progress bar, automatic resume attempts, timeouts.
 #[derive(Clone, Debug)]
 pub struct Downloader {
@@ -978,13 +961,14 @@ mod tests {
         assert_eq!(seen[0].range_start, None);
 
         // Present and verified: no second request, prefix and uppercase accepted.
-        let again = download(
-            &server.url("/weights.bin"),
-            &dest,
-            Some(&sha[..8].to_uppercase()),
-            false,
-        )
-        .unwrap();
+        let again = Downloader::new()
+            .progress(false)
+            .download(
+                &server.url("/weights.bin"),
+                &dest,
+                Some(&sha[..8].to_uppercase()),
+            )
+            .unwrap();
         assert_eq!(again, dest);
         assert_eq!(server.seen().len(), 1);
     }

@@ -38,6 +38,6 @@ pub use pretrained::{
     Pretrained, Provenance, Weights, pretrained, pretrained_from_file, pretrained_or_random,
 };
 pub use resnet::{ResNet, ResNetConfig};
-pub use torchvision::{ResNetClassifier, VggFull, load_resnet, load_vgg};
+pub use torchvision::{TorchvisionResNet, TorchvisionVgg, load_resnet, load_vgg};
 pub use vgg::{Vgg, VggConfig};
-pub use vgg_head::VggClassifier;
+pub use vgg_head::VggHead;

@@ -16,9 +16,9 @@ use grafter_core::{Classifier, LinearHeadConfig, Preprocess};
 use crate::ZooError;
 use crate::onnx_weights::{ConvUnit, LinearUnit, OnnxWeights};
 use crate::resnet::{Block, ResNetConfig};
-use crate::torchvision::{ResNetClassifier, VggFull};
+use crate::torchvision::{TorchvisionResNet, TorchvisionVgg};
 use crate::vgg::{Vgg, VggConfig};
-use crate::vgg_head::VggClassifier;
+use crate::vgg_head::VggHead;
 
 /// One of our convolutions (with its BatchNorm) waiting for weights.
 struct Slot<'a> {
@@ -32,7 +32,7 @@ pub fn load_resnet_onnx(
     path: impl AsRef<Path>,
     cfg: &ResNetConfig,
     device: &Device,
-) -> Result<ResNetClassifier, ZooError> {
+) -> Result<TorchvisionResNet, ZooError> {
     let onnx = OnnxWeights::read(path)?;
     let classes = onnx_classes(&onnx)?;
     let head = LinearHeadConfig::new(cfg.feature_channels(), classes)
@@ -87,10 +87,10 @@ pub fn load_vgg_onnx(
     path: impl AsRef<Path>,
     cfg: &VggConfig,
     device: &Device,
-) -> Result<VggFull, ZooError> {
+) -> Result<TorchvisionVgg, ZooError> {
     let onnx = OnnxWeights::read(path)?;
     let classes = onnx_classes(&onnx)?;
-    let mut model = Classifier::new(cfg.init(device), VggClassifier::new(classes, 0.5, device))
+    let mut model = Classifier::new(cfg.init(device), VggHead::new(classes, 0.5, device))
         .map_err(|e| ZooError::Config(e.to_string()))?;
     fill_vgg(&onnx, &mut model.backbone, device)?;
     expect_linears(&onnx, 3)?;

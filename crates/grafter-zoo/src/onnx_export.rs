@@ -1,5 +1,5 @@
 //! ONNX export of the zoo's typed backbones ([`ResNet`], [`Vgg`]) and of VGG's original
-//! classifier ([`VggClassifier`]), for grafter-onnx's
+//! classifier ([`VggHead`]), for grafter-onnx's
 //! [`export_classifier`](grafter_onnx::export_classifier).
 //!
 //! The nodes mirror the Burn `forward` code one to one, each layer written from the module's
@@ -10,7 +10,7 @@ use grafter_onnx::{ExportError, OnnxAttr, OnnxBackboneExport, OnnxEmitter, OnnxH
 
 use crate::resnet::{Block, ResNet};
 use crate::vgg::Vgg;
-use crate::vgg_head::VggClassifier;
+use crate::vgg_head::VggHead;
 
 fn emit_block(e: &mut OnnxEmitter, block: &Block, x: &str) -> Result<String, ExportError> {
     let identity = match &block.downsample {
@@ -134,7 +134,7 @@ fn emit_adaptive_avg_axis(e: &mut OnnxEmitter, x: &str, axis: usize, bins: usize
     out
 }
 
-impl OnnxHead for VggClassifier {
+impl OnnxHead for VggHead {
     /// Adaptive average pool to 7×7 (dynamic input size), flatten, then
     /// Gemm → Relu → Gemm → Relu → Gemm; dropout is the identity at inference.
     fn emit_onnx(&self, e: &mut OnnxEmitter, features: &str) -> String {

@@ -83,6 +83,31 @@ pub enum Weights {
     },
 }
 
+impl Weights {
+    /// The banner to show before training on a [`Weights::Random`] backbone called `name`
+    /// (none for pretrained weights): a random initialisation is no transfer learning, and a
+    /// run that fell back to one must not pass for one that did not.
+    ///
+    /// ```
+    /// use grafter_zoo::Weights;
+    ///
+    /// let random = Weights::Random { reason: "offline".into() };
+    /// assert!(random.warning("resnet50").unwrap().contains("RANDOM initialisation"));
+    /// ```
+    pub fn warning(&self, name: &str) -> Option<String> {
+        let Self::Random { reason } = self else {
+            return None;
+        };
+        let bar = "!".repeat(78);
+        Some(format!(
+            "{bar}\n!! NO PRETRAINED WEIGHTS for {name}: {reason}\n\
+             !! The backbone starts from a RANDOM initialisation. This is not transfer\n\
+             !! learning and accuracy will be poor. Run once with network access (the\n\
+             !! weights are cached in ~/.cache/grafter) or put the file in the cache.\n{bar}"
+        ))
+    }
+}
+
 impl fmt::Display for Weights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -3,8 +3,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::{DataSource, EpochRequest, HostBatch, Labels, check_order};
 use crate::progress::PassProgress;
+use crate::source::{DataSource, EpochRequest, HostBatch, Labels, check_order};
 use crate::{Backbone, GrafterError, Result};
 
 /// Features of every sample of one source, in evaluation order, with their labels.

@@ -11,7 +11,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::data::{DataSource, Labels};
+use crate::source::{DataSource, Labels};
 use crate::{GrafterError, Result, Task};
 
 /// How the classes of a single-label task are weighted in the training loss.

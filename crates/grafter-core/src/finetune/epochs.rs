@@ -24,11 +24,11 @@ use super::replicas::{Failure, Replicas, shard_pass};
 use super::reporter::{Reporter, TOP_LOSSES_KEPT};
 use super::run_state::RunState;
 use super::sampler::{SAMPLER_STREAM, class_balanced_order};
-use crate::data::{DataSource, EpochRequest, mix_seed};
 use crate::history::EpochRecord;
 use crate::metrics::MetricsAccumulator;
 use crate::optimizer::clip_grad_norm;
 use crate::policy::EpochPlan;
+use crate::source::{DataSource, EpochRequest, mix_seed};
 use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Stage, Task};
 
 /// RNG stream of the device generator (dropout), derived from `(seed, epoch)`.

@@ -2,9 +2,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::data::{DataSource, EpochRequest};
 use crate::metrics::{MetricsAccumulator, TopLoss, TopLosses};
 use crate::progress::PassProgress;
+use crate::source::{DataSource, EpochRequest};
 use crate::{Backbone, Classifier, GrafterError, Head, Metrics, Result, Task};
 
 /// Evaluates `model` on every sample of `data`.
@@ -29,7 +29,7 @@ pub fn evaluate<B: Backbone, H: Head>(
 /// ```
 /// # use burn::tensor::Device;
 /// # use grafter_core::{Backbone, Classifier, Head, Task, top_losses};
-/// # use grafter_core::data::InMemoryDataset;
+/// # use grafter_core::source::InMemoryDataset;
 /// # fn demo<B: Backbone, H: Head>(model: &Classifier<B, H>, valid: &InMemoryDataset) -> grafter_core::Result<()> {
 /// for wrong in top_losses(model, valid, Task::SingleLabel, 32, 9, &Device::flex())? {
 ///     println!("{:?}: {} taken for {} ({:.0}%)", wrong.name, wrong.label, wrong.predicted, 100.0 * wrong.confidence);

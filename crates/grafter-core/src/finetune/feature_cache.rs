@@ -14,9 +14,9 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::cached_source::Features;
 use super::reporter::Reporter;
-use crate::data::{DataSource, EpochRequest};
 use crate::policy::EpochPlan;
 use crate::progress::PassProgress;
+use crate::source::{DataSource, EpochRequest};
 use crate::{Backbone, Preprocess, Result, Stage};
 
 /// Whether [`FineTune::fit`](crate::FineTune::fit) trains the head from cached backbone

@@ -14,9 +14,9 @@ use super::plan::plans_of;
 use super::run_state::BestEpoch;
 use super::saved_plans::SavedPlans;
 use crate::checkpoint::{FileWriter, FsWriter};
-use crate::data::DataSource;
 use crate::history::EpochRecord;
 use crate::policy::FreezePolicy;
+use crate::source::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
 /// Fine-tunes a [`Classifier`] under a [`FreezePolicy`].
@@ -32,7 +32,7 @@ use crate::{Backbone, Classifier, GrafterError, Head, Result};
 /// ```no_run
 /// # use burn::tensor::Device;
 /// # use grafter_core::{Backbone, Classifier, Head, FineTune, FineTuneConfig};
-/// # use grafter_core::data::InMemoryDataset;
+/// # use grafter_core::source::InMemoryDataset;
 /// # use grafter_core::policy::TwoPhase;
 /// # fn demo<B: Backbone, H: Head>(model: Classifier<B, H>, train: InMemoryDataset, valid: InMemoryDataset) -> grafter_core::Result<()> {
 /// let outcome = FineTune::new(FineTuneConfig::fine_tune(1, 4, 1e-3), TwoPhase::new(1, 100.0))

@@ -17,7 +17,7 @@ use super::replicas::Replicas;
 use super::reporter::Reporter;
 use super::run_state::{RunState, STATE_VERSION};
 use super::sampler::Sampler;
-use crate::data::DataSource;
+use crate::source::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
 impl FineTune {

@@ -21,9 +21,9 @@ use super::class_weights::TrainLoss;
 use super::fine_tune::FineTune;
 use super::plan::{apply_plan, plans_of, stage_lrs};
 use crate::checkpoint::write_atomic;
-use crate::data::{DataSource, EpochRequest, mix_seed};
 use crate::optimizer::clip_grad_norm;
 use crate::plot::lr_find_svg;
+use crate::source::{DataSource, EpochRequest, mix_seed};
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
 /// RNG stream of the device generator during the range test.
@@ -124,7 +124,7 @@ impl FineTune {
     /// ```no_run
     /// # use burn::tensor::Device;
     /// # use grafter_core::{Backbone, Classifier, Head, FineTune, FineTuneConfig};
-    /// # use grafter_core::data::InMemoryDataset;
+    /// # use grafter_core::source::InMemoryDataset;
     /// # use grafter_core::finetune::LrFind;
     /// # use grafter_core::policy::TwoPhase;
     /// # fn demo<B: Backbone, H: Head>(model: Classifier<B, H>, train: InMemoryDataset, valid: InMemoryDataset) -> grafter_core::Result<()> {
@@ -248,6 +248,24 @@ impl FineTune {
             write_atomic(self.writer.as_ref(), &dir.join(LR_FIND_JSON), &json)?;
         }
         Ok(out)
+    }
+
+    /// [`lr_find`](Self::lr_find), then its `valley` suggestion as this run's peak rate
+    /// (fastai's `lr_find()` followed by `fine_tune(base_lr=valley)`). Without a suggestion
+    /// (too few steps, a flat loss) the configured rate stays. Returns the run and what the
+    /// test measured.
+    pub fn with_found_lr<B: Backbone, H: Head>(
+        mut self,
+        model: &Classifier<B, H>,
+        train: &dyn DataSource,
+        device: &Device,
+        settings: &LrFind,
+    ) -> Result<(Self, LrFindResult)> {
+        let found = self.lr_find(model, train, device, settings)?;
+        if let Some(lr) = found.valley {
+            self.config.lr = lr;
+        }
+        Ok((self, found))
     }
 }
 

@@ -31,7 +31,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::class_weights::TrainLoss;
 use super::precision::PrecisionPass;
-use crate::data::Labels;
+use crate::source::Labels;
 use crate::{Backbone, Classifier, GrafterError, Head, Result, panic_text};
 
 /// The devices of a data-parallel run and the order their replicas run in.

@@ -25,7 +25,7 @@ pub enum Sampler {
     /// `len` samples drawn with replacement, each with probability proportional to
     /// `1 / count(its class)`: every class is drawn equally often on average, the rare ones'
     /// images repeated. Needs single-label or binary data whose source knows its labels
-    /// ([`DataSource::sample_labels`](crate::data::DataSource::sample_labels)).
+    /// ([`DataSource::sample_labels`](crate::source::DataSource::sample_labels)).
     ClassBalanced,
 }
 

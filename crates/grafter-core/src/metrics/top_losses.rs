@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::argmax;
 use crate::Task;
-use crate::data::Labels;
+use crate::source::Labels;
 
 /// One misclassified image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -14,7 +14,7 @@ pub struct TopLoss {
     /// Position of the image in the data source's evaluation order.
     pub index: usize,
     /// Where the image came from (its path), when the data source knows
-    /// ([`DataSource::sample_name`](crate::data::DataSource::sample_name)).
+    /// ([`DataSource::sample_name`](crate::source::DataSource::sample_name)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The true class.

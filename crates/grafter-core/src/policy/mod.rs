@@ -3,11 +3,13 @@
 //! A policy is a pure function of the epoch, so a resumed run replays exactly the plan of the
 //! uninterrupted one, and the plan of every epoch can be shown before training starts.
 
+mod by_name;
 mod fixed;
 mod gradual;
 mod layer_decay;
 mod two_phase;
 
+pub use by_name::PolicyName;
 pub use fixed::{FreezeFirst, Frozen, TrainAll};
 pub use gradual::GradualUnfreeze;
 pub use layer_decay::LayerwiseLrDecay;
