@@ -34,7 +34,7 @@ use burn::module::{Module, ParamGroup};
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::relu;
+use grafter::kernels::relu;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use grafter::finetune::Precision;
