@@ -34,13 +34,13 @@ use burn::module::{Module, ParamGroup};
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use grafter::kernels::relu;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use grafter::finetune::Precision;
 use grafter::finetune::mixed_precision::{
     DEFAULT_LOSS_SCALE, autocast, cast_for_inference, cast_input,
 };
+use grafter::kernels::relu;
 use grafter::kernels::{batch_norm_layer, conv_bn_layer, conv2d_layer, max_pool2d_layer};
 use grafter::optimizer::scale_grads;
 use grafter::source::Labels;
