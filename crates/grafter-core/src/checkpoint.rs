@@ -18,6 +18,38 @@ use crate::{GrafterError, Result};
 pub trait FileWriter: Send + Sync + Debug {
     /// Writes `bytes` as the complete content of `path` (which does not exist yet).
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+
+    /// Makes the entries of directory `dir` durable (a file renamed into it, a folder created
+    /// in it): without this a power cut after a rename may bring back the old name even though
+    /// the file's own data was synced. [`sync_dir`] by default.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        sync_dir(dir)
+    }
+}
+
+/// fsyncs the directory `dir` (on Unix; elsewhere directories cannot be opened for it and this
+/// does nothing). A file system that does not sync directories (some network and FUSE file
+/// systems answer `EINVAL`) is not an error: there is nothing more to do there.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        match fs::File::open(dir).and_then(|d| d.sync_all()) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// Plain file system writes, flushed to disk before returning.
@@ -40,11 +72,17 @@ fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, then rename.
+/// Writes `bytes` to `path` atomically and durably: temporary file (synced), rename, then
+/// the parent directory synced, so that after a crash `path` holds either its old content or
+/// the new one, and after this returns the new one survives a power cut.
 pub fn write_atomic(writer: &dyn FileWriter, path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| GrafterError::io(parent, e))?;
-    }
+    let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            fs::create_dir_all(parent).map_err(|e| GrafterError::io(parent, e))?;
+            parent
+        }
+        None => Path::new("."),
+    };
     let tmp = tmp_name(path);
     let _ = fs::remove_file(&tmp);
     if let Err(e) = writer.write(&tmp, bytes) {
@@ -54,7 +92,10 @@ pub fn write_atomic(writer: &dyn FileWriter, path: &Path, bytes: &[u8]) -> Resul
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         GrafterError::io(path, e)
-    })
+    })?;
+    writer
+        .sync_dir(parent)
+        .map_err(|e| GrafterError::io(parent, e))
 }
 
 /// File names inside a checkpoint directory.
@@ -126,11 +167,16 @@ impl CheckpointDir {
                 return Err(GrafterError::io(path, e));
             }
         }
+        // The files' entries, then the checkpoint's own entry, are durable before `latest`
+        // names it.
+        let sync = |d: &Path| self.writer.sync_dir(d).map_err(|e| GrafterError::io(d, e));
+        sync(&tmp)?;
         let final_dir = dir.join(&name);
         if final_dir.exists() {
             fs::remove_dir_all(&final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
         }
         fs::rename(&tmp, &final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
+        sync(&dir)?;
         write_atomic(self.writer.as_ref(), &self.latest_file(), name.as_bytes())?;
         self.prune(&name);
         Ok(final_dir)
@@ -228,6 +274,59 @@ mod tests {
             }
             FsWriter.write(path, bytes)
         }
+    }
+
+    /// Records every write and directory sync, with whether the synced directory then held
+    /// what the caller renamed into it.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl FileWriter for Recorder {
+        fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+            let name = path.file_name().unwrap().to_string_lossy();
+            self.0.lock().unwrap().push(format!("write {name}"));
+            FsWriter.write(path, bytes)
+        }
+
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            let mut entries: Vec<String> = fs::read_dir(dir)?
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            entries.sort();
+            let name = dir.file_name().unwrap().to_string_lossy();
+            let line = format!("sync {name}: {}", entries.join(" "));
+            self.0.lock().unwrap().push(line);
+            sync_dir(dir)
+        }
+    }
+
+    #[test]
+    fn renames_are_followed_by_a_sync_of_their_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run");
+        let recorder = Arc::new(Recorder::default());
+        write_atomic(recorder.as_ref(), &run.join("config.json"), b"{}").unwrap();
+        let checkpoints = CheckpointDir::new(&run, recorder.clone(), 2);
+        checkpoints
+            .save(1, &[(files::MODEL, b"m"), (files::STATE, b"s")])
+            .unwrap();
+        let log = recorder.0.lock().unwrap().clone();
+        let tmp = format!(".epoch-0001.tmp-{}", std::process::id());
+        assert_eq!(
+            log,
+            [
+                format!("write .config.json.tmp-{}", std::process::id()),
+                "sync run: config.json".into(),
+                "write model.bpk".into(),
+                "write state.json".into(),
+                format!("sync {tmp}: model.bpk state.json"),
+                "sync checkpoints: epoch-0001".into(),
+                format!("write .latest.tmp-{}", std::process::id()),
+                "sync run: checkpoints config.json latest".into(),
+            ]
+        );
+        assert!(sync_dir(root.path()).is_ok());
     }
 
     #[test]
