@@ -23,8 +23,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use grafter_core::checkpoint::{FsWriter, write_atomic};
 use grafter_core::plot::confusion_svg;
-use grafter_core::{Backbone, FitOutcome, GrafterError, Head, Metrics, Preprocess};
+use grafter_core::{Backbone, FitOutcome, Head, Metrics, Preprocess};
 use grafter_data::{ClassNames, DataError, save_for_prediction};
 use grafter_onnx::{OnnxBackboneExport, OnnxHead};
 use grafter_zoo::Weights;
@@ -71,23 +72,27 @@ impl RunReport {
             "weights_provenance": self.weights,
             "epochs": outcome.history.len(), "best_valid_top1": best, "test": test,
         });
-        let json = |name: &str, value: &serde_json::Value| {
-            serde_json::to_string_pretty(value)
-                .map_err(|e| DataError::Core(GrafterError::Config(format!("{name}: {e}"))))
+        let json = |name: &str, text: serde_json::Result<String>| {
+            text.map_err(|e| DataError::Format {
+                path: dir.join(name),
+                message: e.to_string(),
+            })
         };
-        let confusion = confusion_svg(&test.confusion, classes.names())?;
         for (name, text) in [
-            ("run.json", json("run.json", &run)?),
+            (
+                "run.json",
+                json("run.json", serde_json::to_string_pretty(&run))?,
+            ),
             (
                 "test_metrics.json",
-                json("test_metrics.json", &serde_json::json!(test))?,
+                json("test_metrics.json", serde_json::to_string_pretty(test))?,
             ),
-            ("confusion.svg", confusion),
+            (
+                "confusion.svg",
+                confusion_svg(&test.confusion, classes.names())?,
+            ),
         ] {
-            let (path, tmp) = (dir.join(name), dir.join(format!("{name}.tmp")));
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|source| DataError::Io { path, source })?;
+            write_atomic(&FsWriter, &dir.join(name), text.as_bytes())?;
         }
         Ok(())
     }

@@ -13,7 +13,9 @@ use grafter::{Classifier, LinearHead, LinearHeadConfig, Preprocess};
 
 use crate::common::image_folder;
 
-fn model(device: &Device) -> Classifier<grafter::zoo::ResNet, LinearHead> {
+type Model = Classifier<grafter::zoo::ResNet, LinearHead>;
+
+fn model(device: &Device) -> Model {
     device.seed(5);
     let backbone = ResNetConfig::resnet18().init(device);
     let head = LinearHeadConfig::new(512, 3).try_init(device).unwrap();
@@ -26,6 +28,14 @@ fn classes() -> ClassNames {
 
 fn preprocess() -> Preprocess {
     Preprocess::imagenet().with_input_size(32, 32)
+}
+
+/// A run folder holding what `save_for_prediction` writes for `model(device)`, and the model.
+fn saved(device: &Device) -> (tempfile::TempDir, Model) {
+    let run = tempfile::tempdir().unwrap();
+    let model = model(device);
+    save_for_prediction(run.path(), &model, &classes(), &preprocess()).unwrap();
+    (run, model)
 }
 
 fn images(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -59,10 +69,8 @@ fn probabilities<M: grafter::data::predict::ImageModel>(
 
 #[test]
 fn from_run_predicts_what_the_trained_model_predicts() {
-    let (run, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let device = Device::flex();
-    let model = model(&device);
-    save_for_prediction(run.path(), &model, &classes(), &preprocess()).unwrap();
+    let ((run, model), data) = (saved(&device), tempfile::tempdir().unwrap());
     for file in ["model.onnx", "classes.json", "preprocess.json"] {
         assert!(run.path().join(file).is_file(), "{file}");
         assert!(!run.path().join(format!("{file}.tmp")).exists(), "{file}");
@@ -89,10 +97,8 @@ fn from_run_predicts_what_the_trained_model_predicts() {
 
 #[test]
 fn the_runs_task_picks_the_activation_and_binary_is_refused() {
-    let (run, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let device = Device::flex();
-    let model = model(&device);
-    save_for_prediction(run.path(), &model, &classes(), &preprocess()).unwrap();
+    let ((run, model), data) = (saved(&device), tempfile::tempdir().unwrap());
     let paths = images(data.path());
     let config = run.path().join("config.json");
 
@@ -126,9 +132,8 @@ fn the_runs_task_picks_the_activation_and_binary_is_refused() {
 
 #[test]
 fn missing_or_hostile_run_files_are_refused_by_name() {
-    let run = tempfile::tempdir().unwrap();
     let device = Device::flex();
-    save_for_prediction(run.path(), &model(&device), &classes(), &preprocess()).unwrap();
+    let (run, _) = saved(&device);
     let pre = run.path().join("preprocess.json");
     let good = std::fs::read_to_string(&pre).unwrap();
     let with = |field: &str, value: &str| {

@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
+use grafter_core::checkpoint::{FsWriter, write_atomic};
 use grafter_core::{Classifier, Preprocess, Task};
 use grafter_onnx::{
     CutPoint, OnnxBackbone, OnnxBackboneExport, OnnxBackboneOptions, OnnxHead, export_classifier,
@@ -55,9 +56,7 @@ pub fn save_for_prediction<B: OnnxBackboneExport, H: OnnxHead + grafter_core::He
     let path = dir.join(PREPROCESS_FILE);
     let json = serde_json::to_string_pretty(preprocess)
         .map_err(|e| DataError::format(&path, e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))
+    Ok(write_atomic(&FsWriter, &path, json.as_bytes())?)
 }
 
 impl Predictor<WholeNetwork<OnnxBackbone>> {

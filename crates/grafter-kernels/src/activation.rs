@@ -7,9 +7,9 @@
 //! only its sign) lets the forward overwrite its input, and both directions run on every
 //! core. Each element gets exactly flex's formula, so results are bit-identical.
 
-use core::mem::MaybeUninit;
-
 use rayon::prelude::*;
+
+use crate::output::chunks_filled;
 
 /// Elements per parallel task: 128 KiB of f32, a few cache-sized pieces per core.
 const CHUNK: usize = 1 << 15;
@@ -35,7 +35,7 @@ pub(crate) fn relu_in_place(x: &mut [f32]) {
 
 /// `relu(x)` into a new buffer, every page first touched by its parallel write.
 pub(crate) fn relu(x: &[f32]) -> Vec<f32> {
-    map_new(x.len(), |i, dst| {
+    chunks_filled(x.len(), CHUNK, |i, dst| {
         let src = &x[i * CHUNK..][..dst.len()];
         for (d, &s) in dst.iter_mut().zip(src) {
             d.write(relu1(s));
@@ -56,25 +56,12 @@ pub(crate) fn relu_backward_in_place(output: &[f32], grad: &mut [f32]) {
 
 /// `grad · [output > 0]` into a new buffer.
 pub(crate) fn relu_backward(output: &[f32], grad: &[f32]) -> Vec<f32> {
-    map_new(grad.len(), |i, dst| {
+    chunks_filled(grad.len(), CHUNK, |i, dst| {
         let (o, g) = (&output[i * CHUNK..], &grad[i * CHUNK..]);
         for ((d, &o), &g) in dst.iter_mut().zip(o).zip(g) {
             d.write(relu_grad1(o, g));
         }
     })
-}
-
-/// A buffer of `len` elements whose chunk `i` (of [`CHUNK`] elements) `fill(i, chunk)`
-/// initialises entirely.
-fn map_new(len: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, chunk)| fill(i, chunk));
-    // SAFETY: `fill` wrote every element of every chunk.
-    unsafe { out.set_len(len) };
-    out
 }
 
 #[cfg(test)]

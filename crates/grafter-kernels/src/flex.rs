@@ -344,13 +344,13 @@ fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
     t.layout().shape().as_slice().try_into().ok()
 }
 
-/// The elements of a contiguous f32 tensor.
 /// Whether `t` may be overwritten in place: nothing else holds its storage, which it covers
 /// contiguously from the start.
 fn owned_contiguous(t: &FlexTensor) -> bool {
     t.is_unique() && t.layout().is_contiguous() && t.layout().start_offset() == 0
 }
 
+/// The elements of a contiguous f32 tensor.
 fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("to_contiguous returns a contiguous tensor of the checked dtype")

@@ -17,15 +17,27 @@ pub(crate) fn planes_filled(
     plane_len: usize,
     value: impl Fn(usize) -> f32 + Sync,
 ) -> Vec<f32> {
-    let len = planes * plane_len;
+    chunks_filled(planes * plane_len, plane_len, |i, plane| {
+        plane.fill(MaybeUninit::new(value(i)))
+    })
+}
+
+/// `len` elements written in parallel chunks of `chunk` elements (the last may be shorter):
+/// `fill(i, chunk_i)` must initialise every element of chunk `i`.
+pub(crate) fn chunks_filled(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    if plane_len > 0 {
+    if len > 0 {
+        // (`par_chunks_mut` panics on a zero `chunk`.)
         out.spare_capacity_mut()[..len]
-            .par_chunks_mut(plane_len)
+            .par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(i, plane)| plane.fill(MaybeUninit::new(value(i))));
+            .for_each(|(i, c)| fill(i, c));
     }
-    // SAFETY: every one of the `len` elements was initialised above.
+    // SAFETY: `fill` initialised every element of every chunk, and the chunks cover `len`.
     unsafe { out.set_len(len) };
     out
 }

@@ -512,6 +512,11 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(to_hex(&hasher.finalize()))
 }
 
+/// The lowercase hex SHA-256 of `bytes` (what [`sha256_file`] gives for a file holding them).
+pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
+    to_hex(&Sha256::digest(bytes))
+}
+
 /// Checks `path` against an expected SHA-256 (full digest or prefix, any case); returns the
 /// full digest found.
 pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ZooError> {
@@ -754,7 +759,7 @@ mod tests {
     }
 
     fn digest(bytes: &[u8]) -> String {
-        to_hex(&Sha256::digest(bytes))
+        sha256_bytes(bytes)
     }
 
     /// One request as the test server saw it.

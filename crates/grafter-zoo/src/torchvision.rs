@@ -9,8 +9,6 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use burn::store::{
     ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
@@ -18,6 +16,7 @@ use burn::tensor::Device;
 use grafter_core::{Classifier, LinearHead, LinearHeadConfig};
 
 use crate::ZooError;
+use crate::download::{sha256_bytes, sha256_file};
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::vgg::{Vgg, VggConfig};
 use crate::vgg_head::VggHead;
@@ -101,7 +100,7 @@ pub fn load_vgg(
 /// loaded is what was checked without a private copy of the file (a VGG-16 state dict is
 /// 530 MiB, and `/tmp` is often a small RAM disk).
 pub(crate) struct CheckedPth {
-    digest: [u8; 32],
+    sha256: String,
 }
 
 impl CheckedPth {
@@ -113,21 +112,18 @@ impl CheckedPth {
         })?;
         crate::pth_scan::check(path, &bytes)?;
         Ok(Self {
-            digest: Sha256::digest(&bytes).into(),
+            sha256: sha256_bytes(&bytes),
         })
     }
 
     /// Fails when the file at `path` no longer holds the checked bytes (it was replaced or
     /// written to while it was being loaded); the caller then drops what it read.
     pub(crate) fn unchanged(&self, path: &Path) -> Result<(), ZooError> {
-        let io = |source| ZooError::Io {
+        let now = sha256_file(path).map_err(|source| ZooError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).map_err(io)?;
-        if <[u8; 32]>::from(hasher.finalize()) == self.digest {
+        })?;
+        if now == self.sha256 {
             Ok(())
         } else {
             Err(ZooError::Weights {
@@ -228,7 +224,7 @@ mod tests {
         let path = dir.path().join("weights.pth");
         std::fs::write(&path, b"the checked bytes").unwrap();
         let checked = CheckedPth {
-            digest: Sha256::digest(b"the checked bytes").into(),
+            sha256: sha256_bytes(b"the checked bytes"),
         };
         checked.unchanged(&path).unwrap();
         std::fs::write(&path, b"the swapped bytes").unwrap();
