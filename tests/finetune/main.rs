@@ -20,6 +20,7 @@ mod observer;
 mod params;
 mod recipes;
 mod resume;
+mod run_lock;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;

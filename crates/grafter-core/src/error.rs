@@ -109,6 +109,21 @@ pub enum GrafterError {
         source: std::io::Error,
     },
 
+    /// Another run holds the run folder (two writers would prune each other's checkpoints
+    /// and interleave their logs): wait for it to end, or choose another folder.
+    #[error(
+        "run folder {} is in use by another run ({}); wait for it to finish or choose another out_dir",
+        path.display(),
+        holder.as_deref().unwrap_or("holder unknown")
+    )]
+    RunInUse {
+        /// The run folder.
+        path: PathBuf,
+        /// The holder as it recorded itself in the folder's `run.lock` (`pid 4242 on gpu-3`),
+        /// when readable.
+        holder: Option<String>,
+    },
+
     /// A checkpoint or run directory is missing, incomplete or inconsistent.
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {

@@ -137,6 +137,11 @@ impl FineTune {
 
     /// Writes checkpoints, `config.json`, `metrics.jsonl`, `curves.svg` and `best.bpk` under
     /// `dir`.
+    ///
+    /// [`fit`](Self::fit) locks `dir` while it writes there (`run.lock`, a lock of the
+    /// operating system, released when the run ends or its process dies, even by `kill -9`):
+    /// a second run on the folder, in this process or another, is refused with
+    /// [`GrafterError::RunInUse`] naming the folder and the holder's process id and host.
     pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
         self

@@ -15,6 +15,7 @@ use super::plan::plans_of;
 use super::precision::PrecisionStep;
 use super::replicas::Replicas;
 use super::reporter::Reporter;
+use super::run_lock::RunLock;
 use super::run_state::{RunState, STATE_VERSION};
 use super::sampler::Sampler;
 use crate::source::DataSource;
@@ -34,6 +35,12 @@ impl FineTune {
         let cfg = &self.config;
         self.check_inputs(&model, train, valid)?;
         let reporter = Reporter::new(cfg.progress, cfg.epochs);
+        // one writer per run folder, for as long as this call writes it (a fresh run and a
+        // resumed one alike): taken before anything in the folder is read or written
+        let _lock = match &self.out_dir {
+            Some(dir) => Some(RunLock::acquire(dir)?),
+            None => None,
+        };
         let checkpointer = self
             .out_dir
             .as_ref()

@@ -12,6 +12,7 @@
 //! | weight average | `ema.rs` | timm's `ModelEmaV3`: updated every step, evaluated, saved |
 //! | rate finder | `lr_find.rs` | the learning-rate range test, on a copy, leaving no trace |
 //! | checkpointer | `checkpointer.rs` | config, atomic checkpoints (model, EMA, optimiser, state), prune, resume, best weights |
+//! | run lock | `run_lock.rs` | one writer per run folder (`run.lock`, released by the OS even on kill -9) |
 //! | early stopping | `early_stopping.rs` | best epoch, patience, min_delta |
 //! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json`, `top_losses.json` |
 //! | observers | `observer.rs` | read-only [`Observer`] hooks for user code |
@@ -57,6 +58,7 @@ mod precision;
 mod replicas;
 mod reporter;
 mod run_dir;
+mod run_lock;
 mod run_state;
 mod sampler;
 mod saved_plans;
