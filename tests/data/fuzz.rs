@@ -111,7 +111,7 @@ fn tar_header(name: &str, size: usize, kind: u8) -> [u8; 512] {
 }
 
 /// An archive of `entries` (name, body, type), with the two zero blocks that end it.
-fn tar(entries: &[(&str, &[u8], u8)]) -> Vec<u8> {
+pub fn tar(entries: &[(&str, &[u8], u8)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, body, kind) in entries {
         out.extend_from_slice(&tar_header(name, body.len(), *kind));

@@ -10,6 +10,7 @@ mod fuzz;
 #[allow(dead_code)]
 #[path = "../support/fuzz_harness.rs"]
 mod fuzz_harness;
+mod fuzz_tar_gz;
 mod hostile;
 mod layouts;
 mod loader;
