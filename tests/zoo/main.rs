@@ -8,6 +8,7 @@ mod fixtures;
 #[path = "../support/fuzz_harness.rs"]
 mod fuzz_harness;
 mod fuzz_pth;
+mod fuzz_pth_zip;
 mod onnx;
 mod parity;
 mod pretrained;
