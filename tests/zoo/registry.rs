@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter::weights::save_weights;
+use grafter::zoo::download::sha256_file;
 use grafter::zoo::registry::{self, WeightFormat, WeightSet};
 use grafter::zoo::{AnyBackbone, Architecture, ResNetVariant};
 use grafter::{Backbone, Classifier, LinearHeadConfig};
@@ -229,9 +230,15 @@ fn every_registry_entry_builds_runs_names_its_stages_and_loads_its_format() {
             let path = write_fixture(set, &source, tmp.path(), &device);
             (source, path)
         });
-        let loaded = set
-            .load(path, &device)
+        let (loaded, sha256) = set
+            .load_with_sha256(path, &device)
             .unwrap_or_else(|e| panic!("{name}: its loader refused its fixture: {e}"));
+        // the digest a provenance records (a .pth's: its pre-load check's) is the file's
+        assert_eq!(
+            sha256,
+            sha256_file(path).unwrap(),
+            "{name}: the digest of the loaded file"
+        );
         assert_eq!(
             loaded.preprocess(),
             p,

@@ -18,6 +18,7 @@ use grafter_core::weights::load_weights;
 use crate::ZooError;
 use crate::any::AnyBackbone;
 use crate::architecture::Architecture;
+use crate::download::sha256_file;
 use crate::onnx_assign::{load_resnet_onnx, load_vgg_backbone_onnx};
 use crate::registry::WeightFormat;
 use crate::torchvision::{CheckedPth, resnet_remaps, vgg_remaps};
@@ -34,6 +35,26 @@ impl WeightFormat {
             Self::Onnx => load_onnx,
             Self::Burnpack => load_burnpack,
         }
+    }
+
+    /// [`loader`](Self::loader)'s backbone with the SHA-256 of the file it was loaded from,
+    /// the file read once for both where the loader hashes it anyway (a `.pth`, checked
+    /// before and after burn-store reads it), hashed after the load otherwise.
+    pub(crate) fn load_with_sha256(
+        self,
+        path: &Path,
+        arch: Architecture,
+        device: &Device,
+    ) -> Result<(AnyBackbone, String), ZooError> {
+        if self == Self::Pth {
+            return load_pth_sha256(path, arch, device);
+        }
+        let backbone = (self.loader())(path, arch, device)?;
+        let sha256 = sha256_file(path).map_err(|source| ZooError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok((backbone, sha256))
     }
 
     /// The format of a file, from its extension (`.pth`/`.pt`/`.bin`, `.safetensors`,
@@ -55,6 +76,16 @@ impl WeightFormat {
 /// reader, which executes nothing, reads it; the load is refused if the file's bytes changed
 /// in between.
 pub fn load_pth(path: &Path, arch: Architecture, device: &Device) -> Result<AnyBackbone, ZooError> {
+    load_pth_sha256(path, arch, device).map(|(backbone, _)| backbone)
+}
+
+/// [`load_pth`], with the SHA-256 of the bytes it checked and loaded: the check's own digest,
+/// so a provenance need not read the file again (a VGG-16 state dict is 530 MiB).
+fn load_pth_sha256(
+    path: &Path,
+    arch: Architecture,
+    device: &Device,
+) -> Result<(AnyBackbone, String), ZooError> {
     exists(path)?;
     let checked = CheckedPth::read(path)?;
     let store = || {
@@ -70,7 +101,7 @@ pub fn load_pth(path: &Path, arch: Architecture, device: &Device) -> Result<AnyB
         AnyBackbone::Onnx(m) => m.into(),
     };
     checked.unchanged(path)?;
-    Ok(backbone)
+    Ok((backbone, checked.sha256().to_string()))
 }
 
 /// A torchvision/timm state dict in a `.safetensors` file.

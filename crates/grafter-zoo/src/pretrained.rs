@@ -145,11 +145,10 @@ pub fn pretrained(name: &str, cache: &Cache, device: &Device) -> Result<Pretrain
     }
     let set = resolve(name)?;
     let file = cache.fetch(set)?;
-    let sha256 = sha256_file(&file).map_err(|source| ZooError::Io {
-        path: file.clone(),
-        source,
-    })?;
-    load(set, file, sha256, device)
+    // the provenance's digest is the loader's: one pass over the file where the loader
+    // hashes it anyway (a .pth's pre-load check)
+    let (backbone, sha256) = set.load_with_sha256(&file, device)?;
+    Ok(with_provenance(set, backbone, file, sha256))
 }
 
 /// [`pretrained`], or — when the weights cannot be had (offline and not cached, a failed
@@ -202,7 +201,8 @@ pub fn pretrained_from_file(
             source,
         })?,
     };
-    load(set, path.to_path_buf(), sha256, device)
+    let backbone = set.load(path, device)?;
+    Ok(with_provenance(set, backbone, path.to_path_buf(), sha256))
 }
 
 fn resolve(name: &str) -> Result<&'static WeightSet, ZooError> {
@@ -216,14 +216,14 @@ fn resolve(name: &str) -> Result<&'static WeightSet, ZooError> {
     })
 }
 
-fn load(
+/// `backbone`, loaded from `file` of `set`, with its provenance.
+fn with_provenance(
     set: &WeightSet,
+    backbone: AnyBackbone,
     file: PathBuf,
     sha256: String,
-    device: &Device,
-) -> Result<Pretrained, ZooError> {
-    let backbone = set.load(&file, device)?;
-    Ok(Pretrained {
+) -> Pretrained {
+    Pretrained {
         backbone,
         provenance: Provenance {
             weight_set: set.name.to_string(),
@@ -235,7 +235,7 @@ fn load(
             top1: Some(set.top1),
             license: Some(set.license.to_string()),
         },
-    })
+    }
 }
 
 fn onnx_file(path: &Path, device: &Device) -> Result<Pretrained, ZooError> {

@@ -116,6 +116,18 @@ impl WeightSet {
         Ok(backbone.with_preprocess(self.preprocess()))
     }
 
+    /// [`load`](Self::load), with the SHA-256 of the file loaded (all 64 hex digits), for a
+    /// provenance: a `.pth` is hashed by its pre-load check anyway, and that digest is the
+    /// one returned, so the file is not read a further time for it.
+    pub fn load_with_sha256(
+        &self,
+        path: &Path,
+        device: &Device,
+    ) -> Result<(AnyBackbone, String), ZooError> {
+        let (backbone, sha256) = self.format.load_with_sha256(path, self.arch, device)?;
+        Ok((backbone.with_preprocess(self.preprocess()), sha256))
+    }
+
     /// The file name under which the weights are stored: the last segment of the URL path.
     pub fn file_name(&self) -> &'static str {
         let path = self.url.split(['?', '#']).next().unwrap_or(self.url);

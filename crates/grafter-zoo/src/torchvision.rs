@@ -116,6 +116,12 @@ impl CheckedPth {
         })
     }
 
+    /// The SHA-256 of the checked bytes: after [`Self::unchanged`], that of the file loaded,
+    /// so a provenance records it without reading the file once more.
+    pub(crate) fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     /// Fails when the file at `path` no longer holds the checked bytes (it was replaced or
     /// written to while it was being loaded); the caller then drops what it read.
     pub(crate) fn unchanged(&self, path: &Path) -> Result<(), ZooError> {
