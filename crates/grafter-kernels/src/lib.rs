@@ -8,7 +8,8 @@
 //! compute the same products straight on NCHW data (im2col rows are shifted copies of the
 //! input planes, the weight is used as stored, the output and gradients are written in place,
 //! the bias is the GEMM's starting value) with one level of parallelism, and 3×3 stride-1
-//! convolutions (forward, input and weight gradients) by Winograd F(2×2, 3×3); an inference
+//! convolutions (forward, input and weight gradients) by Winograd F(4×4, 3×3) or F(2×2, 3×3)
+//! ([`set_conv_precision`] chooses between speed and closeness to direct convolution); an inference
 //! BatchNorm is folded into its convolution; max-pooling skips flex's i64 argmax (none for
 //! inference, a byte per output for training); BatchNorm runs in one or two passes per channel
 //! instead of Burn's composition of broadcast element-wise ops. docs/BENCHMARKS.md has the
@@ -45,11 +46,13 @@ mod gemm;
 mod layers;
 mod output;
 mod pool;
+mod precision;
 mod scratch;
 
 pub use choice::{Kernels, kernels, set_kernels};
 pub use extension::CpuKernels;
 pub use layers::{batch_norm_layer, conv_bn_layer, conv2d_layer, max_pool2d_layer};
+pub use precision::{ConvPrecision, conv_precision, set_conv_precision};
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::Tensor;

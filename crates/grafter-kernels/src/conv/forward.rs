@@ -7,7 +7,7 @@
 //! Blocks run one per rayon thread with a single-threaded GEMM (one level of parallelism); a
 //! convolution with fewer blocks than threads (batch 1, small maps) instead runs its blocks in
 //! turn with every thread inside the GEMM. 3×3 stride-1 convolutions take Winograd
-//! F(2×2, 3×3) instead ([`super::winograd`]).
+//! F(4×4, 3×3) instead ([`super::winograd`], [`super::winograd4`]).
 
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ pub(crate) fn conv2d_forward(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     if super::winograd::applies(geo) {
-        return super::winograd::conv2d_winograd(geo, x, weight, bias);
+        return super::winograd::conv2d_winograd_any(geo, x, weight, bias);
     }
     let mut out = output_with_bias(geo, bias);
     let work = blocks(geo, geo.k());

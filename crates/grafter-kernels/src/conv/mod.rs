@@ -7,6 +7,8 @@ mod geometry;
 mod im2col;
 mod plan;
 mod winograd;
+mod winograd4;
+mod winograd4_input;
 mod winograd_grad;
 mod winograd_input;
 

@@ -1,24 +1,29 @@
-//! Winograd F(2×2, 3×3) for 3×3 convolutions with stride 1 and dilation 1 (one group): each
-//! 2×2 output tile takes 16 multiplications per (input, output) channel pair instead of 36, so
-//! the GEMMs do 2.25× fewer FLOPs (Lavin & Gray, 2016). With the transforms below the results
-//! agree with direct convolution to a few ulps of the accumulated sums (checked against Burn's
-//! op in the tests).
+//! Winograd convolution for 3×3 kernels with stride 1 and dilation 1 (one group): the block
+//! driver shared by the two tilings, and F(2×2, 3×3)'s weight and output transforms.
 //!
-//! Layout: the weight transform `U = G·g·Gᵀ` is stored `[c_out, 16, c_in]` (16 matrices
-//! `[c_out, c_in]` whose rows are `16·c_in` apart, filled one output channel per task); a block
-//! of whole tile rows (an image's output rows `2·ty, 2·ty + 1`, consecutive across images)
-//! becomes 16 matrices `V = Bᵀ·d·B`, `[c_in, t]`; 16 GEMMs give `M = U·V`, `[c_out, t]`; the
-//! output transform `Aᵀ·M·A` adds each 2×2 tile onto the bias in the NCHW output (edges
+//! F(m×m, 3×3) computes an m×m output tile from an (m+2)×(m+2) input tile with (m+2)²
+//! multiplications per (input, output) channel pair instead of 9·m²: F(2×2, 3×3) does 2.25×
+//! fewer, F(4×4, 3×3) ([`super::winograd4`]) 4× fewer (Lavin & Gray, 2016). The forward (and
+//! the input gradient, a forward on the flipped weight) uses F(4×4, 3×3) on large maps where
+//! [`crate::conv_precision`] allows it, F(2×2, 3×3) elsewhere; the weight gradient
+//! ([`super::winograd_grad`]) always F(2×2, 3×3), whose sums over many tiles stay closer to
+//! direct convolution.
+//!
+//! Layout: the weight transform `U = G·g·Gᵀ` is stored `[c_out, E, c_in]` (E = (m+2)²
+//! matrices `[c_out, c_in]` whose rows are `E·c_in` apart, filled one output channel per task);
+//! a block of whole tile rows (an image's output rows `m·ty .. m·ty + m`, consecutive across
+//! images) becomes E matrices `V = Bᵀ·d·B`, `[c_in, t]`; E GEMMs give `M = U·V`, `[c_out, t]`;
+//! the output transform `Aᵀ·M·A` adds each m×m tile onto the bias in the NCHW output (edges
 //! clipped).
 //!
 //! Both transforms run a whole tile row at a time with the tiles as the innermost, contiguous
-//! index (the input lines split into even and odd columns first), so they vectorise; done tile
+//! index (the input lines split into column phases first), so they vectorise; done tile
 //! by tile they cost as much as the GEMMs for 64-channel layers.
 
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
-use super::winograd_input::{self, transform_input_rows};
+use super::winograd_input;
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
 use crate::scratch::with_scratch;
 
@@ -30,7 +35,7 @@ const BLOCK_ELEMS: usize = 1 << 17;
 /// Fewest tiles per block: the 16 GEMMs each pack their `U` slice once per block.
 const MIN_TILES: usize = 64;
 
-/// Whether F(2×2, 3×3) computes this convolution, and is worth it: enough channels for the
+/// Whether Winograd computes this convolution, and is worth it: enough channels for the
 /// GEMMs to dominate the transforms.
 pub(crate) fn applies(geo: &ConvGeometry) -> bool {
     geo.kh == 3
@@ -40,6 +45,95 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.groups == 1
         && geo.c_in >= 16
         && geo.c_out >= 16
+}
+
+/// One tiling F(m×m, 3×3): its transforms, and the sizes the block driver needs.
+pub(super) trait Tiling {
+    /// Output tile side m.
+    const M: usize;
+    /// Transformed elements per tile, (m + 2)².
+    const ELEMS: usize;
+
+    /// Writes `U[co][e][ci]` for the `ELEMS` positions `e` of the transformed kernel.
+    fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]);
+
+    /// Scratch elements [`Tiling::transform_input_rows`] needs for `rows` tile rows of `tw`.
+    fn input_scratch_len(tw: usize, rows: usize) -> usize;
+
+    /// Transforms tile rows `ty0 .. ty0 + rows` of the plane `src` (padding read as zeros) and
+    /// writes transformed element `e` of tile `(i, tx)` (`i` counted from `ty0`) to
+    /// `v[e · stride + offset + i · tw + tx]`.
+    fn transform_input_rows(
+        geo: &ConvGeometry,
+        src: &[f32],
+        rows: (usize, usize),
+        scratch: &mut [f32],
+        v: &mut [f32],
+        at: (usize, usize),
+    );
+
+    /// Scratch elements [`Tiling::transform_output_row`] needs for a tile row of `tw` tiles.
+    fn output_scratch_len(tw: usize) -> usize;
+
+    /// `Aᵀ·M·A` of every tile of tile row `ty`, added onto output rows `m·ty ..` (those inside
+    /// the output) starting at `out`; `m[e · stride + tx]` is product `e` of tile `tx`.
+    ///
+    /// # Safety
+    /// `out` must address the tile row's output rows that lie inside the output, which nothing
+    /// else accesses during the call.
+    unsafe fn transform_output_row(
+        geo: &ConvGeometry,
+        m: &[f32],
+        stride: usize,
+        tw: usize,
+        y: &mut [f32],
+        out: *mut f32,
+        ty: usize,
+    );
+}
+
+/// F(2×2, 3×3).
+pub(super) struct F2;
+
+impl Tiling for F2 {
+    const M: usize = 2;
+    const ELEMS: usize = 16;
+
+    fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
+        transform_weight(geo, weight, u);
+    }
+
+    fn input_scratch_len(tw: usize, rows: usize) -> usize {
+        winograd_input::scratch_len(tw, rows)
+    }
+
+    fn transform_input_rows(
+        geo: &ConvGeometry,
+        src: &[f32],
+        rows: (usize, usize),
+        scratch: &mut [f32],
+        v: &mut [f32],
+        at: (usize, usize),
+    ) {
+        winograd_input::transform_input_rows(geo, src, rows, scratch, v, at);
+    }
+
+    fn output_scratch_len(tw: usize) -> usize {
+        4 * tw
+    }
+
+    unsafe fn transform_output_row(
+        geo: &ConvGeometry,
+        m: &[f32],
+        stride: usize,
+        tw: usize,
+        y: &mut [f32],
+        out: *mut f32,
+        ty: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { transform_output_row(geo, m, stride, tw, y, out, ty) }
+    }
 }
 
 /// Writes `U[co][e][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output
@@ -73,16 +167,16 @@ fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
 }
 
 /// Tiles per image along each axis.
-pub(super) fn tiles(geo: &ConvGeometry) -> (usize, usize) {
-    (geo.out_h.div_ceil(2), geo.out_w.div_ceil(2))
+pub(super) fn tiles<T: Tiling>(geo: &ConvGeometry) -> (usize, usize) {
+    (geo.out_h.div_ceil(T::M), geo.out_w.div_ceil(T::M))
 }
 
 /// The blocks, as ranges of tile rows (numbered image-major): about `BLOCK_ELEMS` of
 /// transformed data each, but at least two per thread where that leaves `MIN_TILES` per block.
-fn blocks(geo: &ConvGeometry) -> Vec<(usize, usize)> {
-    let (th, tw) = tiles(geo);
+fn blocks<T: Tiling>(geo: &ConvGeometry) -> Vec<(usize, usize)> {
+    let (th, tw) = tiles::<T>(geo);
     let total_rows = geo.batch * th;
-    let per_tiles = (BLOCK_ELEMS / (16 * geo.c_in.max(geo.c_out))).max(MIN_TILES);
+    let per_tiles = (BLOCK_ELEMS / (T::ELEMS * geo.c_in.max(geo.c_out))).max(MIN_TILES);
     let mut count = total_rows.div_ceil(per_tiles.div_ceil(tw));
     let wanted = 2 * rayon::current_num_threads();
     if count < wanted {
@@ -95,32 +189,56 @@ fn blocks(geo: &ConvGeometry) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// `conv2d` by F(2×2, 3×3); same contract as [`super::forward::conv2d_forward`].
-pub(crate) fn conv2d_winograd(
+/// Shortest output side from which `High` precision takes F(4×4, 3×3). Measured on ResNet-18's
+/// layers (batch 32, 2 threads, the two tilings alternated): F(4×4) is 5–25% faster on 56×56
+/// and 28×28 maps and 5–40% slower on 14×14 and 7×7, where a grid of 4×4 tiles wastes up to a
+/// third of its outputs and the 36 transformed weight matrices are used by too few tiles.
+const F4_MIN_SIDE: usize = 28;
+
+/// `conv2d` by Winograd: F(4×4, 3×3) at [`crate::ConvPrecision::High`] on maps of at least
+/// [`F4_MIN_SIDE`], F(2×2, 3×3) otherwise.
+pub(crate) fn conv2d_winograd_any(
+    geo: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let f4 = crate::conv_precision() == crate::ConvPrecision::High
+        && geo.out_h.min(geo.out_w) >= F4_MIN_SIDE;
+    if f4 {
+        conv2d_winograd::<super::winograd4::F4>(geo, x, weight, bias)
+    } else {
+        conv2d_winograd::<F2>(geo, x, weight, bias)
+    }
+}
+
+/// `conv2d` by Winograd with tiling `T`; same contract as
+/// [`super::forward::conv2d_forward`].
+pub(crate) fn conv2d_winograd<T: Tiling>(
     geo: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let mut out = super::forward::output_with_bias(geo, bias);
-    let (_, tw) = tiles(geo);
-    let blocks = blocks(geo);
+    let (th, tw) = tiles::<T>(geo);
+    let blocks = blocks::<T>(geo);
     let t_max = tw * blocks.iter().map(|b| b.1).max().unwrap_or(0);
     let lens = [
-        16 * geo.c_in * t_max,
-        16 * geo.c_out * t_max,
-        winograd_input::scratch_len(tw, (t_max / tw.max(1)).min(tiles(geo).0)),
-        4 * tw,
+        T::ELEMS * geo.c_in * t_max,
+        T::ELEMS * geo.c_out * t_max,
+        T::input_scratch_len(tw, (t_max / tw.max(1)).min(th)),
+        T::output_scratch_len(tw),
     ];
-    with_scratch([16 * geo.c_out * geo.c_in], |[u]| {
-        transform_weight(geo, weight, u);
+    with_scratch([T::ELEMS * geo.c_out * geo.c_in], |[u]| {
+        T::transform_weight(geo, weight, u);
         let u = &*u;
         let dst = SendPtr(out.as_mut_ptr());
         let run = |&(r0, r): &(usize, usize), threads: Threads| {
             with_scratch(lens, |[v, m, input, y]| {
                 let mut buf = Scratch { v, m, input, y };
                 // SAFETY: each block writes only the output tiles of its own tile rows.
-                unsafe { block(geo, x, u, dst, r0, r, &mut buf, threads) }
+                unsafe { block::<T>(geo, x, u, dst, r0, r, &mut buf, threads) }
             })
         };
         match super::plan::threads_for(blocks.len()) {
@@ -139,7 +257,7 @@ struct Scratch<'a> {
     m: &'a mut [f32],
     /// The input transform's working space ([`winograd_input::scratch_len`]).
     input: &'a mut [f32],
-    /// One tile row's 2×2 outputs (`4 · tw`).
+    /// The output transform's working space ([`Tiling::output_scratch_len`]).
     y: &'a mut [f32],
 }
 
@@ -164,7 +282,7 @@ pub(super) fn image_runs(
 
 /// Tile rows `r0 .. r0 + r` (numbered image-major).
 #[allow(clippy::too_many_arguments)]
-unsafe fn block(
+unsafe fn block<T: Tiling>(
     geo: &ConvGeometry,
     x: &[f32],
     u: &[f32],
@@ -175,18 +293,18 @@ unsafe fn block(
     threads: Threads,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
-    let (th, tw) = tiles(geo);
+    let (th, tw) = tiles::<T>(geo);
     let t = r * tw;
     let plane = geo.plane();
     for ci in 0..c_in {
         for (row, n, ty, rows) in image_runs(th, r0, r) {
             let src = &x[(n * c_in + ci) * plane..][..plane];
             let at = (ci * t + row * tw, c_in * t);
-            transform_input_rows(geo, src, (ty, rows), buf.input, buf.v, at);
+            T::transform_input_rows(geo, src, (ty, rows), buf.input, buf.v, at);
         }
     }
-    // 16 GEMMs: M[e] = U[e] · V[e].
-    for e in 0..16 {
+    // One GEMM per transformed element: M[e] = U[e] · V[e].
+    for e in 0..T::ELEMS {
         // SAFETY: views sized to the buffers; `m` is this block's own.
         unsafe {
             matmul(
@@ -195,7 +313,7 @@ unsafe fn block(
                 c_in,
                 rows_mut(buf.m[e * c_out * t..].as_mut_ptr(), t),
                 false,
-                rows(u[e * c_in..].as_ptr(), 16 * c_in),
+                rows(u[e * c_in..].as_ptr(), T::ELEMS * c_in),
                 rows(buf.v[e * c_in * t..].as_ptr(), t),
                 threads,
             );
@@ -206,15 +324,16 @@ unsafe fn block(
         for row in 0..r {
             let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
             let m = &buf.m[co * t + row * tw..];
-            // SAFETY: output rows `2·ty, 2·ty + 1` of plane (n, co) belong to this block.
+            // SAFETY: output rows `m·ty ..` of plane (n, co) belong to this block.
             unsafe {
-                transform_output_row(
+                T::transform_output_row(
                     geo,
                     m,
                     c_out * t,
                     tw,
                     buf.y,
-                    out.0.add((n * c_out + co) * positions + 2 * ty * geo.out_w),
+                    out.0
+                        .add((n * c_out + co) * positions + T::M * ty * geo.out_w),
                     ty,
                 )
             };

@@ -31,7 +31,7 @@ pub(super) fn transform_input_rows(
     v: &mut [f32],
     (offset, stride): (usize, usize),
 ) {
-    let (_, tw) = super::winograd::tiles(geo);
+    let (_, tw) = super::winograd::tiles::<super::winograd::F2>(geo);
     let len = tw + 1;
     let pairs = (rows + 1) * len;
     let flat = rows * len;
