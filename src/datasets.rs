@@ -15,10 +15,15 @@ use std::path::{Path, PathBuf};
 use grafter_data::archive::extract_tar;
 use grafter_data::{DataError, demo};
 use grafter_zoo::ZooError;
-use grafter_zoo::download::Downloader;
+use grafter_zoo::download::{Downloader, verify_md5};
 
 /// The official archive (ETH Zürich, Bossard et al. 2014), as torchvision's `Food101` uses.
 pub const FOOD101_URL: &str = "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz";
+
+/// The archive's MD5, the only digest its publisher gives (torchvision checks the same). The
+/// archive comes over plain http, so this is what stands between a corrupted or truncated
+/// transfer and five gigabytes extracted from it.
+pub const FOOD101_MD5: &str = "85eeb15f3717b99a5da872d97d918f87";
 
 /// Why a data set could not be found, fetched or generated.
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +156,10 @@ fn is_food101(root: &Path) -> bool {
     root.join("meta/classes.txt").is_file()
 }
 
-/// Downloads (resuming a partial download) and extracts Food-101 (about 5 GB) under
-/// `data_dir`; returns the folder holding `images/` and `meta/`. The archive is extracted
+/// Downloads (resuming a partial download), checks against [`FOOD101_MD5`] and extracts
+/// Food-101 (about 5 GB) under `data_dir`; returns the folder holding `images/` and `meta/`.
+/// An archive that fails the check is deleted (the next run downloads it again) and the
+/// error names it. The archive is extracted
 /// into a staging folder with path checks and renamed into place, so an interrupted run
 /// never leaves half a data set where the next run would take it for whole.
 pub fn download_food101(data_dir: &Path) -> Result<PathBuf, DatasetError> {
@@ -166,6 +173,8 @@ pub fn download_food101(data_dir: &Path) -> Result<PathBuf, DatasetError> {
         .progress(true)
         .retries(5)
         .download(FOOD101_URL, &archive, None)?;
+    eprintln!("checking {} against its published MD5…", archive.display());
+    verified_or_removed(&archive, FOOD101_MD5)?;
     let staging = data_dir.join("food-101.extract");
     eprintln!("extracting {} (takes a few minutes)…", archive.display());
     let out = extract_tar(&archive, &staging)?;
@@ -188,4 +197,35 @@ pub fn download_food101(data_dir: &Path) -> Result<PathBuf, DatasetError> {
     })?;
     let _ = std::fs::remove_dir_all(&staging);
     Ok(root)
+}
+
+/// Checks a downloaded archive against its published MD5; one that fails is removed, so that
+/// the download cache never serves it again.
+fn verified_or_removed(archive: &Path, md5: &str) -> Result<(), DatasetError> {
+    verify_md5(archive, md5).map(drop).map_err(|e| {
+        let _ = std::fs::remove_file(archive);
+        e.into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_that_fails_its_md5_is_refused_by_name_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("food-101.tar.gz");
+        std::fs::write(&archive, b"abc").unwrap();
+        // MD5("abc"), RFC 1321's test suite.
+        verified_or_removed(&archive, "900150983CD24FB0D6963F7D28E17F72").unwrap();
+        assert!(archive.exists(), "a matching archive is kept");
+
+        let err = verified_or_removed(&archive, FOOD101_MD5).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("food-101.tar.gz"), "{text}");
+        assert!(text.contains(FOOD101_MD5), "{text}");
+        assert!(text.contains("900150983cd24fb0d6963f7d28e17f72"), "{text}");
+        assert!(!archive.exists(), "a corrupted archive is removed");
+    }
 }

@@ -190,6 +190,7 @@ impl Downloader {
                 let _ = fs::remove_file(&part);
                 return Err(ZooError::Checksum {
                     path: dest.to_path_buf(),
+                    algorithm: "sha256",
                     expected: expected.to_string(),
                     found,
                 });
@@ -512,6 +513,45 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(to_hex(&hasher.finalize()))
 }
 
+/// MD5 of a file, as lowercase hex. Only for archives whose publisher gives nothing stronger
+/// (Food-101: torchvision checks the same MD5): it catches a truncated or corrupted transfer,
+/// not a forged file.
+pub fn md5_file(path: &Path) -> io::Result<String> {
+    use md5::{Digest as _, Md5};
+    let mut file = File::open(path)?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
+/// Checks `path` against its publisher's MD5 (32 hex digits, any case); returns the digest.
+///
+/// # Errors
+///
+/// [`ZooError::Checksum`] naming the file when the digests differ; [`ZooError::Io`]-style
+/// errors naming it when it cannot be read.
+pub fn verify_md5(path: &Path, expected: &str) -> Result<String, ZooError> {
+    let found = md5_file(path).map_err(|e| io_err(path, e))?;
+    if found.eq_ignore_ascii_case(expected) {
+        Ok(found)
+    } else {
+        Err(ZooError::Checksum {
+            path: path.to_path_buf(),
+            algorithm: "md5",
+            expected: expected.to_ascii_lowercase(),
+            found,
+        })
+    }
+}
+
 /// The lowercase hex SHA-256 of `bytes` (what [`sha256_file`] gives for a file holding them).
 pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
@@ -527,6 +567,7 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ZooError> {
     } else {
         Err(ZooError::Checksum {
             path: path.to_path_buf(),
+            algorithm: "sha256",
             expected,
             found,
         })
@@ -1091,10 +1132,12 @@ mod tests {
         match &err {
             ZooError::Checksum {
                 path,
+                algorithm,
                 expected,
                 found,
             } => {
                 assert_eq!(path, &dest);
+                assert_eq!(*algorithm, "sha256");
                 assert_eq!(expected, "deadbeef");
                 assert_eq!(found, &digest(&data));
             }

@@ -33,11 +33,14 @@ pub enum ZooError {
         /// What went wrong.
         reason: String,
     },
-    /// A file's SHA-256 digest does not match the expected one (full digest or prefix).
-    #[error("checksum mismatch for {}: expected a sha256 starting with {expected}, found {found}", path.display())]
+    /// A file's digest does not match the expected one (SHA-256: full digest or prefix; MD5
+    /// where that is all the publisher gives).
+    #[error("checksum mismatch for {}: expected a {algorithm} starting with {expected}, found {found}", path.display())]
     Checksum {
         /// The file concerned (its intended destination).
         path: PathBuf,
+        /// `"sha256"` or `"md5"`.
+        algorithm: &'static str,
         /// The expected digest or digest prefix, lowercase hex.
         expected: String,
         /// The digest actually computed, lowercase hex.
