@@ -27,12 +27,13 @@ use super::winograd_input;
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
 use crate::scratch::with_scratch;
 
-/// Elements of the per-block transformed input and product (each `16 · channels · t`): 512 KiB,
+/// Elements of the per-block transformed input and product (each `elems · channels · t`): 512 KiB,
 /// so a block's `V` is still in the core's L2 cache when its GEMMs read it (measured: 5% faster
 /// 3×3 convolutions in a ResNet-18 forward than 2 MiB blocks; 256 KiB blocks were slower).
 const BLOCK_ELEMS: usize = 1 << 17;
 
-/// Fewest tiles per block: the 16 GEMMs each pack their `U` slice once per block.
+/// Fewest tiles per block: the block's GEMMs (one per transformed element) each pack their `U`
+/// slice once per block.
 const MIN_TILES: usize = 64;
 
 /// Whether Winograd computes this convolution, and is worth it: enough channels for the
@@ -47,94 +48,59 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.c_out >= 16
 }
 
+/// The transform that writes `U[co][e][ci]` for the `elems` positions `e` of the transformed
+/// kernel.
+type WeightTransform = fn(&ConvGeometry, &[f32], &mut [f32]);
+
+/// Transforms tile rows `ty0 .. ty0 + rows` of the plane `src` (padding read as zeros), with
+/// `scratch` of the tiling's `input_scratch_len`, writing transformed element `e` of tile
+/// `(i, tx)` (`i` counted from `ty0`) to `v[e · stride + offset + i · tw + tx]`; the
+/// arguments are `(geo, src, (ty0, rows), scratch, v, (offset, stride))`.
+type InputTransform =
+    fn(&ConvGeometry, &[f32], (usize, usize), &mut [f32], &mut [f32], (usize, usize));
+
+/// `Aᵀ·M·A` of every tile of tile row `ty`, added onto output rows `m·ty ..` (those inside
+/// the output) starting at `out`; `m[e · stride + tx]` is product `e` of tile `tx`; the
+/// arguments are `(geo, m, stride, tw, scratch, out, ty)`, `scratch` of the tiling's
+/// `output_scratch_len`.
+///
+/// # Safety
+/// `out` must address the tile row's output rows that lie inside the output, which nothing
+/// else accesses during the call.
+type OutputTransform = unsafe fn(&ConvGeometry, &[f32], usize, usize, &mut [f32], *mut f32, usize);
+
 /// One tiling F(m×m, 3×3): its transforms, and the sizes the block driver needs.
-pub(super) trait Tiling {
+pub(super) struct Tiling {
     /// Output tile side m.
-    const M: usize;
+    pub m: usize,
     /// Transformed elements per tile, (m + 2)².
-    const ELEMS: usize;
+    pub elems: usize,
+    pub transform_weight: WeightTransform,
+    /// Scratch elements `transform_input_rows` needs for `rows` tile rows of `tw` tiles.
+    pub input_scratch_len: fn(tw: usize, rows: usize) -> usize,
+    pub transform_input_rows: InputTransform,
+    /// Scratch elements `transform_output_row` needs for a tile row of `tw` tiles.
+    pub output_scratch_len: fn(tw: usize) -> usize,
+    pub transform_output_row: OutputTransform,
+}
 
-    /// Writes `U[co][e][ci]` for the `ELEMS` positions `e` of the transformed kernel.
-    fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]);
-
-    /// Scratch elements [`Tiling::transform_input_rows`] needs for `rows` tile rows of `tw`.
-    fn input_scratch_len(tw: usize, rows: usize) -> usize;
-
-    /// Transforms tile rows `ty0 .. ty0 + rows` of the plane `src` (padding read as zeros) and
-    /// writes transformed element `e` of tile `(i, tx)` (`i` counted from `ty0`) to
-    /// `v[e · stride + offset + i · tw + tx]`.
-    fn transform_input_rows(
-        geo: &ConvGeometry,
-        src: &[f32],
-        rows: (usize, usize),
-        scratch: &mut [f32],
-        v: &mut [f32],
-        at: (usize, usize),
-    );
-
-    /// Scratch elements [`Tiling::transform_output_row`] needs for a tile row of `tw` tiles.
-    fn output_scratch_len(tw: usize) -> usize;
-
-    /// `Aᵀ·M·A` of every tile of tile row `ty`, added onto output rows `m·ty ..` (those inside
-    /// the output) starting at `out`; `m[e · stride + tx]` is product `e` of tile `tx`.
-    ///
-    /// # Safety
-    /// `out` must address the tile row's output rows that lie inside the output, which nothing
-    /// else accesses during the call.
-    unsafe fn transform_output_row(
-        geo: &ConvGeometry,
-        m: &[f32],
-        stride: usize,
-        tw: usize,
-        y: &mut [f32],
-        out: *mut f32,
-        ty: usize,
-    );
+impl Tiling {
+    /// Tiles per image along each axis.
+    pub fn tiles(&self, geo: &ConvGeometry) -> (usize, usize) {
+        (geo.out_h.div_ceil(self.m), geo.out_w.div_ceil(self.m))
+    }
 }
 
 /// F(2×2, 3×3).
-pub(super) struct F2;
-
-impl Tiling for F2 {
-    const M: usize = 2;
-    const ELEMS: usize = 16;
-
-    fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
-        transform_weight(geo, weight, u);
-    }
-
-    fn input_scratch_len(tw: usize, rows: usize) -> usize {
-        winograd_input::scratch_len(tw, rows)
-    }
-
-    fn transform_input_rows(
-        geo: &ConvGeometry,
-        src: &[f32],
-        rows: (usize, usize),
-        scratch: &mut [f32],
-        v: &mut [f32],
-        at: (usize, usize),
-    ) {
-        winograd_input::transform_input_rows(geo, src, rows, scratch, v, at);
-    }
-
-    fn output_scratch_len(tw: usize) -> usize {
-        4 * tw
-    }
-
-    unsafe fn transform_output_row(
-        geo: &ConvGeometry,
-        m: &[f32],
-        stride: usize,
-        tw: usize,
-        y: &mut [f32],
-        out: *mut f32,
-        ty: usize,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { transform_output_row(geo, m, stride, tw, y, out, ty) }
-    }
-}
+pub(super) const F2: Tiling = Tiling {
+    m: 2,
+    elems: 16,
+    transform_weight,
+    input_scratch_len: winograd_input::scratch_len,
+    transform_input_rows: winograd_input::transform_input_rows,
+    output_scratch_len: |tw| 4 * tw,
+    transform_output_row,
+};
 
 /// Writes `U[co][e][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output
 /// channel per task.
@@ -166,17 +132,12 @@ fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
         });
 }
 
-/// Tiles per image along each axis.
-pub(super) fn tiles<T: Tiling>(geo: &ConvGeometry) -> (usize, usize) {
-    (geo.out_h.div_ceil(T::M), geo.out_w.div_ceil(T::M))
-}
-
 /// The blocks, as ranges of tile rows (numbered image-major): about `BLOCK_ELEMS` of
 /// transformed data each, but at least two per thread where that leaves `MIN_TILES` per block.
-fn blocks<T: Tiling>(geo: &ConvGeometry) -> Vec<(usize, usize)> {
-    let (th, tw) = tiles::<T>(geo);
+fn blocks(tiling: &Tiling, geo: &ConvGeometry) -> Vec<(usize, usize)> {
+    let (th, tw) = tiling.tiles(geo);
     let total_rows = geo.batch * th;
-    let per_tiles = (BLOCK_ELEMS / (T::ELEMS * geo.c_in.max(geo.c_out))).max(MIN_TILES);
+    let per_tiles = (BLOCK_ELEMS / (tiling.elems * geo.c_in.max(geo.c_out))).max(MIN_TILES);
     let mut count = total_rows.div_ceil(per_tiles.div_ceil(tw));
     let wanted = 2 * rayon::current_num_threads();
     if count < wanted {
@@ -205,40 +166,37 @@ pub(crate) fn conv2d_winograd_any(
 ) -> Vec<f32> {
     let f4 = crate::conv_precision() == crate::ConvPrecision::High
         && geo.out_h.min(geo.out_w) >= F4_MIN_SIDE;
-    if f4 {
-        conv2d_winograd::<super::winograd4::F4>(geo, x, weight, bias)
-    } else {
-        conv2d_winograd::<F2>(geo, x, weight, bias)
-    }
+    let tiling = if f4 { &super::winograd4::F4 } else { &F2 };
+    conv2d_winograd(tiling, geo, x, weight, bias)
 }
 
-/// `conv2d` by Winograd with tiling `T`; same contract as
-/// [`super::forward::conv2d_forward`].
-pub(crate) fn conv2d_winograd<T: Tiling>(
+/// `conv2d` by Winograd with `tiling`; same contract as [`super::forward::conv2d_forward`].
+fn conv2d_winograd(
+    tiling: &Tiling,
     geo: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let mut out = super::forward::output_with_bias(geo, bias);
-    let (th, tw) = tiles::<T>(geo);
-    let blocks = blocks::<T>(geo);
+    let (th, tw) = tiling.tiles(geo);
+    let blocks = blocks(tiling, geo);
     let t_max = tw * blocks.iter().map(|b| b.1).max().unwrap_or(0);
     let lens = [
-        T::ELEMS * geo.c_in * t_max,
-        T::ELEMS * geo.c_out * t_max,
-        T::input_scratch_len(tw, (t_max / tw.max(1)).min(th)),
-        T::output_scratch_len(tw),
+        tiling.elems * geo.c_in * t_max,
+        tiling.elems * geo.c_out * t_max,
+        (tiling.input_scratch_len)(tw, (t_max / tw.max(1)).min(th)),
+        (tiling.output_scratch_len)(tw),
     ];
-    with_scratch([T::ELEMS * geo.c_out * geo.c_in], |[u]| {
-        T::transform_weight(geo, weight, u);
+    with_scratch([tiling.elems * geo.c_out * geo.c_in], |[u]| {
+        (tiling.transform_weight)(geo, weight, u);
         let u = &*u;
         let dst = SendPtr(out.as_mut_ptr());
         let run = |&(r0, r): &(usize, usize), threads: Threads| {
             with_scratch(lens, |[v, m, input, y]| {
                 let mut buf = Scratch { v, m, input, y };
                 // SAFETY: each block writes only the output tiles of its own tile rows.
-                unsafe { block::<T>(geo, x, u, dst, r0, r, &mut buf, threads) }
+                unsafe { block(tiling, geo, x, u, dst, r0, r, &mut buf, threads) }
             })
         };
         match super::plan::threads_for(blocks.len()) {
@@ -255,7 +213,7 @@ struct Scratch<'a> {
     v: &'a mut [f32],
     /// Products `M[e][co][j]`.
     m: &'a mut [f32],
-    /// The input transform's working space ([`winograd_input::scratch_len`]).
+    /// The input transform's working space ([`Tiling::input_scratch_len`]).
     input: &'a mut [f32],
     /// The output transform's working space ([`Tiling::output_scratch_len`]).
     y: &'a mut [f32],
@@ -282,7 +240,8 @@ pub(super) fn image_runs(
 
 /// Tile rows `r0 .. r0 + r` (numbered image-major).
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<T: Tiling>(
+unsafe fn block(
+    tiling: &Tiling,
     geo: &ConvGeometry,
     x: &[f32],
     u: &[f32],
@@ -293,18 +252,18 @@ unsafe fn block<T: Tiling>(
     threads: Threads,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
-    let (th, tw) = tiles::<T>(geo);
+    let (th, tw) = tiling.tiles(geo);
     let t = r * tw;
     let plane = geo.plane();
     for ci in 0..c_in {
         for (row, n, ty, rows) in image_runs(th, r0, r) {
             let src = &x[(n * c_in + ci) * plane..][..plane];
             let at = (ci * t + row * tw, c_in * t);
-            T::transform_input_rows(geo, src, (ty, rows), buf.input, buf.v, at);
+            (tiling.transform_input_rows)(geo, src, (ty, rows), buf.input, buf.v, at);
         }
     }
     // One GEMM per transformed element: M[e] = U[e] · V[e].
-    for e in 0..T::ELEMS {
+    for e in 0..tiling.elems {
         // SAFETY: views sized to the buffers; `m` is this block's own.
         unsafe {
             matmul(
@@ -313,7 +272,7 @@ unsafe fn block<T: Tiling>(
                 c_in,
                 rows_mut(buf.m[e * c_out * t..].as_mut_ptr(), t),
                 false,
-                rows(u[e * c_in..].as_ptr(), T::ELEMS * c_in),
+                rows(u[e * c_in..].as_ptr(), tiling.elems * c_in),
                 rows(buf.v[e * c_in * t..].as_ptr(), t),
                 threads,
             );
@@ -326,43 +285,17 @@ unsafe fn block<T: Tiling>(
             let m = &buf.m[co * t + row * tw..];
             // SAFETY: output rows `m·ty ..` of plane (n, co) belong to this block.
             unsafe {
-                T::transform_output_row(
+                (tiling.transform_output_row)(
                     geo,
                     m,
                     c_out * t,
                     tw,
                     buf.y,
                     out.0
-                        .add((n * c_out + co) * positions + T::M * ty * geo.out_w),
+                        .add((n * c_out + co) * positions + tiling.m * ty * geo.out_w),
                     ty,
                 )
             };
-        }
-    }
-}
-
-/// `even[k] = line[2·k − pw]`, `odd[k] = line[2·k + 1 − pw]`, zero outside the line.
-pub(super) fn deinterleave(line: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
-    let at = |i: isize| {
-        if i >= 0 && (i as usize) < line.len() {
-            line[i as usize]
-        } else {
-            0.0
-        }
-    };
-    // k in [lo, hi) reads both columns inside the line.
-    let lo = pw.div_ceil(2).min(even.len());
-    let hi = ((line.len() + pw) / 2).clamp(lo, even.len());
-    for k in (0..lo).chain(hi..even.len()) {
-        let i = (2 * k) as isize - pw as isize;
-        even[k] = at(i);
-        odd[k] = at(i + 1);
-    }
-    if hi > lo {
-        let pairs = line[2 * lo - pw..][..2 * (hi - lo)].chunks_exact(2);
-        for ((e, o), pair) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
-            *e = pair[0];
-            *o = pair[1];
         }
     }
 }

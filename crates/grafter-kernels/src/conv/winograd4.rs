@@ -25,48 +25,15 @@ use super::winograd::Tiling;
 use super::winograd4_input;
 
 /// F(4×4, 3×3).
-pub(super) struct F4;
-
-impl Tiling for F4 {
-    const M: usize = 4;
-    const ELEMS: usize = 36;
-
-    fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
-        transform_weight(geo, weight, u);
-    }
-
-    fn input_scratch_len(tw: usize, rows: usize) -> usize {
-        winograd4_input::scratch_len(tw, rows)
-    }
-
-    fn transform_input_rows(
-        geo: &ConvGeometry,
-        src: &[f32],
-        rows: (usize, usize),
-        scratch: &mut [f32],
-        v: &mut [f32],
-        at: (usize, usize),
-    ) {
-        winograd4_input::transform_input_rows(geo, src, rows, scratch, v, at);
-    }
-
-    fn output_scratch_len(tw: usize) -> usize {
-        28 * tw
-    }
-
-    unsafe fn transform_output_row(
-        geo: &ConvGeometry,
-        m: &[f32],
-        stride: usize,
-        tw: usize,
-        y: &mut [f32],
-        out: *mut f32,
-        ty: usize,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { transform_output_row(geo, m, stride, tw, y, out, ty) }
-    }
-}
+pub(super) const F4: Tiling = Tiling {
+    m: 4,
+    elems: 36,
+    transform_weight,
+    input_scratch_len: winograd4_input::scratch_len,
+    transform_input_rows: winograd4_input::transform_input_rows,
+    output_scratch_len: |tw| 28 * tw,
+    transform_output_row,
+};
 
 /// `G = [[1/4,0,0],[−1/6,−1/6,−1/6],[−1/6,1/6,−1/6],[1/24,1/12,1/6],[1/24,−1/12,1/6],[0,0,1]]`
 /// applied to a column `(a, b, c)` (multiplications by the reciprocals: no divisions).

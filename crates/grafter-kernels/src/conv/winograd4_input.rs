@@ -10,45 +10,13 @@
 //! `tx + 1` of the first two.
 
 use super::geometry::ConvGeometry;
-use super::winograd::tiles;
+use super::winograd_input::split_phases;
 use super::winograd4::F4;
 
 /// Scratch elements [`transform_input_rows`] needs for up to `rows` tile rows of `tw` tiles.
 pub(super) fn scratch_len(tw: usize, rows: usize) -> usize {
     let len = tw + 1;
     16 * (rows + 1) * len + 24 * rows * len + rows * len
-}
-
-/// `phases[p][k] = line[4·k + p − pw]`, zero outside the line.
-fn split_phases(line: &[f32], pw: usize, phases: [&mut [f32]; 4]) {
-    let at = |i: isize| {
-        if i >= 0 && (i as usize) < line.len() {
-            line[i as usize]
-        } else {
-            0.0
-        }
-    };
-    let n = phases[0].len();
-    // k in [lo, hi) reads all four columns inside the line.
-    let lo = pw.div_ceil(4).min(n);
-    let hi = ((line.len() + pw) / 4).clamp(lo, n);
-    let [p0, p1, p2, p3] = phases;
-    for k in (0..lo).chain(hi..n) {
-        let i = (4 * k) as isize - pw as isize;
-        p0[k] = at(i);
-        p1[k] = at(i + 1);
-        p2[k] = at(i + 2);
-        p3[k] = at(i + 3);
-    }
-    if hi > lo {
-        let quads = line[4 * lo - pw..][..4 * (hi - lo)].chunks_exact(4);
-        for (k, quad) in (lo..hi).zip(quads) {
-            p0[k] = quad[0];
-            p1[k] = quad[1];
-            p2[k] = quad[2];
-            p3[k] = quad[3];
-        }
-    }
 }
 
 /// `Bᵀ·(d0 .. d5)`.
@@ -76,7 +44,7 @@ pub(super) fn transform_input_rows(
     v: &mut [f32],
     (offset, stride): (usize, usize),
 ) {
-    let (_, tw) = tiles::<F4>(geo);
+    let (_, tw) = F4.tiles(geo);
     let len = tw + 1;
     let group = (rows + 1) * len;
     let flat = rows * len;

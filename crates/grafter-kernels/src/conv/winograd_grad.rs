@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::backward::WEIGHT_CHUNKS;
 use super::geometry::ConvGeometry;
-use super::winograd::{F2, image_runs, tiles};
+use super::winograd::{F2, image_runs};
 use super::winograd_input::{self, transform_input_rows};
 use crate::gemm::{Threads, matmul, rows, rows_mut, rows_t};
 use crate::scratch::with_scratch;
@@ -61,7 +61,7 @@ fn images_into(
     threads: Threads,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
-    let (th, tw) = tiles::<F2>(geo);
+    let (th, tw) = F2.tiles(geo);
     let rows_per = (BLOCK_ELEMS / (16 * c_in.max(c_out) * tw)).max(1);
     let t_max = rows_per * tw;
     let lens = [

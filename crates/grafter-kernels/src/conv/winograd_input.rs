@@ -20,6 +20,34 @@ pub(super) fn scratch_len(tw: usize, rows: usize) -> usize {
     4 * (rows + 1) * len + 8 * rows * len + rows * len
 }
 
+/// `phases[p][k] = line[P·k + p − pw]`, zero outside the line: the line split into its `P`
+/// column phases, so that the columns a tile reads become one element of each phase (F(2×2,
+/// 3×3): even and odd columns; F(4×4, 3×3): columns mod 4).
+pub(super) fn split_phases<const P: usize>(line: &[f32], pw: usize, phases: [&mut [f32]; P]) {
+    let at = |i: isize| {
+        if i >= 0 && (i as usize) < line.len() {
+            line[i as usize]
+        } else {
+            0.0
+        }
+    };
+    let n = phases[0].len();
+    // k in [lo, hi) reads all P columns inside the line.
+    let lo = pw.div_ceil(P).min(n);
+    let hi = ((line.len() + pw) / P).clamp(lo, n);
+    for (p, phase) in phases.into_iter().enumerate() {
+        for k in (0..lo).chain(hi..n) {
+            phase[k] = at((P * k + p) as isize - pw as isize);
+        }
+        if hi > lo {
+            let groups = line[P * lo - pw..][..P * (hi - lo)].chunks_exact(P);
+            for (v, group) in phase[lo..hi].iter_mut().zip(groups) {
+                *v = group[p];
+            }
+        }
+    }
+}
+
 /// Transforms tile rows `ty0 .. ty0 + rows` of the plane `src` (padding read as zeros) and
 /// writes transformed element `e` of tile `(i, tx)` (`i` counted from `ty0`) to
 /// `v[e · stride + offset + i · tw + tx]`.
@@ -31,7 +59,7 @@ pub(super) fn transform_input_rows(
     v: &mut [f32],
     (offset, stride): (usize, usize),
 ) {
-    let (_, tw) = super::winograd::tiles::<super::winograd::F2>(geo);
+    let (_, tw) = super::winograd::F2.tiles(geo);
     let len = tw + 1;
     let pairs = (rows + 1) * len;
     let flat = rows * len;
@@ -58,7 +86,7 @@ pub(super) fn transform_input_rows(
                     odd.fill(0.0);
                 } else {
                     let line = &src[iy as usize * geo.w..][..geo.w];
-                    super::winograd::deinterleave(line, pw, even, odd);
+                    split_phases(line, pw, [even, odd]);
                 }
             }
         }
