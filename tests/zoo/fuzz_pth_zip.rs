@@ -20,6 +20,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
+use crate::fixtures::host;
 use crate::fuzz_harness::{Target, drive, mutate};
 use crate::torch_save::write_state_dict;
 
@@ -151,22 +152,8 @@ fn load(input: &[u8], dir: &Path) {
     let outcome = match load_state_dict(tiny(&device), &path, &[]) {
         Ok(model) => {
             let (weight, bias) = values();
-            let got_bias: Vec<f32> = model
-                .fc
-                .bias
-                .unwrap()
-                .val()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            let got_weight: Vec<f32> = model
-                .fc
-                .weight
-                .val()
-                .transpose()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
+            let got_bias = host(model.fc.bias.unwrap().val());
+            let got_weight = host(model.fc.weight.val().transpose());
             if got_weight == weight && got_bias == bias {
                 "loaded"
             } else {
@@ -202,14 +189,7 @@ fn the_zip_seed_loads() {
     let path = dir.path().join("m.pth");
     std::fs::write(&path, seed).unwrap();
     let model = load_state_dict(tiny(&Device::flex()), &path, &[]).unwrap();
-    let bias: Vec<f32> = model
-        .fc
-        .bias
-        .unwrap()
-        .val()
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let bias = host(model.fc.bias.unwrap().val());
     assert_eq!(bias, values().1);
 }
 

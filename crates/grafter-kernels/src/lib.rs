@@ -48,6 +48,7 @@ mod output;
 mod pool;
 mod precision;
 mod scratch;
+mod setting;
 
 pub use choice::{Kernels, kernels, set_kernels};
 pub use extension::CpuKernels;

@@ -9,7 +9,7 @@
 //! onnxruntime's 1e-4 (the parity tests); `Highest` is for users comparing layer outputs with
 //! another engine's closely, or bisecting a difference.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::setting::Setting;
 
 /// The accuracy of the forward (and input-gradient) 3×3 convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,10 @@ pub enum ConvPrecision {
     Highest,
 }
 
-const UNSET: u8 = 0;
 const HIGH: u8 = 1;
 const HIGHEST: u8 = 2;
 
-static PRECISION: AtomicU8 = AtomicU8::new(UNSET);
+static PRECISION: Setting = Setting::new("GRAFTER_CONV_PRECISION");
 
 /// The precision in force: the last [`set_conv_precision`], else the environment variable
 /// `GRAFTER_CONV_PRECISION` (`highest`; anything else, or unset, for `High`).
@@ -37,25 +36,20 @@ static PRECISION: AtomicU8 = AtomicU8::new(UNSET);
 /// assert_eq!(conv_precision(), ConvPrecision::Highest);
 /// ```
 pub fn conv_precision() -> ConvPrecision {
-    match PRECISION.load(Ordering::Relaxed) {
-        HIGH => ConvPrecision::High,
+    let from_env = |var: Option<&str>| match var {
+        Some("highest") => HIGHEST,
+        _ => HIGH,
+    };
+    match PRECISION.get(from_env) {
         HIGHEST => ConvPrecision::Highest,
-        _ => {
-            let from_env = match std::env::var("GRAFTER_CONV_PRECISION").as_deref() {
-                Ok("highest") => ConvPrecision::Highest,
-                _ => ConvPrecision::High,
-            };
-            set_conv_precision(from_env);
-            from_env
-        }
+        _ => ConvPrecision::High,
     }
 }
 
 /// Chooses the precision for the whole process (overrides `GRAFTER_CONV_PRECISION`).
 pub fn set_conv_precision(precision: ConvPrecision) {
-    let value = match precision {
+    PRECISION.set(match precision {
         ConvPrecision::High => HIGH,
         ConvPrecision::Highest => HIGHEST,
-    };
-    PRECISION.store(value, Ordering::Relaxed);
+    });
 }

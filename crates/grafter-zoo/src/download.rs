@@ -499,8 +499,13 @@ impl Cache {
 
 /// SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    digest_file::<Sha256>(path)
+}
+
+/// The digest `D` of a file, as lowercase hex, read a mebibyte at a time.
+fn digest_file<D: Digest>(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buf) {
@@ -517,19 +522,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 /// (Food-101: torchvision checks the same MD5): it catches a truncated or corrupted transfer,
 /// not a forged file.
 pub fn md5_file(path: &Path) -> io::Result<String> {
-    use md5::{Digest as _, Md5};
-    let mut file = File::open(path)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(to_hex(&hasher.finalize()))
+    digest_file::<md5::Md5>(path)
 }
 
 /// Checks `path` against its publisher's MD5 (32 hex digits, any case); returns the digest.
