@@ -5,7 +5,7 @@
 //! Why a choice: F(4×4, 3×3) does 1.78× fewer multiplications than F(2×2, 3×3) but its larger
 //! transform constants cost accuracy — per layer a few 1e-6 (64 channels) to 2e-5 (512
 //! channels) of the largest output against direct convolution, where F(2×2, 3×3) stays within
-//! about 1e-6 (crates/grafter-kernels/tests/conv_reference.rs). End to end both are within
+//! about 1e-6 (crates/grafter-kernels/tests/reference/conv.rs). End to end both are within
 //! onnxruntime's 1e-4 (the parity tests); `Highest` is for users comparing layer outputs with
 //! another engine's closely, or bisecting a difference.
 
