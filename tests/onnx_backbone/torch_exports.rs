@@ -569,3 +569,117 @@ fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
         assert!(err <= 1e-4, "{name} export round trip: max rel err {err:e}");
     }
 }
+
+/// Multi-scale maps (`FeatureMaps`) found in real torch exports: at least three resolutions,
+/// reductions doubling up to 32, and the deepest map is torch's feature map at the cut. A
+/// vision transformer keeps one resolution and offers none (a typed error, not a panic).
+#[test]
+fn torch_exports_offer_their_multi_scale_maps() {
+    use grafter::FeatureMaps;
+    for family in [
+        "resnet18",
+        "shufflenet_v2_x1_0",
+        "convnext",
+        "efficientnet_b0",
+        "mobilenet_v3_large",
+        "regnet_y_400mf",
+        "vit",
+    ] {
+        // (TorchScript's ViT does not parse: vit_torchscript_export_is_a_typed_parse_error)
+        let exporters: &[&str] = if family == "vit" {
+            &["dynamo_dyn"]
+        } else {
+            &["ts_dyn", "dynamo_dyn"]
+        };
+        for exporter in exporters {
+            let name = format!("{family}_{exporter}");
+            let Some(dir) = export_dir(&name) else {
+                return;
+            };
+            let _l = crate::lock();
+            let device = Device::flex();
+            let b = OnnxBackbone::load(
+                dir.join(format!("{name}.onnx")),
+                &OnnxBackboneOptions::default(),
+                &device,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let info = b.feature_info();
+            let (batch, size) = cases(&dir)[0];
+            let x = input(&dir, batch, size, &device);
+            if family == "vit" {
+                assert!(info.is_empty(), "{name}: {info:?}");
+                let err = b.forward_feature_maps(x, &[0]).unwrap_err().to_string();
+                assert!(err.contains("single resolution"), "{name}: {err}");
+                continue;
+            }
+            let reductions: Vec<usize> = info.iter().map(|f| f.reduction).collect();
+            println!("{name}: maps {info:?}");
+            assert!(info.len() >= 3, "{name}: {reductions:?}");
+            assert!(
+                reductions.windows(2).all(|w| w[1] == 2 * w[0]) && reductions.last() == Some(&32),
+                "{name}: reductions {reductions:?}"
+            );
+            let all: Vec<usize> = (0..info.len()).collect();
+            let maps = b.forward_feature_maps(x, &all).unwrap();
+            for (map, f) in maps.iter().zip(&info) {
+                let side = size.div_ceil(f.reduction);
+                assert_eq!(
+                    map.dims(),
+                    [batch, f.channels, side, side],
+                    "{name} {}",
+                    f.name
+                );
+            }
+            let (feats, _) = npy(&dir.join(format!("features_b{batch}_s{size}.npy")));
+            let deepest = host(maps.last().unwrap().clone());
+            check(&name, "deepest map vs torch's features", &deepest, &feats);
+        }
+    }
+}
+
+/// A graph that bakes its input size (the ViT's position embedding holds 64 px worth of
+/// patches) is fed its declared size by default, and a preprocess of another size is refused
+/// at load with a typed error — training would otherwise panic on its first batch.
+#[test]
+fn a_preprocess_size_the_graph_cannot_run_is_refused_at_load() {
+    let name = "vit_dynamo_dyn";
+    let Some(dir) = export_dir(name) else {
+        return;
+    };
+    let _l = crate::lock();
+    let device = Device::flex();
+    let file = dir.join(format!("{name}.onnx"));
+    let b = OnnxBackbone::load(&file, &OnnxBackboneOptions::default(), &device)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.preprocess().input_size, [64, 64]);
+    let mut other = grafter::Preprocess::imagenet();
+    other.input_size = [96, 96];
+    match OnnxBackbone::load(
+        &file,
+        &OnnxBackboneOptions::default().with_preprocess(other),
+        &device,
+    ) {
+        Err(e @ grafter_onnx::OnnxError::Graph { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("96×96") && msg.contains("64×64") && msg.contains(name),
+                "{msg}"
+            );
+            println!("{msg}");
+        }
+        other => panic!("expected a typed error, got {:?}", other.map(|_| ())),
+    }
+    // A convolutional export runs at any size: the same preprocess is accepted.
+    let Some(dir) = export_dir("resnet18_dynamo_dyn") else {
+        return;
+    };
+    let mut other = grafter::Preprocess::imagenet();
+    other.input_size = [96, 96];
+    OnnxBackbone::load(
+        dir.join("resnet18_dynamo_dyn.onnx"),
+        &OnnxBackboneOptions::default().with_preprocess(other),
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -53,6 +53,13 @@ impl Reference {
         (v, t.shape().to_vec())
     }
 
+    pub fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes)
+            .unwrap()
+            .tensor(name)
+            .is_ok()
+    }
+
     pub fn tensor4(&self, name: &str, device: &Device) -> Tensor<4> {
         let (v, s) = self.host(name);
         Tensor::from_data(TensorData::new(v, [s[0], s[1], s[2], s[3]]), device)

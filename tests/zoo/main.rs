@@ -2,6 +2,7 @@
 //! project's random-weight fixtures, and typed errors for bad weight files.
 
 mod errors;
+mod feature_maps;
 mod finetune;
 mod fixtures;
 #[allow(dead_code)]

@@ -16,6 +16,7 @@ pub mod checkpoint;
 mod classifier;
 pub mod device;
 mod error;
+pub mod feature_maps;
 pub mod finetune;
 pub mod head;
 pub mod history;
@@ -37,6 +38,7 @@ pub mod weights;
 pub use backbone::{Backbone, Stage};
 pub use classifier::Classifier;
 pub use error::{GrafterError, Result, panic_text};
+pub use feature_maps::{FeatureInfo, FeatureMaps};
 pub use finetune::{
     ClassWeights, DEFAULT_FEATURE_CACHE_BUDGET, EarlyStopping, Ema, EmaSelect, FineTune,
     FineTuneConfig, FitOutcome, Observer, Precision, Sampler, StepInfo, evaluate, top_losses,
@@ -56,8 +58,8 @@ pub mod prelude {
     };
     pub use crate::source::{DataSource, InMemoryDataset};
     pub use crate::{
-        Backbone, Classifier, FineTune, FineTuneConfig, FreezePolicy, GrafterError, Head,
-        LinearHeadConfig, LrSchedule, MlpHeadConfig, OptimizerConfig, Pooling, Preprocess, Stage,
-        Task,
+        Backbone, Classifier, FeatureInfo, FeatureMaps, FineTune, FineTuneConfig, FreezePolicy,
+        GrafterError, Head, LinearHeadConfig, LrSchedule, MlpHeadConfig, OptimizerConfig, Pooling,
+        Preprocess, Stage, Task,
     };
 }

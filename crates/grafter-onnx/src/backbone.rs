@@ -10,14 +10,15 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use grafter_core::{Backbone, Preprocess, Stage, panic_text};
+use grafter_core::feature_maps::Taps;
+use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage, panic_text};
 
 use crate::cut::auto_cut;
 use crate::graph::{Graph, Op};
 use crate::import::{BnSpec, ConvSpec, Imported, LayerNormSpec, LinearSpec, import};
 use crate::interpret::{Modules, Value, run};
 use crate::parse::{CutName, parse};
-use crate::stages::{Member, split};
+use crate::stages::{Member, split, taps};
 use crate::{CutPoint, OnnxBackboneOptions, OnnxError, Result};
 
 /// What was cut off the original graph.
@@ -38,6 +39,8 @@ pub(crate) struct Meta {
     pub preprocess: Preprocess,
     pub dropped: DroppedClassifier,
     pub cut_name: String,
+    /// The multi-scale maps (`FeatureMaps`): value slot and description, input side first.
+    pub taps: Vec<(usize, FeatureInfo)>,
 }
 
 /// Any ONNX CNN as a [`Backbone`]: convolutions, BatchNorms and fully connected layers are
@@ -230,54 +233,77 @@ impl OnnxBackbone {
                     .clone()
                     .unwrap_or_else(Preprocess::imagenet),
                 dropped,
+                taps: Vec::new(),
             }),
         };
         // The channel count of the cut: one tiny forward pass (shapes are not always static),
         // at the graph's own input size where it is static.
-        let [h, w] = backbone.meta.preprocess.input_size;
         let static_dim = |i: usize| input_shape.get(i).copied().flatten();
         // A channels-last input `[N, H, W, 3]` (its transpose absorbed) has its size in axes 1, 2.
         let channels_last = static_dim(3) == Some(3) && static_dim(1) != Some(3);
         let (ah, aw) = if channels_last { (1, 2) } else { (2, 3) };
+        // Without a preprocess given, a graph declaring its input size is fed that size.
+        if let (None, Some(sh), Some(sw)) = (&options.preprocess, static_dim(ah), static_dim(aw)) {
+            Arc::make_mut(&mut backbone.meta).preprocess.input_size = [sh, sw];
+        }
+        let [ph, pw] = backbone.meta.preprocess.input_size;
         let (h, w) = (
-            static_dim(ah).unwrap_or(h.max(32)),
-            static_dim(aw).unwrap_or(w.max(32)),
+            static_dim(ah).unwrap_or(ph.max(32)),
+            static_dim(aw).unwrap_or(pw.max(32)),
         );
         // A graph exported with a fixed batch is probed at another batch, so that a shape
         // baked with the export batch (and not rewritten) fails here, not in training.
         let batch = static_dim(0).map_or(1, |b| b.saturating_add(1));
-        let elements = [batch, 3, h, w]
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d));
-        if h == 0 || w == 0 || elements.is_none_or(|n| n > MAX_PROBE_ELEMENTS) {
-            return Err(bad(format!(
-                "the graph's input shape {input_shape:?} asks for a probe of batch {batch} at \
-                 {h}×{w}: not an image size this loader runs (at most {MAX_PROBE_ELEMENTS} values)"
-            )));
-        }
-        let probe = Tensor::<4>::zeros([batch, 3, h, w], device);
         let batch_hint = match static_dim(0) {
             Some(b) => format!(
                 " (the graph was exported with a fixed batch of {b}: re-export with a dynamic batch)"
             ),
             None => String::new(),
         };
-        // Load-time checks refuse every malformed attribute they know of; a shape that only
-        // fails when run (a Reshape baking another batch size) must still not crash the
-        // caller, so a panic of the probe becomes a typed error naming the file.
-        let out = catch_unwind(AssertUnwindSafe(|| backbone.forward_value(probe))).map_err(
-            |payload| {
-                bad(format!(
-                    "the probe forward pass (batch {batch}, {h}×{w}) failed: {}{batch_hint}",
-                    panic_text(payload.as_ref())
-                ))
-            },
-        )?;
+        // The same pass measures the multi-scale maps' channels.
+        let graph = &backbone.meta.graph;
+        let candidates = taps(graph);
+        let wanted: Vec<usize> = candidates
+            .iter()
+            .map(|&(v, _)| v)
+            .chain([graph.output])
+            .collect();
+        let mut outs = backbone
+            .probe([batch, 3, h, w], &wanted, device)
+            .map_err(|e| bad(format!("{e} (graph input {input_shape:?}){batch_hint}")))?;
+        let out = outs.pop().expect("the output was asked for");
+        let taps = candidates
+            .into_iter()
+            .zip(outs)
+            .filter(|(_, map)| map.shape().len() == 4)
+            .map(|((v, reduction), map)| {
+                let info = FeatureInfo {
+                    name: backbone.meta.graph.value_names[v].clone(),
+                    channels: map.shape()[1],
+                    reduction,
+                };
+                (v, info)
+            })
+            .collect();
+        Arc::make_mut(&mut backbone.meta).taps = taps;
         if out.shape().first() != Some(&batch) {
             return Err(bad(format!(
                 "the probe forward pass at batch {batch} gave an output of shape {:?}: the graph computes a fixed batch{batch_hint}",
                 out.shape()
             )));
+        }
+        // Training and prediction feed the preprocess's size: a graph that bakes its input
+        // size (a ViT's position embedding, a Reshape of a static export) must fail here.
+        if [ph, pw] != [h, w] {
+            backbone
+                .probe([batch, 3, ph, pw], &[backbone.meta.graph.output], device)
+                .map_err(|e| {
+                    bad(format!(
+                        "the graph does not run at the preprocess's input size {ph}×{pw} \
+                         (it runs at {h}×{w}): {e}; give a Preprocess of size {h}×{w}, or \
+                         re-export the graph with a dynamic height and width"
+                    ))
+                })?;
         }
         channels_of_cut.get_or_insert(out.shape().get(1).copied().unwrap_or(1));
         Arc::make_mut(&mut backbone.meta).feature_channels = channels_of_cut.unwrap_or(1);
@@ -295,8 +321,43 @@ impl OnnxBackbone {
         Ok(backbone)
     }
 
+    /// A forward pass of zeros of `shape` at load, returning the `wanted` values; a panic
+    /// (a shape that only fails when run) is an error message, and so is a probe larger than
+    /// [`MAX_PROBE_ELEMENTS`].
+    fn probe(
+        &self,
+        shape: [usize; 4],
+        wanted: &[usize],
+        device: &Device,
+    ) -> std::result::Result<Vec<Value>, String> {
+        let [batch, _, h, w] = shape;
+        let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if h == 0 || w == 0 || elements.is_none_or(|n| n > MAX_PROBE_ELEMENTS) {
+            return Err(format!(
+                "a probe of batch {batch} at {h}×{w} is not an image size this loader runs \
+                 (at most {MAX_PROBE_ELEMENTS} values)"
+            ));
+        }
+        let probe = Tensor::<4>::zeros(shape, device);
+        // Load-time checks refuse every malformed attribute they know of; a shape that only
+        // fails when run (a Reshape baking another batch size) must still not crash the
+        // caller, so a panic of the probe becomes a typed error naming the file.
+        catch_unwind(AssertUnwindSafe(|| self.forward_values(probe, wanted))).map_err(|payload| {
+            format!(
+                "the probe forward pass (batch {batch}, {h}×{w}) failed: {}",
+                panic_text(payload.as_ref())
+            )
+        })
+    }
+
     /// Runs the kept graph, returning its output with its true rank.
     pub fn forward_value(&self, images: Tensor<4>) -> Value {
+        self.forward_values(images, &[self.meta.graph.output])
+            .remove(0)
+    }
+
+    /// Runs the kept graph, returning the values in slots `wanted`.
+    fn forward_values(&self, images: Tensor<4>, wanted: &[usize]) -> Vec<Value> {
         let m = Modules {
             convs: &self.convs,
             bns: &self.bns,
@@ -304,8 +365,7 @@ impl OnnxBackbone {
             layer_norms: &self.layer_norms,
             params: &self.params,
         };
-        let graph = &self.meta.graph;
-        run(graph, &m, images, &[graph.output]).remove(0)
+        run(&self.meta.graph, &m, images, wanted)
     }
 
     /// The name (as onnx-ir renamed it) of the value the backbone ends at.
@@ -320,6 +380,33 @@ impl OnnxBackbone {
 
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
+    }
+}
+
+/// The maps found at load (`stages.rs`'s `taps`): at each resolution, the last activation
+/// every later node depends on — for a torchvision ResNet the stem's ReLU and the four stage
+/// outputs, named by their ONNX values. A transformer offers none.
+impl FeatureMaps for OnnxBackbone {
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.meta
+            .taps
+            .iter()
+            .map(|(_, info)| info.clone())
+            .collect()
+    }
+
+    fn forward_feature_maps(
+        &self,
+        images: Tensor<4>,
+        indices: &[usize],
+    ) -> grafter_core::Result<Vec<Tensor<4>>> {
+        Taps::new(indices, self.meta.taps.len())?;
+        let wanted: Vec<usize> = indices.iter().map(|&i| self.meta.taps[i].0).collect();
+        Ok(self
+            .forward_values(images, &wanted)
+            .into_iter()
+            .map(Value::into_rank4)
+            .collect())
     }
 }
 

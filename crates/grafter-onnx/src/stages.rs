@@ -85,13 +85,10 @@ fn split_transformer(graph: &Graph) -> Option<Vec<(String, Vec<Member>)>> {
     Some(stages)
 }
 
-/// Named stages, input side first, each with the modules it owns.
-pub(crate) fn split(graph: &Graph) -> Vec<(String, Vec<Member>)> {
-    if let Some(stages) = split_transformer(graph) {
-        return stages;
-    }
+/// Every value's level: the product of the strides on its way from the input (the largest,
+/// where branches meet).
+fn levels(graph: &Graph) -> Vec<usize> {
     let mut level = vec![1usize; graph.value_names.len()];
-    let mut by_level: Vec<(usize, Vec<Member>)> = Vec::new();
     for step in &graph.steps {
         let input_level = step
             .inputs
@@ -103,8 +100,101 @@ pub(crate) fn split(graph: &Graph) -> Vec<(String, Vec<Member>)> {
             .max()
             .unwrap_or(1);
         // Saturating: strides are capped at load, but a long chain of them may still exceed usize.
-        let lvl = input_level.saturating_mul(step.op.stride(&graph.conv_strides));
-        level[step.output] = lvl;
+        level[step.output] = input_level.saturating_mul(step.op.stride(&graph.conv_strides));
+    }
+    level
+}
+
+/// Whether `op` maps `[N, C, H, W]` activations to `[N, C', H', W']` ones in the same layout
+/// (not a transpose to channels-last, a flatten or a global pooling). A Reshape counts where it
+/// gives rank 4: the end of ShuffleNet's channel shuffle.
+fn keeps_layout(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Conv { .. }
+            | Op::BatchNorm { .. }
+            | Op::Relu
+            | Op::LeakyRelu(_)
+            | Op::Clip { .. }
+            | Op::Sigmoid
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish
+            | Op::Swish
+            | Op::Tanh
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Concat { axis: 1 }
+            | Op::Reshape { .. }
+            | Op::Identity
+    )
+}
+
+/// The multi-scale feature maps (timm's `features_only`), input side first, as `(value,
+/// level)`: at each level where a convolution runs (and the cut's), the last rank-4 value that every later
+/// step depends on alone (no branch bypasses it) and that an op keeping the layout made — a
+/// ResNet's stem activation and stage outputs, a VGG's last activation before each pooling, a
+/// bottleneck's output rather than its first 1×1 (the shortcut bypasses that). In an
+/// inverted-residual network (MobileNet, EfficientNet) that is the expansion of the next
+/// stage's first block, wider than timm's block output (what SSDLite taps). None for a
+/// transformer, which keeps one resolution.
+pub(crate) fn taps(graph: &Graph) -> Vec<(usize, usize)> {
+    if split_transformer(graph).is_some() {
+        return Vec::new();
+    }
+    let level = levels(graph);
+    let mut last_use: Vec<Option<usize>> = vec![None; graph.value_names.len()];
+    for (k, step) in graph.steps.iter().enumerate() {
+        for o in &step.inputs {
+            if let Operand::Value(v) = o {
+                last_use[*v] = Some(k);
+            }
+        }
+    }
+    // Activations (rank ≥ 2) still needed after step k; shape arithmetic does not count.
+    let needed_after = |v: usize, k: usize| {
+        graph.value_ranks[v] >= 2 && (v == graph.output || last_use[v].is_some_and(|u| u > k))
+    };
+    let mut live = std::collections::HashSet::from([graph.input]);
+    let mut taps: Vec<(usize, usize)> = Vec::new();
+    // Levels with maps worth tapping: where a convolution runs, and the cut's (a VGG's last
+    // pooling runs no convolution).
+    let mut conv_levels = std::collections::HashSet::from([level[graph.output]]);
+    for (k, step) in graph.steps.iter().enumerate() {
+        live.retain(|&v| needed_after(v, k));
+        if needed_after(step.output, k) {
+            live.insert(step.output);
+        }
+        let lvl = level[step.output];
+        if matches!(step.op, Op::Conv { .. }) {
+            conv_levels.insert(lvl);
+        }
+        let alone = live.len() == 1 && live.contains(&step.output);
+        if !alone || graph.value_ranks[step.output] != 4 || !keeps_layout(&step.op) {
+            continue;
+        }
+        match taps.iter_mut().find(|(_, l)| *l == lvl) {
+            Some(tap) => tap.0 = step.output,
+            None => taps.push((step.output, lvl)),
+        }
+    }
+    taps.retain(|(_, l)| conv_levels.contains(l));
+    taps.sort_by_key(|&(_, l)| l);
+    taps
+}
+
+/// Named stages, input side first, each with the modules it owns.
+pub(crate) fn split(graph: &Graph) -> Vec<(String, Vec<Member>)> {
+    if let Some(stages) = split_transformer(graph) {
+        return stages;
+    }
+    let level = levels(graph);
+    let mut by_level: Vec<(usize, Vec<Member>)> = Vec::new();
+    for step in &graph.steps {
+        let lvl = level[step.output];
         let params = step.inputs.iter().filter_map(|o| match o {
             Operand::Const(c) => graph.constants[*c].param.map(Member::Param),
             Operand::Value(_) => None,

@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage};
 use grafter_onnx::{ExportError, OnnxBackbone, OnnxBackboneExport, OnnxEmitter};
 
 use crate::ZooError;
@@ -132,6 +132,28 @@ impl Backbone for AnyBackbone {
             Self::ResNet(b) => b.preprocess(),
             Self::Vgg(b) => b.preprocess(),
             Self::Onnx(b) => b.preprocess(),
+        }
+    }
+}
+
+impl FeatureMaps for AnyBackbone {
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        match self {
+            Self::ResNet(b) => b.feature_info(),
+            Self::Vgg(b) => b.feature_info(),
+            Self::Onnx(b) => b.feature_info(),
+        }
+    }
+
+    fn forward_feature_maps(
+        &self,
+        images: Tensor<4>,
+        indices: &[usize],
+    ) -> grafter_core::Result<Vec<Tensor<4>>> {
+        match self {
+            Self::ResNet(b) => b.forward_feature_maps(images, indices),
+            Self::Vgg(b) => b.forward_feature_maps(images, indices),
+            Self::Onnx(b) => b.forward_feature_maps(images, indices),
         }
     }
 }

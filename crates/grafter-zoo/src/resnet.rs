@@ -7,7 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Distribution, Tensor};
-use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_core::feature_maps::Taps;
+use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage};
 use grafter_kernels::relu;
 use grafter_kernels::{conv_bn_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
@@ -293,16 +294,78 @@ impl ResNet {
     }
 }
 
-impl Backbone for ResNet {
-    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
-        let stem = relu(conv_bn_layer(&self.conv1, &self.bn1, images));
-        let mut x = max_pool2d_layer(&self.maxpool, stem);
-        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+impl ResNet {
+    /// Runs the stem and the first `deepest` stages, handing map `i` (0 = the stem's
+    /// activation, 1…4 = layer1…layer4) to `tap` as it passes.
+    fn forward_maps(
+        &self,
+        images: Tensor<4>,
+        deepest: usize,
+        mut tap: impl FnMut(usize, &Tensor<4>),
+    ) -> Tensor<4> {
+        let mut x = relu(conv_bn_layer(&self.conv1, &self.bn1, images));
+        tap(0, &x);
+        if deepest == 0 {
+            return x;
+        }
+        x = max_pool2d_layer(&self.maxpool, x);
+        let layers = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        for (i, layer) in layers.into_iter().enumerate().take(deepest) {
             for block in layer {
                 x = block.forward(x);
             }
+            tap(i + 1, &x);
         }
         x
+    }
+}
+
+/// timm's `features_only` maps: the stem's activation (reduction 2, 64 channels) and the output
+/// of each of the four stages (4, 8, 16, 32).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use grafter_core::FeatureMaps;
+/// use grafter_zoo::ResNetConfig;
+///
+/// let device = Device::flex();
+/// let resnet = ResNetConfig::resnet50().init(&device);
+/// let names: Vec<_> = resnet.feature_info().into_iter().map(|f| (f.name, f.channels, f.reduction)).collect();
+/// assert_eq!(names[1], ("layer1".to_string(), 256, 4));
+/// let maps = resnet.forward_feature_maps(Tensor::zeros([1, 3, 64, 64], &device), &[2, 4])?;
+/// assert_eq!(maps[0].dims(), [1, 512, 8, 8]);
+/// assert_eq!(maps[1].dims(), [1, 2048, 2, 2]);
+/// # Ok::<(), grafter_core::GrafterError>(())
+/// ```
+impl FeatureMaps for ResNet {
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        let stem = FeatureInfo {
+            name: "stem".into(),
+            channels: 64,
+            reduction: 2,
+        };
+        let stages = (0..4).map(|i| FeatureInfo {
+            name: format!("layer{}", i + 1),
+            channels: self.feature_channels >> (3 - i),
+            reduction: 4 << i,
+        });
+        std::iter::once(stem).chain(stages).collect()
+    }
+
+    fn forward_feature_maps(
+        &self,
+        images: Tensor<4>,
+        indices: &[usize],
+    ) -> grafter_core::Result<Vec<Tensor<4>>> {
+        let mut taps = Taps::new(indices, 5)?;
+        self.forward_maps(images, taps.deepest(), |i, map| taps.offer(i, map));
+        Ok(taps.into_maps())
+    }
+}
+
+impl Backbone for ResNet {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
+        self.forward_maps(images, 4, |_, _| {})
     }
 
     fn feature_channels(&self) -> usize {

@@ -6,7 +6,8 @@ use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
-use grafter_core::{Backbone, Preprocess, Stage};
+use grafter_core::feature_maps::Taps;
+use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage};
 use grafter_kernels::relu;
 use grafter_kernels::{conv_bn_layer, conv2d_layer, max_pool2d_layer};
 
@@ -121,10 +122,17 @@ pub struct Vgg {
     pub preprocess: Preprocess,
 }
 
-impl Backbone for Vgg {
-    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
+impl Vgg {
+    /// Runs the blocks up to map `deepest`, handing map `i` to `tap` as it passes: map `i` <
+    /// blocks is block `i`'s last activation before its pooling, the last map the pooled output.
+    fn forward_maps(
+        &self,
+        images: Tensor<4>,
+        deepest: usize,
+        mut tap: impl FnMut(usize, &Tensor<4>),
+    ) -> Tensor<4> {
         let mut x = images;
-        for block in &self.blocks {
+        for (i, block) in self.blocks.iter().enumerate().take(deepest + 1) {
             for l in &block.layers {
                 x = match &l.bn {
                     Some(bn) => conv_bn_layer(&l.conv, bn, x),
@@ -132,9 +140,72 @@ impl Backbone for Vgg {
                 };
                 x = relu(x);
             }
+            tap(i, &x);
+            if i == deepest {
+                return x;
+            }
             x = max_pool2d_layer(&block.pool, x);
         }
+        tap(self.blocks.len(), &x);
         x
+    }
+}
+
+/// timm's `features_only` maps: each block's last activation before its max-pool (reductions
+/// 1, 2, 4, 8, 16) and the pooled output of the last block (32, what `forward_features`
+/// returns).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use grafter_core::FeatureMaps;
+/// use grafter_zoo::VggConfig;
+///
+/// let device = Device::flex();
+/// let vgg = VggConfig::depth(11, false).unwrap().init(&device);
+/// let info = vgg.feature_info();
+/// assert_eq!((info[2].channels, info[2].reduction), (256, 4));
+/// let maps = vgg.forward_feature_maps(Tensor::zeros([1, 3, 64, 64], &device), &[2, 5])?;
+/// assert_eq!(maps[0].dims(), [1, 256, 16, 16]);
+/// assert_eq!(maps[1].dims(), [1, 512, 2, 2]);
+/// # Ok::<(), grafter_core::GrafterError>(())
+/// ```
+impl FeatureMaps for Vgg {
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        let channels = |b: &VggBlock| b.layers.last().map_or(0, |l| l.conv.weight.dims()[0]);
+        let mut info: Vec<FeatureInfo> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| FeatureInfo {
+                name: format!("block{}", i + 1),
+                channels: channels(b),
+                reduction: 1 << i,
+            })
+            .collect();
+        if let Some(last) = self.blocks.last() {
+            info.push(FeatureInfo {
+                name: format!("block{}_pool", self.blocks.len()),
+                channels: channels(last),
+                reduction: 1 << self.blocks.len(),
+            });
+        }
+        info
+    }
+
+    fn forward_feature_maps(
+        &self,
+        images: Tensor<4>,
+        indices: &[usize],
+    ) -> grafter_core::Result<Vec<Tensor<4>>> {
+        let mut taps = Taps::new(indices, self.blocks.len() + 1)?;
+        self.forward_maps(images, taps.deepest(), |i, map| taps.offer(i, map));
+        Ok(taps.into_maps())
+    }
+}
+
+impl Backbone for Vgg {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<4> {
+        self.forward_maps(images, self.blocks.len(), |_, _| {})
     }
 
     fn feature_channels(&self) -> usize {

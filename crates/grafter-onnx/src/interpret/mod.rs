@@ -169,7 +169,13 @@ pub(crate) fn run(graph: &Graph, m: &Modules, input: Tensor<4>, wanted: &[usize]
     }
     let mut values: Vec<Option<Slot>> = vec![None; graph.value_names.len()];
     values[graph.input] = Some(Slot::Tensor(Value::from_rank4(input)));
-    for step in &graph.steps {
+    // Nothing after the last wanted value is computed (early feature maps).
+    let end = graph
+        .steps
+        .iter()
+        .rposition(|s| wanted.contains(&s.output))
+        .map_or(0, |k| k + 1);
+    for step in &graph.steps[..end] {
         let mut args = Vec::with_capacity(step.inputs.len());
         for o in &step.inputs {
             args.push(match o {
