@@ -94,3 +94,70 @@ fn recipes_against_a_fixed_rate_on_fashion_mnist() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// timm's MixUp / CutMix on the same frozen base: it mixes images, so the backbone runs live
+/// every epoch (the feature cache turns itself off); the fixed-rate row of the test above is
+/// its baseline (the cached run is bit-identical to a live one without mixing).
+#[test]
+#[ignore = "a measurement: cargo test --test real mixup -- --ignored --nocapture"]
+fn mixup_and_cutmix_on_fashion_mnist() {
+    use grafter::mixup::Mixup;
+    let _rng = crate::real_data::rng_lock();
+    let Some(dir) = crate::real_data::dir() else {
+        return;
+    };
+    let device = Device::flex();
+    let started = std::time::Instant::now();
+    let r = Reference::load_file(&dir.join("fashion_mnist.safetensors"));
+    let load = || {
+        load_vgg_backbone_onnx(
+            dir.join("vgg16_keras.onnx"),
+            &VggConfig::vgg16(),
+            Preprocess::caffe(),
+            &device,
+        )
+        .unwrap()
+    };
+    let pre = load().preprocess.clone();
+    let (train, test) = (dataset(&r, "train", &pre), dataset(&r, "test", &pre));
+    let mut acc = Vec::new();
+    for seed in 1..=3 {
+        device.seed(seed);
+        let head = LinearHeadConfig::new(512, CLASSES)
+            .try_init(&device)
+            .unwrap();
+        let model = Classifier::new(load(), head).unwrap();
+        let cfg = FineTuneConfig::new()
+            .with_epochs(30)
+            .with_batch_size(50)
+            .with_lr(1e-3)
+            .with_restore_best(false)
+            .with_progress(false)
+            .with_seed(seed)
+            .with_mixup(Some(Mixup::timm()));
+        let outcome = FineTune::new(cfg, Frozen)
+            .fit(model, &train, &test, &device)
+            .unwrap();
+        let top1 = evaluate(
+            &outcome.model,
+            &test,
+            Task::SingleLabel,
+            100,
+            &device,
+            false,
+        )
+        .unwrap()
+        .top1;
+        acc.push(100.0 * top1);
+        println!(
+            "RECIPES MixUp/CutMix seed {seed}: test top-1 {:.1}%",
+            100.0 * top1
+        );
+    }
+    let mean = acc.iter().sum::<f64>() / 3.0;
+    let spread = acc.iter().fold(0.0f64, |m, a| m.max((a - mean).abs()));
+    println!(
+        "RECIPES timm MixUp 0.8 / CutMix 1.0, lr 1e-3: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -224,9 +224,29 @@ fn child(target: &Target) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "DONE {n} cases in {secs:.1} s ({:.0}/s), {panics} panics, slowest case {} ({:.1} ms)",
+        "DONE {n} cases in {secs:.1} s ({:.0}/s), {panics} panics, slowest case {} ({:.1} ms), peak memory {}",
         n as f64 / secs.max(1e-9),
         slowest.1,
-        slowest.0.as_secs_f64() * 1e3
+        slowest.0.as_secs_f64() * 1e3,
+        peak_memory()
     );
+}
+
+/// The child's peak resident memory over all its cases (Linux's `VmHWM`), seeds and test
+/// binary included: what the worst case cost, below the address-space limit.
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let kb: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(format!("{} MiB", kb / 1024))
+        })
+        .unwrap_or_else(|| "unknown (no /proc/self/status)".into())
 }

@@ -2,6 +2,8 @@
 //! and of `OnnxBackbone` against onnxruntime: `make_fixtures.py` adds each stage's last
 //! activation to the unfolded graph's outputs (`tap0`, `tap1`, … in `reference.safetensors`).
 
+use std::path::Path;
+
 use burn::tensor::{Device, Tensor};
 use grafter::onnx::{OnnxBackbone, OnnxBackboneOptions};
 use grafter::zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
@@ -57,6 +59,20 @@ fn check(model: &str, what: &str, backbone: &impl FeatureMaps, r: &Reference, de
     }
 }
 
+/// The maps `OnnxBackbone` finds in the graph at `file`: as `want` (channels, reduction), and
+/// each equal to onnxruntime's.
+fn onnx_maps(file: &Path, want: &[(usize, usize)], model: &str, variant: &str, r: &Reference) {
+    let device = Device::flex();
+    let onnx = OnnxBackbone::load(file, &OnnxBackboneOptions::default(), &device).unwrap();
+    let found: Vec<(usize, usize)> = onnx
+        .feature_info()
+        .iter()
+        .map(|f| (f.channels, f.reduction))
+        .collect();
+    assert_eq!(found, want, "{model} {variant}: maps found in the graph");
+    check(model, variant, &onnx, r, &device);
+}
+
 fn taps(r: &Reference) -> usize {
     (0..).take_while(|i| r.has(&format!("tap{i}"))).count()
 }
@@ -90,19 +106,8 @@ fn resnet_maps_match_onnxruntime_from_the_zoo_and_from_onnx() {
         // The ONNX graph's own maps, found by structure: a bottleneck's output, not its first
         // 1×1 (which the shortcut bypasses).
         for variant in ["unfolded", "folded"] {
-            let onnx = OnnxBackbone::load(
-                dir.join(format!("{name}_{variant}.onnx")),
-                &OnnxBackboneOptions::default(),
-                &device,
-            )
-            .unwrap();
-            let found: Vec<(usize, usize)> = onnx
-                .feature_info()
-                .iter()
-                .map(|f| (f.channels, f.reduction))
-                .collect();
-            assert_eq!(found, want, "{name} {variant}: maps found in the graph");
-            check(name, variant, &onnx, &r, &device);
+            let file = dir.join(format!("{name}_{variant}.onnx"));
+            onnx_maps(&file, &want, name, variant, &r);
         }
     }
 }
@@ -112,16 +117,15 @@ fn resnet_v1_graph_with_its_shortcut_first_gives_the_same_maps() {
     let Some(dir) = dir("resnet50_v1") else {
         return;
     };
-    let device = Device::flex();
-    let r = Reference::load(&dir);
-    let onnx = OnnxBackbone::load(
-        dir.join("resnet50_v1_folded.onnx"),
-        &OnnxBackboneOptions::default(),
-        &device,
-    )
-    .unwrap();
-    assert_eq!(onnx.feature_info().len(), 5);
-    check("resnet50_v1", "folded", &onnx, &r, &device);
+    let want = [(64, 2), (256, 4), (512, 8), (1024, 16), (2048, 32)];
+    let file = dir.join("resnet50_v1_folded.onnx");
+    onnx_maps(
+        &file,
+        &want,
+        "resnet50_v1",
+        "folded",
+        &Reference::load(&dir),
+    );
 }
 
 #[test]
@@ -157,19 +161,13 @@ fn vgg_maps_match_onnxruntime_from_the_zoo_and_from_onnx() {
             .unwrap()
             .backbone;
         check("vgg16_bn", "zoo", &zoo, &r, &device);
-        let onnx = OnnxBackbone::load(
-            dir.join("vgg16_bn_folded.onnx"),
-            &OnnxBackboneOptions::default(),
-            &device,
-        )
-        .unwrap();
-        let found: Vec<(usize, usize)> = onnx
-            .feature_info()
-            .iter()
-            .map(|f| (f.channels, f.reduction))
-            .collect();
-        assert_eq!(found, want, "vgg16_bn folded: maps found in the graph");
-        check("vgg16_bn", "folded", &onnx, &r, &device);
+        onnx_maps(
+            &dir.join("vgg16_bn_folded.onnx"),
+            &want,
+            "vgg16_bn",
+            "folded",
+            &r,
+        );
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
                 | Op::Softmax { .. }
                 | Op::Add
                 | Op::Mul
-        ) || is_activation(&step.op);
+        ) || step.op.is_activation();
         if !tail {
             return None;
         }
@@ -111,7 +111,7 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
     if !passed_linear {
         let mut probe = cur;
         while let Some(step) = graph.producer(probe) {
-            if is_activation(&step.op) {
+            if step.op.is_activation() {
                 probe = single_input(step)?;
             } else {
                 break;
@@ -132,19 +132,4 @@ pub(crate) fn auto_cut(graph: &Graph, is_pointwise_conv: impl Fn(usize) -> bool)
         }
     }
     (graph.value_ranks[cur] == 4).then_some(cur)
-}
-
-fn is_activation(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Relu
-            | Op::LeakyRelu(_)
-            | Op::Clip { .. }
-            | Op::Sigmoid
-            | Op::HardSigmoid { .. }
-            | Op::HardSwish
-            | Op::Swish
-            | Op::Tanh
-            | Op::Identity
-    )
 }

@@ -176,6 +176,22 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// An element-wise activation (Identity included): the same shape, layout and channels.
+    pub fn is_activation(&self) -> bool {
+        matches!(
+            self,
+            Op::Relu
+                | Op::LeakyRelu(_)
+                | Op::Clip { .. }
+                | Op::Sigmoid
+                | Op::HardSigmoid { .. }
+                | Op::HardSwish
+                | Op::Swish
+                | Op::Tanh
+                | Op::Identity
+        )
+    }
+
     /// The factor by which this op divides the spatial resolution (1 when it does not).
     pub fn stride(&self, conv_strides: &[[usize; 2]]) -> usize {
         match self {

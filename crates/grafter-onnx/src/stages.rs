@@ -109,28 +109,20 @@ fn levels(graph: &Graph) -> Vec<usize> {
 /// (not a transpose to channels-last, a flatten or a global pooling). A Reshape counts where it
 /// gives rank 4: the end of ShuffleNet's channel shuffle.
 fn keeps_layout(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv { .. }
-            | Op::BatchNorm { .. }
-            | Op::Relu
-            | Op::LeakyRelu(_)
-            | Op::Clip { .. }
-            | Op::Sigmoid
-            | Op::HardSigmoid { .. }
-            | Op::HardSwish
-            | Op::Swish
-            | Op::Tanh
-            | Op::MaxPool { .. }
-            | Op::AvgPool { .. }
-            | Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Concat { axis: 1 }
-            | Op::Reshape { .. }
-            | Op::Identity
-    )
+    op.is_activation()
+        || matches!(
+            op,
+            Op::Conv { .. }
+                | Op::BatchNorm { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::Add
+                | Op::Sub
+                | Op::Mul
+                | Op::Div
+                | Op::Concat { axis: 1 }
+                | Op::Reshape { .. }
+        )
 }
 
 /// The multi-scale feature maps (timm's `features_only`), input side first, as `(value,

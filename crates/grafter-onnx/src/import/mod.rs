@@ -216,22 +216,11 @@ fn transpose2(w: TensorData) -> std::result::Result<TensorData, String> {
 
 /// Whether an op's output has its (first) input's channel count.
 fn keeps_channels(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::BatchNorm { .. }
-            | Op::Relu
-            | Op::LeakyRelu(_)
-            | Op::Clip { .. }
-            | Op::Sigmoid
-            | Op::HardSigmoid { .. }
-            | Op::HardSwish
-            | Op::Swish
-            | Op::Tanh
-            | Op::MaxPool { .. }
-            | Op::AvgPool { .. }
-            | Op::GlobalAvgPool
-            | Op::Identity
-    )
+    op.is_activation()
+        || matches!(
+            op,
+            Op::BatchNorm { .. } | Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool
+        )
 }
 
 impl Builder<'_> {
