@@ -8,10 +8,41 @@ use grafter::data::{CacheOptions, FeatureCache};
 use grafter::evaluate;
 use grafter::finetune::{Ema, EmaSelect, LrFind};
 use grafter::prelude::*;
-use grafter::zoo::{VggConfig, load_vgg_backbone_onnx};
+use grafter::zoo::{Vgg, VggConfig, load_vgg_backbone_onnx};
 
 use crate::fixtures::Reference;
 use crate::transfer::{CLASSES, dataset};
+
+/// The real Keras VGG16 ImageNet conv base.
+fn keras_base(dir: &std::path::Path, device: &Device) -> Vgg {
+    load_vgg_backbone_onnx(
+        dir.join("vgg16_keras.onnx"),
+        &VggConfig::vgg16(),
+        Preprocess::caffe(),
+        device,
+    )
+    .unwrap()
+}
+
+/// The settings every measured recipe starts from: 30 epochs, batch 50, rate 1e-3, the last
+/// epoch's weights.
+fn base_config(seed: u64) -> FineTuneConfig {
+    FineTuneConfig::new()
+        .with_epochs(30)
+        .with_batch_size(50)
+        .with_lr(1e-3)
+        .with_restore_best(false)
+        .with_progress(false)
+        .with_seed(seed)
+}
+
+/// Mean and largest deviation from it, in percent, of top-1 fractions.
+fn mean_spread(top1: &[f64]) -> (Vec<f64>, f64, f64) {
+    let acc: Vec<f64> = top1.iter().map(|t| 100.0 * t).collect();
+    let mean = acc.iter().sum::<f64>() / acc.len() as f64;
+    let spread = acc.iter().fold(0.0f64, |m, a| m.max((a - mean).abs()));
+    (acc, mean, spread)
+}
 
 #[test]
 #[ignore = "a measurement: cargo test --test real recipes -- --ignored --nocapture"]
@@ -23,25 +54,13 @@ fn recipes_against_a_fixed_rate_on_fashion_mnist() {
     let device = Device::flex();
     let started = std::time::Instant::now();
     let r = Reference::load_file(&dir.join("fashion_mnist.safetensors"));
-    let backbone = load_vgg_backbone_onnx(
-        dir.join("vgg16_keras.onnx"),
-        &VggConfig::vgg16(),
-        Preprocess::caffe(),
-        &device,
-    )
-    .unwrap();
+    let backbone = keras_base(&dir, &device);
     let pre = backbone.preprocess.clone();
     let options = CacheOptions::default();
     let build = |split| {
         FeatureCache::build(&backbone, &dataset(&r, split, &pre), &options, &device).unwrap()
     };
     let (train, test) = (build("train"), build("test"));
-    let base = FineTuneConfig::new()
-        .with_epochs(30)
-        .with_batch_size(50)
-        .with_lr(1e-3)
-        .with_restore_best(false)
-        .with_progress(false);
     // the last epoch's weights (trained, or their average) on the test images
     let run = |seed: u64, (find, average): (bool, bool)| -> (f64, f64) {
         device.seed(seed);
@@ -49,7 +68,7 @@ fn recipes_against_a_fixed_rate_on_fashion_mnist() {
             .try_init(&device)
             .unwrap();
         let model = train.head_classifier(head, pre.clone()).unwrap();
-        let mut cfg = base.clone().with_seed(seed);
+        let mut cfg = base_config(seed);
         if find {
             let found = FineTune::new(cfg.clone(), Frozen)
                 .lr_find(&model, &train, &device, &LrFind::default())
@@ -76,9 +95,8 @@ fn recipes_against_a_fixed_rate_on_fashion_mnist() {
     };
     let summary = |name: &str, recipe: (bool, bool)| {
         let results: Vec<(f64, f64)> = (1..=3).map(|seed| run(seed, recipe)).collect();
-        let acc: Vec<f64> = results.iter().map(|r| 100.0 * r.0).collect();
-        let mean = acc.iter().sum::<f64>() / 3.0;
-        let spread = acc.iter().fold(0.0f64, |m, a| m.max((a - mean).abs()));
+        let top1: Vec<f64> = results.iter().map(|r| r.0).collect();
+        let (acc, mean, spread) = mean_spread(&top1);
         let lrs: Vec<String> = results.iter().map(|r| format!("{:.1e}", r.1)).collect();
         println!(
             "RECIPES {name}: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; lr {})",
@@ -109,32 +127,17 @@ fn mixup_and_cutmix_on_fashion_mnist() {
     let device = Device::flex();
     let started = std::time::Instant::now();
     let r = Reference::load_file(&dir.join("fashion_mnist.safetensors"));
-    let load = || {
-        load_vgg_backbone_onnx(
-            dir.join("vgg16_keras.onnx"),
-            &VggConfig::vgg16(),
-            Preprocess::caffe(),
-            &device,
-        )
-        .unwrap()
-    };
-    let pre = load().preprocess.clone();
+    let pre = keras_base(&dir, &device).preprocess;
     let (train, test) = (dataset(&r, "train", &pre), dataset(&r, "test", &pre));
-    let mut acc = Vec::new();
+    let mut top1s = Vec::new();
     for seed in 1..=3 {
         device.seed(seed);
         let head = LinearHeadConfig::new(512, CLASSES)
             .try_init(&device)
             .unwrap();
-        let model = Classifier::new(load(), head).unwrap();
-        let cfg = FineTuneConfig::new()
-            .with_epochs(30)
-            .with_batch_size(50)
-            .with_lr(1e-3)
-            .with_restore_best(false)
-            .with_progress(false)
-            .with_seed(seed)
-            .with_mixup(Some(Mixup::timm()));
+        // loaded after the head, per seed: what the recorded figures ran
+        let model = Classifier::new(keras_base(&dir, &device), head).unwrap();
+        let cfg = base_config(seed).with_mixup(Some(Mixup::timm()));
         let outcome = FineTune::new(cfg, Frozen)
             .fit(model, &train, &test, &device)
             .unwrap();
@@ -148,14 +151,13 @@ fn mixup_and_cutmix_on_fashion_mnist() {
         )
         .unwrap()
         .top1;
-        acc.push(100.0 * top1);
+        top1s.push(top1);
         println!(
             "RECIPES MixUp/CutMix seed {seed}: test top-1 {:.1}%",
             100.0 * top1
         );
     }
-    let mean = acc.iter().sum::<f64>() / 3.0;
-    let spread = acc.iter().fold(0.0f64, |m, a| m.max((a - mean).abs()));
+    let (acc, mean, spread) = mean_spread(&top1s);
     println!(
         "RECIPES timm MixUp 0.8 / CutMix 1.0, lr 1e-3: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; {:.0} s)",
         started.elapsed().as_secs_f64()
