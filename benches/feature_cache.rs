@@ -11,13 +11,14 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use criterion::{Criterion, Throughput};
+use grafter_core::feature_cache::{CacheOptions, FeatureCache};
 use grafter_core::policy::Frozen;
 use grafter_core::source::DataSource;
 use grafter_core::{
     Backbone, Classifier, FineTune, FineTuneConfig, LinearHeadConfig, Preprocess, Stage,
 };
 use grafter_data::image::{Rgb, RgbImage};
-use grafter_data::{CacheOptions, FeatureCache, ImageDataset, ImageLoader};
+use grafter_data::{ImageDataset, ImageLoader};
 
 const SIDE: usize = 64;
 const PER_CLASS: usize = 32;
@@ -114,6 +115,7 @@ fn main() {
         b.iter(|| {
             let model = Classifier::new(backbone.clone(), head.clone()).unwrap();
             FineTune::new(cfg.clone(), Frozen)
+                .feature_cache(false)
                 .fit(model, &train, &valid, &device)
                 .unwrap()
         })

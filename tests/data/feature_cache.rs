@@ -1,15 +1,14 @@
-//! The feature cache: training the head from cached features equals training through the
-//! frozen backbone; files round-trip in f32 and f16 and refuse a wrong fingerprint.
+//! The feature cache over image files: training the head from cached features equals
+//! training through the frozen backbone, by hand or by the loop's own cache in files; files
+//! round-trip in f32 and f16 and refuse a wrong fingerprint; augmented views rotate.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
+use grafter_core::feature_cache::{CacheOptions, CachePrecision, CacheStorage, FeatureCache};
 use grafter_core::policy::Frozen;
 use grafter_core::source::{DataSource, EpochRequest};
 use grafter_core::{Backbone, Classifier, FineTune, FineTuneConfig, LinearHeadConfig};
-use grafter_data::{
-    Augment, CacheOptions, CachePrecision, CacheStorage, FeatureCache, ImageDataset, ImageLoader,
-    fit_frozen_cached,
-};
+use grafter_data::{Augment, ImageDataset, ImageLoader};
 
 use crate::common::{Tiny, drain, image_folder};
 
@@ -104,19 +103,25 @@ fn head_trained_from_the_cache_equals_head_trained_through_the_frozen_backbone()
     let grafted = Classifier::new(backbone.clone(), cached.model.head).unwrap();
     assert_eq!(grafted.num_outputs(), 3);
 
-    // The one-call helper does all of the above.
+    // The loop does all of the above by itself, here with its cache in files: the same head
+    // bit for bit, on the real backbone; a second run reuses the files.
+    let files = tempfile::tempdir().unwrap();
     let start = Classifier::new(backbone, live_head_start).unwrap();
-    let helper = fit_frozen_cached(
-        &FineTune::new(cfg, Frozen),
-        start,
-        &train,
-        &valid,
-        &options,
-        &device,
-    )
-    .unwrap();
-    assert_eq!(params(&helper.model.head), a);
-    assert_eq!(params(&helper.model.backbone), params(&grafted.backbone));
+    let run = FineTune::new(cfg, Frozen).feature_cache_files(files.path(), CachePrecision::F32);
+    let auto = run.fit(start.clone(), &train, &valid, &device).unwrap();
+    assert_eq!(params(&auto.model.head), a);
+    assert_eq!(params(&auto.model.backbone), params(&grafted.backbone));
+    let written: Vec<_> = std::fs::read_dir(files.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before: Vec<_> = written.iter().map(|p| modified(p)).collect();
+    let again = run.fit(start, &train, &valid, &device).unwrap();
+    assert_eq!(params(&again.model.head), a);
+    let after: Vec<_> = written.iter().map(|p| modified(p)).collect();
+    assert_eq!(before, after, "the second run reuses the files");
 }
 
 #[test]
@@ -179,7 +184,9 @@ fn augmented_views_rotate_with_the_epoch() {
         seed: 1,
         ..Default::default()
     };
-    let cache = FeatureCache::build_views(&backbone, &loader, &options, &device).unwrap();
+    let cache = loader
+        .feature_cache_views(&backbone, &options, &device)
+        .unwrap();
     assert_eq!(cache.views(), 3);
     let at = |epoch| {
         drain(
@@ -207,6 +214,6 @@ fn augmented_views_rotate_with_the_epoch() {
     assert_ne!(at(1), at(2));
     assert!(
         FeatureCache::build(&backbone, &loader, &options, &device).is_err(),
-        "views need build_views"
+        "views need the loader's feature_cache_views"
     );
 }

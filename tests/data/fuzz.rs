@@ -8,10 +8,9 @@ use std::path::Path;
 use crate::common::{picture, write};
 use crate::fuzz_harness::{TARGET_ENV, Target, drive, mutate};
 use grafter_core::Preprocess;
+use grafter_core::feature_cache::FeatureCache;
 use grafter_data::image::ImageFormat;
-use grafter_data::{
-    DecodeLimits, ExtractLimits, FeatureCache, ImageDataset, ListOptions, Transform, decode,
-};
+use grafter_data::{DecodeLimits, ExtractLimits, ImageDataset, ListOptions, Transform, decode};
 
 fn image_seeds(dir: &Path) -> Vec<Vec<u8>> {
     let img = picture(16, 12, 3, 0);

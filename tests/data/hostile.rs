@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
-use grafter_core::Preprocess;
+use grafter_core::feature_cache::{CacheOptions, CachePrecision, CacheStorage, FeatureCache};
+use grafter_core::{GrafterError, Preprocess};
 use grafter_data::image::{ImageFormat, RgbImage};
 use grafter_data::{
-    CacheOptions, CachePrecision, CacheStorage, DataError, DecodeError, DecodeLimits, FeatureCache,
-    Food101Split, ImageDataset, ListOptions, Transform, decode,
+    DataError, DecodeError, DecodeLimits, Food101Split, ImageDataset, ListOptions, Transform,
+    decode,
 };
 
 use crate::common::{SIDE, Tiny, image_folder, picture, write};
@@ -228,7 +229,7 @@ fn forged_feature_cache_files_are_refused_at_open() {
     for (path, says) in cases {
         let err = FeatureCache::open(&path, "fp").unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, DataError::Format { .. }), "{msg}");
+        assert!(matches!(err, GrafterError::FeatureCache { .. }), "{msg}");
         assert!(
             msg.contains(&path.display().to_string()) && msg.contains(says),
             "{msg}"

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use grafter::finetune::FeatureCacheUse;
+use grafter::feature_cache::FeatureCacheUse;
 use grafter::prelude::*;
-use grafter::source::{DataSource, EpochRequest, HostBatch, InMemoryDataset};
+use grafter::source::{Cacheable, DataSource, EpochRequest, HostBatch, InMemoryDataset};
 
 use crate::common::{NanAtEpoch, classifier, config, dataset, params};
 
@@ -51,11 +51,13 @@ impl DataSource for Counting {
         self.inner.batches(request)
     }
 
-    fn cacheable(&self) -> bool {
-        self.inner.cacheable()
+    fn cacheable(&self) -> Option<&dyn Cacheable> {
+        self.inner.cacheable().map(|_| self as &dyn Cacheable)
     }
+}
 
-    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
+impl Cacheable for Counting {
+    fn sample_order(&self, request: EpochRequest) -> Vec<usize> {
         self.inner.sample_order(request)
     }
 }
@@ -328,7 +330,7 @@ fn an_image_loader_without_augmentation_is_cached_exactly() {
     let (train_ds, valid_ds) = ds.split_stratified(0.25, 3).unwrap();
     let train = ImageLoader::new(train_ds.clone(), preprocess.clone());
     let valid = ImageLoader::new(valid_ds, preprocess.clone());
-    assert!(train.cacheable());
+    assert!(train.cacheable().is_some());
 
     // the order a training pass announces is the order it yields
     let eval = EpochRequest {
@@ -349,7 +351,7 @@ fn an_image_loader_without_augmentation_is_cached_exactly() {
         batch_size: 5,
         train: true,
     };
-    let order = train.sample_order(request).unwrap();
+    let order = train.cacheable().unwrap().sample_order(request);
     assert_ne!(order, (0..train.len()).collect::<Vec<_>>(), "not shuffled");
     let batches: Vec<HostBatch> = train.batches(request).map(|b| b.unwrap()).collect();
     let sizes: Vec<usize> = batches.iter().map(|b| b.shape[0]).collect();
@@ -363,7 +365,7 @@ fn an_image_loader_without_augmentation_is_cached_exactly() {
     assert!(yielded == announced);
 
     let augmented = ImageLoader::new(train_ds, preprocess).augment(Augment::standard());
-    assert!(!augmented.cacheable());
+    assert!(augmented.cacheable().is_none());
     assert!(
         !FineTune::new(config(2), Frozen)
             .feature_cache_use(&classifier(&device, 1, 0.0), &augmented, &valid)
@@ -423,4 +425,75 @@ fn features_over_the_memory_budget_are_not_cached() {
         4_000_000_000,
         "documented default"
     );
+}
+
+/// The cache in files: no memory budget applies, the features equal the in-memory ones bit
+/// for bit (f32), a second run with the same backbone and data reuses the files, another
+/// backbone gets its own, and a damaged file is computed again rather than trusted.
+#[test]
+fn the_cache_in_files_is_reused_only_for_the_same_backbone_and_data() {
+    use grafter::feature_cache::CachePrecision;
+    let _rng = crate::common::rng_lock();
+    let device = Device::flex();
+    let train = Counting::new(dataset(24, 1));
+    let valid = Counting::new(dataset(8, 2));
+    let cfg = config(2).with_restore_best(false);
+    let memory = FineTune::new(cfg.clone(), Frozen)
+        .fit(classifier(&device, 7, 0.0), &train, &valid, &device)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = FineTune::new(cfg, Frozen)
+        .feature_cache_budget(1_000)
+        .feature_cache_files(dir.path(), CachePrecision::F32);
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    let first = files
+        .fit(classifier(&device, 7, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(
+        train.train_passes(),
+        0,
+        "cached in files despite the budget"
+    );
+    assert_eq!(first.history, memory.history);
+    assert_eq!(params(&first.model), params(&memory.model));
+    let names = listing();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("train-") && names[1].starts_with("valid-"));
+    assert!(names.iter().all(|n| n.ends_with(".features")), "{names:?}");
+
+    let train_file = dir.path().join(&names[0]);
+    let written = std::fs::metadata(&train_file).unwrap().modified().unwrap();
+    let second = files
+        .fit(classifier(&device, 7, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(second.history, memory.history);
+    assert_eq!(
+        std::fs::metadata(&train_file).unwrap().modified().unwrap(),
+        written,
+        "reused, not rewritten"
+    );
+
+    // another backbone: its own files beside the first ones
+    files
+        .fit(classifier(&device, 8, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(listing().len(), 4, "{:?}", listing());
+
+    // a damaged file is computed again, and the run is the same
+    let bytes = std::fs::read(&train_file).unwrap();
+    std::fs::write(&train_file, &bytes[..bytes.len() / 2]).unwrap();
+    let repaired = files
+        .fit(classifier(&device, 7, 0.0), &train, &valid, &device)
+        .unwrap();
+    assert_eq!(repaired.history, memory.history);
+    assert_eq!(std::fs::read(&train_file).unwrap(), bytes);
+    assert_eq!(train.train_passes(), 0);
 }

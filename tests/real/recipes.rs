@@ -4,8 +4,8 @@
 //! average, over three seeds. docs/RECIPES.md records the numbers.
 
 use burn::tensor::Device;
-use grafter::data::{CacheOptions, FeatureCache};
 use grafter::evaluate;
+use grafter::feature_cache::{CacheOptions, FeatureCache};
 use grafter::finetune::{Ema, EmaSelect, LrFind};
 use grafter::prelude::*;
 use grafter::zoo::{Vgg, VggConfig, load_vgg_backbone_onnx};

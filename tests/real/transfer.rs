@@ -1,5 +1,5 @@
 use burn::tensor::Device;
-use grafter::data::{CacheOptions, FeatureCache};
+use grafter::feature_cache::{CacheOptions, FeatureCache};
 use grafter::prelude::*;
 use grafter::source::InMemoryDataset;
 use grafter::zoo::{Vgg, VggConfig, load_vgg_backbone_onnx};

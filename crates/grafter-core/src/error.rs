@@ -124,6 +124,15 @@ pub enum GrafterError {
         holder: Option<String>,
     },
 
+    /// A feature-cache file is not one, is damaged, or was built from something else.
+    #[error("feature cache {}: {reason}", path.display())]
+    FeatureCache {
+        /// The cache file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A checkpoint or run directory is missing, incomplete or inconsistent.
     #[error("checkpoint {}: {reason}", path.display())]
     Checkpoint {
@@ -150,6 +159,14 @@ impl GrafterError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A [`GrafterError::FeatureCache`] for `path`.
+    pub fn feature_cache(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        Self::FeatureCache {
+            path: path.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod checkpoint;
 mod classifier;
 pub mod device;
 mod error;
+pub mod feature_cache;
 pub mod feature_maps;
 pub mod finetune;
 pub mod head;

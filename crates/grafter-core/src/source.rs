@@ -129,24 +129,12 @@ pub trait DataSource: Send + Sync {
         request: EpochRequest,
     ) -> Box<dyn Iterator<Item = Result<HostBatch>> + Send + 'a>;
 
-    /// True when every pass yields the same images and labels, only in another order: no
-    /// augmentation, no randomness besides shuffling. A frozen backbone's features of such a
-    /// source can be computed once and reused by every epoch (the feature cache of
-    /// [`FineTune`](crate::FineTune)).
-    ///
-    /// A cacheable source must also say, through [`sample_order`](Self::sample_order), in
-    /// which order each pass yields its samples. Default: `false`.
-    fn cacheable(&self) -> bool {
-        false
-    }
-
-    /// For a [cacheable](Self::cacheable) source: the samples that the pass `request` yields,
-    /// in order, each named by its position in the evaluation pass (`train: false`, which
-    /// yields every sample once). The pass must cut this order into batches of
-    /// `request.batch_size` (the last one may be smaller), as [`InMemoryDataset`] does.
-    /// Default: `None` (unknown).
-    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
-        let _ = request;
+    /// The source as the feature cache sees it: `Some` when every pass yields the same
+    /// images and labels, only in another order (no augmentation, no randomness besides
+    /// shuffling). A frozen backbone's features of such a source can be computed once and
+    /// reused by every epoch (the feature cache of [`FineTune`](crate::FineTune)).
+    /// Default: `None`.
+    fn cacheable(&self) -> Option<&dyn Cacheable> {
         None
     }
 
@@ -186,6 +174,17 @@ pub trait DataSource: Send + Sync {
         let _ = (order, request);
         None
     }
+}
+
+/// What the feature cache needs of a [`DataSource`] whose passes differ only in order (see
+/// [`DataSource::cacheable`]): which samples each training pass yields, so cached features
+/// can be served in exactly those batches.
+pub trait Cacheable: Sync {
+    /// The samples that the training pass `request` yields, in order, each named by its
+    /// position in the evaluation pass (`train: false`, which yields every sample once). The
+    /// pass must cut this order into batches of `request.batch_size` (the last one may be
+    /// smaller), as [`InMemoryDataset`] does with [`shuffled_order`].
+    fn sample_order(&self, request: EpochRequest) -> Vec<usize>;
 }
 
 /// The error a pass over `order` yields when it names a sample past `len`.
@@ -301,12 +300,8 @@ impl DataSource for InMemoryDataset {
     }
 
     /// Always: the images are fixed, only their order changes.
-    fn cacheable(&self) -> bool {
-        true
-    }
-
-    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
-        Some(shuffled_order(self.labels.len(), &request))
+    fn cacheable(&self) -> Option<&dyn Cacheable> {
+        Some(self)
     }
 
     fn class_counts(&self) -> Option<Vec<usize>> {
@@ -330,6 +325,12 @@ impl DataSource for InMemoryDataset {
             return Some(Box::new(std::iter::once(Err(e))));
         }
         Some(self.serve(order, request))
+    }
+}
+
+impl Cacheable for InMemoryDataset {
+    fn sample_order(&self, request: EpochRequest) -> Vec<usize> {
+        shuffled_order(self.labels.len(), &request)
     }
 }
 

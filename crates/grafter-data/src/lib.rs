@@ -20,8 +20,9 @@
 //! * **archives** — safe extraction of downloaded data sets ([`archive::extract_tar`]);
 //! * **demo set** — a small synthetic set in the Food-101 layout, drawn on the spot, for
 //!   runs without network ([`demo::food101_demo`]);
-//! * **feature cache** — a frozen backbone's features computed once and reused by every epoch
-//!   ([`FeatureCache`]).
+//! * **augmented feature views** — a frozen backbone's features of a fixed number of
+//!   augmented views per image ([`ImageLoader::feature_cache_views`]; the cache itself is
+//!   grafter-core's `feature_cache`).
 //!
 //! ```no_run
 //! use grafter_core::Preprocess;
@@ -40,12 +41,12 @@
 pub mod archive;
 pub mod auto_augment;
 mod bad_files;
+mod cached_views;
 mod classes;
 mod dataset;
 pub mod decode;
 pub mod demo;
 mod error;
-mod feature_cache;
 mod folder;
 mod food101;
 mod list;
@@ -69,9 +70,6 @@ pub use classes::ClassNames;
 pub use dataset::{ImageDataset, Sample, Target};
 pub use decode::{DecodeError, DecodeLimits};
 pub use error::{DataError, Result};
-pub use feature_cache::{
-    CacheOptions, CachePrecision, CacheStorage, CachedFeatures, FeatureCache, fit_frozen_cached,
-};
 pub use food101::Food101Split;
 pub use list::ListOptions;
 pub use loader::ImageLoader;

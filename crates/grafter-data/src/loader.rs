@@ -8,7 +8,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use grafter_core::source::{
-    DataSource, EpochRequest, HostBatch, Labels, check_order, mix_seed, shuffled_order,
+    Cacheable, DataSource, EpochRequest, HostBatch, Labels, check_order, mix_seed, shuffled_order,
 };
 use grafter_core::{Preprocess, panic_text};
 use rayon::prelude::*;
@@ -376,13 +376,14 @@ impl DataSource for ImageLoader {
     /// True without augmentation: training passes then transform exactly as evaluation
     /// passes, only shuffled. (Files that fail to load make a pass come out short; the fine-tune
     /// loop's feature cache notices and trains live instead.)
-    fn cacheable(&self) -> bool {
-        self.inner.augment == Augment::none()
+    fn cacheable(&self) -> Option<&dyn Cacheable> {
+        (self.inner.augment == Augment::none()).then_some(self)
     }
+}
 
-    fn sample_order(&self, request: EpochRequest) -> Option<Vec<usize>> {
-        self.cacheable()
-            .then(|| shuffled_order(self.inner.dataset.len(), &request))
+impl Cacheable for ImageLoader {
+    fn sample_order(&self, request: EpochRequest) -> Vec<usize> {
+        shuffled_order(self.inner.dataset.len(), &request)
     }
 }
 

@@ -224,7 +224,7 @@ fn record_from_file(path: &Path) -> Result<ModuleRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finetune::CachedFeatures;
+    use crate::feature_cache::CachedFeatures;
     use crate::finetune::run_state::BestEpoch;
     use crate::{LinearHead, LinearHeadConfig, Preprocess};
     use burn::tensor::Device;

@@ -8,12 +8,12 @@ use burn::tensor::Device;
 
 use super::checkpointer::{read_config, read_latest_state};
 use super::config::FineTuneConfig;
-use super::feature_cache::{FeatureCacheUse, decide};
 use super::observer::{Observer, Observers};
 use super::plan::plans_of;
 use super::run_state::BestEpoch;
 use super::saved_plans::SavedPlans;
 use crate::checkpoint::{FileWriter, FsWriter};
+use crate::feature_cache::{CachePrecision, FeatureCacheUse, LoopStorage, decide};
 use crate::history::EpochRecord;
 use crate::policy::FreezePolicy;
 use crate::source::DataSource;
@@ -51,6 +51,7 @@ pub struct FineTune {
     pub(super) pause_after: Option<usize>,
     pub(super) feature_cache: bool,
     pub(super) feature_cache_budget: u64,
+    pub(super) feature_cache_storage: LoopStorage,
     pub(super) observers: Observers,
     pub(super) devices: Vec<Device>,
 }
@@ -90,6 +91,7 @@ impl FineTune {
             pause_after: None,
             feature_cache: true,
             feature_cache_budget: DEFAULT_FEATURE_CACHE_BUDGET,
+            feature_cache_storage: LoopStorage::Memory,
             observers: Observers::default(),
             devices: Vec::new(),
         }
@@ -190,8 +192,9 @@ impl FineTune {
     ///
     /// When the policy keeps every backbone stage frozen for the whole run and both data
     /// sources are [cacheable](DataSource::cacheable) (no augmentation), the loop computes the
-    /// backbone's features once, in inference mode, keeps them in memory and trains the head
-    /// from them: one backbone pass instead of one per epoch. The head sees the features of
+    /// backbone's features once, in inference mode, keeps them in memory (or in files, see
+    /// [`feature_cache_files`](Self::feature_cache_files)) and trains the head from them: one
+    /// backbone pass instead of one per epoch. The head sees the features of
     /// exactly the images, batches and order it would have seen, so the weights, metrics,
     /// checkpoints and `metrics.jsonl` are those of the uncached run (up to floating-point
     /// rounding), and the run directory resumes either way. The loop says (log and progress
@@ -200,7 +203,7 @@ impl FineTune {
     ///
     /// ```
     /// use grafter_core::FineTune;
-    /// use grafter_core::finetune::FeatureCacheUse;
+    /// use grafter_core::feature_cache::FeatureCacheUse;
     /// use grafter_core::policy::{Frozen, TwoPhase};
     /// use grafter_core::prelude::*;
     /// # use burn::tensor::Device;
@@ -241,6 +244,35 @@ impl FineTune {
     /// 224 take 400 kB per image, so the full Food-101 would need 30 GB.
     pub fn feature_cache_budget(mut self, bytes: u64) -> Self {
         self.feature_cache_budget = bytes;
+        self
+    }
+
+    /// Keeps the automatic feature cache in memory-mapped files under `dir` instead of in
+    /// memory: no memory budget applies (the OS pages the features in and out), and a later
+    /// run — a resumed one, another seed, another head — with the same backbone and data
+    /// reuses the files instead of running the backbone again. Each file is named after a
+    /// fingerprint of what it was computed from (the backbone's features of the first batch,
+    /// every pixel, label and sample name of the source; see
+    /// [`LoopStorage::Files`]); f16 halves the disk at ~3 significant digits.
+    ///
+    /// ```no_run
+    /// use grafter_core::feature_cache::CachePrecision;
+    /// use grafter_core::policy::Frozen;
+    /// use grafter_core::{FineTune, FineTuneConfig};
+    ///
+    /// let run = FineTune::new(FineTuneConfig::new(), Frozen)
+    ///     .feature_cache_files("features", CachePrecision::F16);
+    /// # let _ = run;
+    /// ```
+    pub fn feature_cache_files(
+        mut self,
+        dir: impl Into<PathBuf>,
+        precision: CachePrecision,
+    ) -> Self {
+        self.feature_cache_storage = LoopStorage::Files {
+            dir: dir.into(),
+            precision,
+        };
         self
     }
 

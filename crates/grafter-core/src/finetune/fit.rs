@@ -5,11 +5,9 @@
 use burn::module::Module;
 use burn::tensor::Device;
 
-use super::cached_source::CachedSource;
 use super::checkpointer::{Checkpointer, record_err};
 use super::class_weights::TrainLoss;
 use super::epochs::{EpochLoop, Run};
-use super::feature_cache::{self, CachedFeatures, FeatureCacheUse};
 use super::fine_tune::{FineTune, FitOutcome};
 use super::plan::plans_of;
 use super::precision::PrecisionStep;
@@ -18,6 +16,7 @@ use super::reporter::Reporter;
 use super::run_lock::RunLock;
 use super::run_state::{RunState, STATE_VERSION};
 use super::sampler::Sampler;
+use crate::feature_cache::{self, CachedFeatures, CachedSource, FeatureCacheUse};
 use crate::source::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
 
@@ -178,16 +177,17 @@ impl FineTune {
                     [train, valid],
                     cfg.batch_size,
                     self.feature_cache_budget,
+                    &self.feature_cache_storage,
                     device,
                     &reporter,
                 )? {
                     Ok((ctrain, cvalid)) => {
                         let ctrain = CachedSource {
-                            features: ctrain,
+                            cache: ctrain,
                             original: train,
                         };
                         let cvalid = CachedSource {
-                            features: cvalid,
+                            cache: cvalid,
                             original: valid,
                         };
                         let head_only = Classifier {

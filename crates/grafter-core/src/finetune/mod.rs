@@ -16,7 +16,7 @@
 //! | early stopping | `early_stopping.rs` | best epoch, patience, min_delta |
 //! | reporter | `reporter.rs` | bars, summary lines, `metrics.jsonl`, `curves.svg`, `class_report.json`, `top_losses.json` |
 //! | observers | `observer.rs` | read-only [`Observer`] hooks for user code |
-//! | feature cache | `feature_cache.rs`, `cached_source.rs` | frozen-backbone features once |
+//! | feature cache | [`crate::feature_cache`] | frozen-backbone features once (in memory or files), swapped in before the epoch loop |
 //!
 //! ## Gradient accumulation
 //!
@@ -38,7 +38,6 @@
 //! reachable through `SupervisedTraining`; it reuses Burn's optimiser groups
 //! (`ModuleOptimizer`), learning-rate groups (`ModuleLrScheduler`) and records (burn-store).
 
-mod cached_source;
 mod checkpointer;
 mod class_weights;
 mod config;
@@ -46,7 +45,6 @@ mod early_stopping;
 mod ema;
 mod epochs;
 mod evaluate;
-mod feature_cache;
 mod fine_tune;
 mod fit;
 mod loss_scale;
@@ -57,6 +55,7 @@ mod plan;
 mod precision;
 mod replicas;
 mod reporter;
+pub(crate) use reporter::Reporter;
 mod run_dir;
 mod run_lock;
 mod run_state;
@@ -67,7 +66,6 @@ pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};
 pub use ema::{Ema, EmaSelect, ema_update};
 pub use evaluate::{evaluate, top_losses};
-pub use feature_cache::{CachedFeatures, FeatureCacheUse};
 pub use fine_tune::{DEFAULT_FEATURE_CACHE_BUDGET, FineTune, FitOutcome};
 pub use lr_find::{LrFind, LrFindResult};
 pub use mixed_precision::{LossScale, Precision};

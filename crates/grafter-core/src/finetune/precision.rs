@@ -217,7 +217,7 @@ impl FrozenTensors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finetune::CachedFeatures;
+    use crate::feature_cache::CachedFeatures;
     use crate::{LinearHeadConfig, Preprocess};
     use burn::tensor::Device;
 
