@@ -1,5 +1,6 @@
-//! Every supported operator, on the small `ops_mix` fixture: parity of the full graph and of
-//! the automatic cut with onnxruntime, and export of every op back to ONNX.
+//! Every supported operator, on the small `ops_mix` and `resample_mix` fixtures: parity of
+//! the full graph and of the automatic cut with onnxruntime, and export of every op back to
+//! ONNX.
 
 use burn::tensor::Device;
 use grafter::{Backbone, Classifier, MlpHeadConfig};
@@ -9,7 +10,19 @@ use crate::fixtures::{Reference, dir, host, max_rel_err};
 
 #[test]
 fn every_supported_operator_matches_onnxruntime_and_exports() {
-    let model = "ops_mix";
+    check("ops_mix", 16, 3);
+}
+
+/// Resize (nearest by scales, linear from a computed shape, linear with aligned corners to a
+/// fixed size), Tile, Pow, ReduceSum and ReduceMax, in a feature-pyramid style graph.
+#[test]
+fn resampling_and_reduction_operators_match_onnxruntime_and_export() {
+    check("resample_mix", 16, 3);
+}
+
+/// The fixture `model`: the full graph and the automatic cut (`channels` wide, `stages`
+/// stages) against onnxruntime, and an export with an MLP head read back by onnxruntime.
+fn check(model: &str, channels: usize, stages: usize) {
     let Some(file) = crate::model_file(model) else {
         return;
     };
@@ -32,21 +45,21 @@ fn every_supported_operator_matches_onnxruntime_and_exports() {
     assert!(err <= 1e-4);
 
     let cut = OnnxBackbone::load(&file, &OnnxBackboneOptions::default(), &device).unwrap();
-    assert_eq!(cut.feature_channels(), 16);
-    assert_eq!(cut.stages().len(), 3);
+    assert_eq!(cut.feature_channels(), channels);
+    assert_eq!(cut.stages().len(), stages);
     let feats = host(cut.forward_features(input));
     let err = max_rel_err(&feats, &r.host("features").0);
     println!("PARITY {model} onnx-backbone features (auto cut) max rel err {err:.3e}");
     assert!(err <= 1e-4);
 
     device.seed(9);
-    let head = MlpHeadConfig::new(16, 4, vec![8])
+    let head = MlpHeadConfig::new(channels, 4, vec![8])
         .with_batch_norm(true)
         .try_init(&device)
         .unwrap();
     let model_k = Classifier::new(cut, head).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let onnx = tmp.path().join("ops_mix_mlp.onnx");
+    let onnx = tmp.path().join(format!("{model}_mlp.onnx"));
     export_classifier(&model_k, &onnx).unwrap();
     let Some(err) = crate::export::ort_round_trip(&model_k, &onnx, 16) else {
         return;

@@ -17,7 +17,7 @@ use grafter_core::head::{LinearHead, MlpHead, Pooling};
 use onnx_ir::{Message, ModelProto};
 
 use crate::emitter::{ExportError, OnnxEmitter, emit_bn, emit_linear, host};
-use crate::graph::{Op, Operand};
+use crate::graph::{Op, Operand, ResizeMode, ResizeSize};
 use crate::proto::{Attr, Emitter, value_info};
 use crate::{OnnxBackbone, OnnxError, Result};
 
@@ -319,6 +319,73 @@ impl OnnxBackboneExport for OnnxBackbone {
                         ("keepdims", Attr::Int(*keepdims as i64)),
                     ],
                 ),
+                Op::ReduceMax { axes, keepdims } => e.node(
+                    "ReduceMax",
+                    &[x],
+                    out,
+                    vec![
+                        ("axes", ints(axes)),
+                        ("keepdims", Attr::Int(*keepdims as i64)),
+                    ],
+                ),
+                Op::ReduceSum { axes, keepdims } => {
+                    let a: Vec<i64> = axes.iter().map(|&v| v as i64).collect();
+                    let aname = e.ints("axes", &a);
+                    e.node(
+                        "ReduceSum",
+                        &[x, &aname],
+                        out,
+                        vec![("keepdims", Attr::Int(*keepdims as i64))],
+                    );
+                }
+                Op::Pow => e.node("Pow", &[x, &ins[1]], out, vec![]),
+                Op::Tile { repeats } => {
+                    let r: Vec<i64> = repeats.iter().map(|&v| v as i64).collect();
+                    let rname = e.ints("repeats", &r);
+                    e.node("Tile", &[x, &rname], out, vec![]);
+                }
+                Op::Resize { mode, size } => {
+                    let (name, coords) = match mode {
+                        ResizeMode::Nearest => ("nearest", "asymmetric"),
+                        ResizeMode::Linear {
+                            align_corners: false,
+                        } => ("linear", "half_pixel"),
+                        ResizeMode::Linear {
+                            align_corners: true,
+                        } => ("linear", "align_corners"),
+                    };
+                    let attrs = vec![
+                        ("mode", Attr::String(name.into())),
+                        (
+                            "coordinate_transformation_mode",
+                            Attr::String(coords.into()),
+                        ),
+                        ("nearest_mode", Attr::String("floor".into())),
+                    ];
+                    match size {
+                        ResizeSize::Scales([h, w]) => {
+                            let s = e.floats("scales", &[4], &[1.0, 1.0, *h, *w]);
+                            e.node("Resize", &[x, "", &s], out, attrs);
+                        }
+                        ResizeSize::Sizes([h, w]) => {
+                            // N and C from the input, H and W fixed
+                            let shape = e.fresh("shape");
+                            e.node("Shape", &[x], &shape, vec![("end", Attr::Int(2))]);
+                            let hw = e.ints("hw", &[*h as i64, *w as i64]);
+                            let sizes = e.fresh("sizes");
+                            e.node(
+                                "Concat",
+                                &[&shape, &hw],
+                                &sizes,
+                                vec![("axis", Attr::Int(0))],
+                            );
+                            e.node("Resize", &[x, "", "", &sizes], out, attrs);
+                        }
+                        ResizeSize::Computed => {
+                            e.node("Resize", &[x, "", "", &ins[1]], out, attrs);
+                        }
+                    }
+                }
                 Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
                     let op = if matches!(step.op, Op::Squeeze { .. }) {
                         "Squeeze"

@@ -104,6 +104,25 @@ pub(crate) enum Op {
         axes: Vec<usize>,
         keepdims: bool,
     },
+    ReduceSum {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    ReduceMax {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    /// `a ^ b`, element-wise with broadcasting.
+    Pow,
+    /// Repeats the input `repeats[i]` times along axis `i`.
+    Tile {
+        repeats: Vec<usize>,
+    },
+    /// Spatial resampling of a rank-4 NCHW value to the size `size` says.
+    Resize {
+        mode: ResizeMode,
+        size: ResizeSize,
+    },
     /// Removes `axes` (every axis of size 1 when empty: ONNX's Squeeze without axes).
     Squeeze {
         axes: Vec<usize>,
@@ -173,6 +192,29 @@ pub(crate) enum Op {
         axis: usize,
         epsilon: f64,
     },
+}
+
+/// How [`Op::Resize`] computes an output pixel, in ONNX's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResizeMode {
+    /// `nearest`, `asymmetric` coordinates, `floor` rounding (what `torch.onnx.export`
+    /// writes for `interpolate(mode="nearest")`).
+    Nearest,
+    /// `linear` over height and width: `half_pixel` / `pytorch_half_pixel` coordinates, or
+    /// `align_corners`.
+    Linear { align_corners: bool },
+}
+
+/// The output size of an [`Op::Resize`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ResizeSize {
+    /// `[h, w]` scale factors: the output is `floor(input · scale)`, so a dynamic-size graph
+    /// resizes any input.
+    Scales([f32; 2]),
+    /// A fixed `[h, w]`.
+    Sizes([usize; 2]),
+    /// Input 1 holds the `[N, C, H, W]` sizes, computed at run time (shape arithmetic).
+    Computed,
 }
 
 impl Op {

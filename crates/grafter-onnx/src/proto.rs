@@ -21,6 +21,8 @@ pub enum Attr {
     Ints(Vec<i64>),
     /// `FLOAT`.
     Float(f32),
+    /// `STRING` (UTF-8).
+    String(String),
 }
 
 impl Emitter {
@@ -83,6 +85,10 @@ impl Emitter {
                 Attr::Float(f) => {
                     a.f = f;
                     a.type_ = AttributeType::FLOAT.into();
+                }
+                Attr::String(v) => {
+                    a.s = v.into_bytes().into();
+                    a.type_ = AttributeType::STRING.into();
                 }
             }
             n.attribute.push(a);

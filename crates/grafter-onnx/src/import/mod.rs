@@ -14,6 +14,7 @@ use crate::graph::{Constant, Graph, MAX_RANK, Op, Operand, Pads, Step};
 use crate::validate;
 use crate::{OnnxError, Result};
 
+mod resample_nodes;
 mod transformer_nodes;
 
 /// A convolution's weights and geometry, before it becomes a Burn module.
@@ -219,7 +220,11 @@ fn keeps_channels(op: &Op) -> bool {
     op.is_activation()
         || matches!(
             op,
-            Op::BatchNorm { .. } | Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool
+            Op::BatchNorm { .. }
+                | Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Resize { .. }
         )
 }
 
@@ -397,6 +402,47 @@ impl Builder<'_> {
             output,
         });
         Ok(())
+    }
+
+    /// ReduceMean, ReduceSum or ReduceMax (`kind`) over axes known at load.
+    fn reduce(
+        &mut self,
+        node: &Node,
+        name: &str,
+        config: &onnx_ir::reduce::ReduceConfig,
+        kind: &str,
+    ) -> Result<()> {
+        let rank = Self::input_rank(node, 0);
+        let axes = match &config.axes {
+            onnx_ir::reduce::ReduceAxes::Static(a) if a.is_empty() => {
+                if config.noop_with_empty_axes {
+                    return self.step(node, Op::Identity, &[0]);
+                }
+                Some((0..rank).collect())
+            }
+            onnx_ir::reduce::ReduceAxes::Static(a) => {
+                for &x in a {
+                    self.check(name, validate::axis_below(x, rank, rank))?;
+                }
+                Some(a.clone())
+            }
+            onnx_ir::reduce::ReduceAxes::Runtime(r) => match self.static_input(node, r.input_index)
+            {
+                Some(v) => Some(self.check(name, validate::axes(&v, rank))?),
+                None => None,
+            },
+        };
+        let Some(axes) = axes else {
+            self.skip(node, format!("{kind} (axes computed at run time)"));
+            return Ok(());
+        };
+        let keepdims = config.keepdims;
+        let op = match kind {
+            "ReduceSum" => Op::ReduceSum { axes, keepdims },
+            "ReduceMax" => Op::ReduceMax { axes, keepdims },
+            _ => Op::ReduceMean { axes, keepdims },
+        };
+        self.step(node, op, &[0])
     }
 
     fn static_input(&self, node: &Node, i: usize) -> Option<Vec<i64>> {
@@ -668,39 +714,9 @@ impl Builder<'_> {
                     &[0],
                 )
             }
-            Node::ReduceMean(n) => {
-                let rank = Self::input_rank(node, 0);
-                let axes = match &n.config.axes {
-                    onnx_ir::reduce::ReduceAxes::Static(a) if a.is_empty() => {
-                        Some((0..rank).collect())
-                    }
-                    onnx_ir::reduce::ReduceAxes::Static(a) => {
-                        for &x in a {
-                            self.check(&n.name, validate::axis_below(x, rank, rank))?;
-                        }
-                        Some(a.clone())
-                    }
-                    onnx_ir::reduce::ReduceAxes::Runtime(r) => {
-                        match self.static_input(node, r.input_index) {
-                            Some(v) => Some(self.check(&n.name, validate::axes(&v, rank))?),
-                            None => None,
-                        }
-                    }
-                };
-                match axes {
-                    Some(axes) => {
-                        let op = Op::ReduceMean {
-                            axes,
-                            keepdims: n.config.keepdims,
-                        };
-                        self.step(node, op, &[0])
-                    }
-                    None => {
-                        self.skip(node, "ReduceMean (axes computed at run time)");
-                        Ok(())
-                    }
-                }
-            }
+            Node::ReduceMean(n) => self.reduce(node, &n.name, &n.config, "ReduceMean"),
+            Node::ReduceSum(n) => self.reduce(node, &n.name, &n.config, "ReduceSum"),
+            Node::ReduceMax(n) => self.reduce(node, &n.name, &n.config, "ReduceMax"),
             Node::Squeeze(n) => {
                 let rank = Self::input_rank(node, 0);
                 let axes = match &n.config.axes {
@@ -743,7 +759,10 @@ impl Builder<'_> {
                     }
                 }
             }
-            _ => match self.transformer_node(node) {
+            _ => match self
+                .transformer_node(node)
+                .or_else(|| self.resample_node(node))
+            {
                 Some(result) => result,
                 None => {
                     self.skip(node, kind);

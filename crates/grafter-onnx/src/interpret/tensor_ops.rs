@@ -1,6 +1,10 @@
 //! The ops on tensor values, each on the right-aligned storage of [`Value`].
 
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
 use super::*;
+use crate::graph::{ResizeMode, ResizeSize};
 
 pub(super) fn apply_tensor(
     op: &Op,
@@ -177,23 +181,44 @@ pub(super) fn apply_tensor(
             let dim = axis + R - x.rank;
             unary(x, |t| activation::softmax(t, dim))
         }
-        Op::ReduceMean { axes, keepdims } => {
+        Op::ReduceMean { axes, keepdims } => reduce(x, axes, *keepdims, |t, d| t.mean_dim(d)),
+        Op::ReduceSum { axes, keepdims } => reduce(x, axes, *keepdims, |t, d| t.sum_dim(d)),
+        Op::ReduceMax { axes, keepdims } => reduce(x, axes, *keepdims, |t, d| t.max_dim(d)),
+        Op::Pow => {
+            let exponent = rest.next().expect("Pow has an exponent");
+            binary(x, exponent, |a, b| a.powf(b))
+        }
+        Op::Tile { repeats } => {
             let s = x.shape();
-            let off = R - x.rank;
-            let mut t = x.tensor;
-            for &a in axes {
-                t = t.mean_dim(a + off);
-            }
-            let out: Vec<usize> = s
-                .iter()
-                .enumerate()
-                .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
-                    (false, _) => Some(d),
-                    (true, true) => Some(1),
-                    (true, false) => None,
-                })
-                .collect();
-            Value::with_shape(t, &out)
+            let out: Vec<usize> = s.iter().zip(repeats).map(|(d, r)| d * r).collect();
+            checked_elements(&out);
+            let mut all = [1usize; R];
+            all[R - repeats.len()..].copy_from_slice(repeats);
+            Value::with_shape(x.tensor.repeat(&all), &out)
+        }
+        Op::Resize { mode, size } => {
+            let [_, _, h, w] = as4(x.tensor.clone()).dims();
+            let [oh, ow] = match size {
+                ResizeSize::Scales([sh, sw]) => [
+                    (h as f64 * *sh as f64).floor() as usize,
+                    (w as f64 * *sw as f64).floor() as usize,
+                ],
+                ResizeSize::Sizes(s) => *s,
+                ResizeSize::Computed => {
+                    let sizes = host_ints(rest.next().expect("Resize has sizes")).data;
+                    let at = |i: usize| sizes.get(i).map_or(0, |&d| d.max(0) as usize);
+                    [at(2), at(3)]
+                }
+            };
+            let (mode, align_corners) = match mode {
+                ResizeMode::Nearest => (InterpolateMode::Nearest, false),
+                ResizeMode::Linear { align_corners } => (InterpolateMode::Bilinear, *align_corners),
+            };
+            let [n, c, ..] = as4(x.tensor.clone()).dims();
+            checked_elements(&[n, c, oh.max(1), ow.max(1)]);
+            let options = InterpolateOptions::new(mode).with_align_corners(align_corners);
+            let options = options.with_output_size([oh.max(1), ow.max(1)]);
+            unary(x, |t| from4(interpolate(as4(t), options)))
         }
         Op::Squeeze { axes } => {
             let s = x.shape();
@@ -345,4 +370,29 @@ pub(super) fn reshape(x: Value, shape: &[i64]) -> Value {
         out[i] = total / known.max(1);
     }
     Value::with_shape(x.tensor, &out)
+}
+
+/// A reduction `f` over `axes`, dropping them unless `keepdims`.
+fn reduce(
+    x: Value,
+    axes: &[usize],
+    keepdims: bool,
+    f: impl Fn(Tensor<R>, usize) -> Tensor<R>,
+) -> Value {
+    let s = x.shape();
+    let off = R - x.rank;
+    let mut t = x.tensor;
+    for &a in axes {
+        t = f(t, a + off);
+    }
+    let out: Vec<usize> = s
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    Value::with_shape(t, &out)
 }
