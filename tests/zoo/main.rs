@@ -10,6 +10,7 @@ mod fixtures;
 mod fuzz_harness;
 mod fuzz_pth;
 mod fuzz_pth_zip;
+mod fuzz_safetensors;
 mod onnx;
 mod parity;
 mod pretrained;
