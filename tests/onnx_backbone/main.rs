@@ -18,6 +18,7 @@ mod fuzz;
 #[allow(dead_code)]
 #[path = "../support/fuzz_harness.rs"]
 mod fuzz_harness;
+mod fuzz_predictor;
 mod hostile;
 mod ops;
 mod parity;
