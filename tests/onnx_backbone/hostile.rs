@@ -449,3 +449,37 @@ fn a_huge_computed_shape_is_refused_before_allocating() {
         "too many elements",
     );
 }
+
+/// A channels-last input (`[N, 8, 8, 3]`, as tf2onnx writes Keras models) that reaches a
+/// convolution before any transpose to NCHW: refused at load naming the node, not a panic
+/// in the probe.
+#[test]
+fn a_channels_last_image_convolved_before_its_transpose_is_refused() {
+    let mut m = model(
+        17,
+        vec![
+            node("Mul", &["input", "scale"], "x", vec![]),
+            conv(&["x", "w"], "out", vec![]),
+        ],
+        vec![floats("scale", &[3]), floats("w", &[4, 3, 1, 1])],
+        4,
+    );
+    let g = m.graph.mut_or_insert_default();
+    g.input[0] = value("input", &[Err("N"), Ok(8), Ok(8), Ok(3)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("nhwc_conv.onnx");
+    std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
+    let options = OnnxBackboneOptions::default().with_cut(CutPoint::Full);
+    let _l = crate::lock();
+    let err = match OnnxBackbone::load(&path, &options, &Device::flex()) {
+        Ok(_) => panic!("a convolution over NHWC loaded"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, OnnxError::Graph { .. }), "{msg}");
+    assert!(
+        msg.contains("nhwc_conv.onnx") && msg.contains("channels-last"),
+        "{msg}"
+    );
+    println!("REFUSED {msg}");
+}

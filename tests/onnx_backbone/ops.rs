@@ -10,19 +10,28 @@ use crate::fixtures::{Reference, dir, host, max_rel_err};
 
 #[test]
 fn every_supported_operator_matches_onnxruntime_and_exports() {
-    check("ops_mix", 16, 3);
+    check("ops_mix", 16, 3, false);
 }
 
 /// Resize (nearest by scales, linear from a computed shape, linear with aligned corners to a
 /// fixed size), Tile, Pow, ReduceSum and ReduceMax, in a feature-pyramid style graph.
 #[test]
 fn resampling_and_reduction_operators_match_onnxruntime_and_export() {
-    check("resample_mix", 16, 3);
+    check("resample_mix", 16, 3, false);
+}
+
+/// A channels-last (Keras / tf2onnx) input rescaled and normalised by per-channel
+/// constants before its transpose to NCHW: the backbone takes NCHW and runs those steps on
+/// it, matching onnxruntime fed the NHWC image.
+#[test]
+fn a_channels_last_input_preprocessed_before_its_transpose_matches_onnxruntime() {
+    check("keras_nhwc", 16, 2, true);
 }
 
 /// The fixture `model`: the full graph and the automatic cut (`channels` wide, `stages`
 /// stages) against onnxruntime, and an export with an MLP head read back by onnxruntime.
-fn check(model: &str, channels: usize, stages: usize) {
+/// `nhwc`: the reference input is channels-last (the backbone is fed it as NCHW).
+fn check(model: &str, channels: usize, stages: usize, nhwc: bool) {
     let Some(file) = crate::model_file(model) else {
         return;
     };
@@ -30,6 +39,11 @@ fn check(model: &str, channels: usize, stages: usize) {
     let device = Device::flex();
     let r = Reference::load(&dir(model).unwrap());
     let input = r.tensor4("input", &device);
+    let input = if nhwc {
+        input.permute([0, 3, 1, 2])
+    } else {
+        input
+    };
 
     let full = OnnxBackbone::load(
         &file,

@@ -4,7 +4,7 @@
 //! (with counts) and reported together, so a user sees the whole list at once and no
 //! half-built backbone ever exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use burn::tensor::TensorData;
@@ -14,6 +14,7 @@ use crate::graph::{Constant, Graph, MAX_RANK, Op, Operand, Pads, Step};
 use crate::validate;
 use crate::{OnnxError, Result};
 
+mod channels_last;
 mod resample_nodes;
 mod transformer_nodes;
 
@@ -84,6 +85,9 @@ struct Builder<'a> {
     export_batch: Option<usize>,
     /// The image input's name and slot, to recognise a channels-last (NHWC) input.
     image: Option<(String, usize)>,
+    /// The values of a channels-last image before its transpose to NCHW, by name (held in
+    /// NCHW: see `channels_last.rs`).
+    channels_last: HashSet<String>,
     /// Channel count (axis 1) of the values where it is known without running the graph:
     /// the outputs of convolutions and of the ops that keep their input's channels. Lets a
     /// BatchNorm or convolution that does not fit its input fail at load.
@@ -107,6 +111,7 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
         unsupported: BTreeMap::new(),
         export_batch: None,
         image: None,
+        channels_last: HashSet::new(),
         channels: HashMap::new(),
     };
     let input_shape: Vec<Option<usize>> = input
@@ -117,6 +122,11 @@ pub(crate) fn import(path: &Path, parsed: &OnnxGraph) -> Result<Imported> {
     b.export_batch = input_shape.first().copied().flatten();
     let input_slot = b.new_value(input)?;
     b.image = Some((input.name.clone(), input_slot));
+    // `[N, H, W, 3]`: a channels-last export (the rule `OnnxBackbone::load` sizes inputs by)
+    let dim = |i: usize| input_shape.get(i).copied().flatten();
+    if input_shape.len() == 4 && dim(3) == Some(3) && dim(1) != Some(3) {
+        b.channels_last.insert(input.name.clone());
+    }
     for node in &parsed.nodes {
         b.node(node)?;
     }
@@ -451,6 +461,9 @@ impl Builder<'_> {
     }
 
     fn node(&mut self, node: &Node) -> Result<()> {
+        if let Some(result) = self.channels_last_node(node) {
+            return result;
+        }
         let kind = format!("{:?}", node.node_type());
         match node {
             Node::Constant(_) => Ok(()),
