@@ -5,6 +5,7 @@ mod errors;
 mod feature_maps;
 mod finetune;
 mod fixtures;
+mod fuzz_download;
 #[allow(dead_code)]
 #[path = "../support/fuzz_harness.rs"]
 mod fuzz_harness;
