@@ -36,6 +36,30 @@ fn base_config(seed: u64) -> FineTuneConfig {
         .with_seed(seed)
 }
 
+/// Test top-1 of a new linear head on the frozen base run live (the backbone every step):
+/// the device seeded with `seed`, the head drawn, then the base loaded (loading draws from
+/// the device's generator too, so the order is part of the recorded figures), `cfg` trained.
+fn live_top1(
+    dir: &std::path::Path,
+    device: &Device,
+    seed: u64,
+    cfg: FineTuneConfig,
+    train: &dyn DataSource,
+    test: &dyn DataSource,
+) -> f64 {
+    device.seed(seed);
+    let head = LinearHeadConfig::new(512, CLASSES)
+        .try_init(device)
+        .unwrap();
+    let model = Classifier::new(keras_base(dir, device), head).unwrap();
+    let outcome = FineTune::new(cfg, Frozen)
+        .fit(model, train, test, device)
+        .unwrap();
+    evaluate(&outcome.model, test, Task::SingleLabel, 100, device, false)
+        .unwrap()
+        .top1
+}
+
 /// Mean and largest deviation from it, in percent, of top-1 fractions.
 fn mean_spread(top1: &[f64]) -> (Vec<f64>, f64, f64) {
     let acc: Vec<f64> = top1.iter().map(|t| 100.0 * t).collect();
@@ -131,26 +155,8 @@ fn mixup_and_cutmix_on_fashion_mnist() {
     let (train, test) = (dataset(&r, "train", &pre), dataset(&r, "test", &pre));
     let mut top1s = Vec::new();
     for seed in 1..=3 {
-        device.seed(seed);
-        let head = LinearHeadConfig::new(512, CLASSES)
-            .try_init(&device)
-            .unwrap();
-        // loaded after the head, per seed: what the recorded figures ran
-        let model = Classifier::new(keras_base(&dir, &device), head).unwrap();
         let cfg = base_config(seed).with_mixup(Some(Mixup::timm()));
-        let outcome = FineTune::new(cfg, Frozen)
-            .fit(model, &train, &test, &device)
-            .unwrap();
-        let top1 = evaluate(
-            &outcome.model,
-            &test,
-            Task::SingleLabel,
-            100,
-            &device,
-            false,
-        )
-        .unwrap()
-        .top1;
+        let top1 = live_top1(&dir, &device, seed, cfg, &train, &test);
         top1s.push(top1);
         println!(
             "RECIPES MixUp/CutMix seed {seed}: test top-1 {:.1}%",
@@ -162,4 +168,87 @@ fn mixup_and_cutmix_on_fashion_mnist() {
         "RECIPES timm MixUp 0.8 / CutMix 1.0, lr 1e-3: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; {:.0} s)",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Fashion-MNIST's split `split` written as 32×32 PNG files (`<dir>/<split>/c<label>/`, the
+/// same padded pixels `transfer::dataset` makes): what an image loader with augmentation
+/// reads.
+fn image_folder(r: &Reference, split: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    use grafter::data::image::{Rgb, RgbImage};
+    let (pixels, shape) = r.host(&format!("{split}_images"));
+    let (labels, _) = r.host(&format!("{split}_labels"));
+    let root = dir.join(split);
+    for i in 0..shape[0] {
+        let img = RgbImage::from_fn(32, 32, |x, y| {
+            let (sx, sy) = (x as isize - 2, y as isize - 2);
+            let v = if (0..28).contains(&sx) && (0..28).contains(&sy) {
+                pixels[i * 784 + sy as usize * 28 + sx as usize] as u8
+            } else {
+                0
+            };
+            Rgb([v, v, v])
+        });
+        let class = root.join(format!("c{}", labels[i] as usize));
+        std::fs::create_dir_all(&class).unwrap();
+        img.save(class.join(format!("{i:04}.png"))).unwrap();
+    }
+    root
+}
+
+/// torchvision's TrivialAugmentWide with a horizontal flip and timm's RandomErasing, through
+/// the image loader on the same frozen base (live: augmented images change every epoch);
+/// the loader without augmentation (cached, so exact and quick) is its baseline.
+#[test]
+#[ignore = "a measurement: cargo test --test real trivial_augment -- --ignored --nocapture"]
+fn trivial_augment_and_random_erasing_on_fashion_mnist() {
+    use grafter::data::{Augment, AutoAugment, ImageDataset, ImageLoader, RandomErasing};
+    let _rng = crate::real_data::rng_lock();
+    let Some(dir) = crate::real_data::dir() else {
+        return;
+    };
+    let device = Device::flex();
+    let started = std::time::Instant::now();
+    let r = Reference::load_file(&dir.join("fashion_mnist.safetensors"));
+    let files = tempfile::tempdir().unwrap();
+    let (train_dir, test_dir) = (
+        image_folder(&r, "train", files.path()),
+        image_folder(&r, "test", files.path()),
+    );
+    // 32×32 in, no resize or crop: the pixels `transfer::dataset` feeds
+    let pre = Preprocess {
+        crop_ratio: 1.0,
+        ..keras_base(&dir, &device).preprocess.with_input_size(32, 32)
+    };
+    let loader =
+        |d: &std::path::Path| ImageLoader::new(ImageDataset::image_folder(d).unwrap(), pre.clone());
+    let test = loader(&test_dir);
+    let recipes = [
+        ("loader, no augmentation", Augment::none()),
+        (
+            "TrivialAugmentWide + flip 0.5 + RandomErasing 0.25",
+            Augment {
+                hflip: 0.5,
+                ..Augment::none()
+            }
+            .with_auto(AutoAugment::trivial_augment_wide())
+            .with_erasing(RandomErasing::with_p(0.25)),
+        ),
+    ];
+    for (name, augment) in recipes {
+        let train = loader(&train_dir).augment(augment);
+        let mut top1s = Vec::new();
+        for seed in 1..=3 {
+            let top1 = live_top1(&dir, &device, seed, base_config(seed), &train, &test);
+            println!(
+                "RECIPES {name} seed {seed}: test top-1 {:.1}%",
+                100.0 * top1
+            );
+            top1s.push(top1);
+        }
+        let (acc, mean, spread) = mean_spread(&top1s);
+        println!(
+            "RECIPES {name}, lr 1e-3: test top-1 {mean:.1}% ± {spread:.1} (seeds 1-3: {acc:.1?}; {:.0} s so far)",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }

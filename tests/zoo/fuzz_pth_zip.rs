@@ -12,8 +12,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Device;
 use grafter::zoo::torchvision::load_state_dict;
 use rand::Rng;
@@ -22,25 +20,8 @@ use rand::seq::IndexedRandom;
 
 use crate::fixtures::host;
 use crate::fuzz_harness::{Target, drive, mutate};
+use crate::tiny_state_dict::{loaded_outcome, tiny, values};
 use crate::torch_save::write_state_dict;
-
-/// The loaded model: `fc`, 4 inputs, 3 outputs (torch's `nn.Linear(4, 3)`).
-#[derive(Module, Debug)]
-struct Tiny {
-    fc: Linear,
-}
-
-fn tiny(device: &Device) -> Tiny {
-    Tiny {
-        fc: LinearConfig::new(4, 3).init(device),
-    }
-}
-
-/// The state dict's values: `fc.weight` [3, 4] then `fc.bias` [3].
-fn values() -> (Vec<f32>, Vec<f32>) {
-    let weight = (0..12).map(|i| 0.25 * i as f32 - 1.0).collect();
-    (weight, vec![0.5, -0.5, 2.0])
-}
 
 fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let (weight, bias) = values();
@@ -150,16 +131,7 @@ fn load(input: &[u8], dir: &Path) {
     let device = Device::flex();
     // the harness tallies these
     let outcome = match load_state_dict(tiny(&device), &path, &[]) {
-        Ok(model) => {
-            let (weight, bias) = values();
-            let got_bias = host(model.fc.bias.unwrap().val());
-            let got_weight = host(model.fc.weight.val().transpose());
-            if got_weight == weight && got_bias == bias {
-                "loaded"
-            } else {
-                "loaded_other_values"
-            }
-        }
+        Ok(model) => loaded_outcome(model),
         Err(e) => {
             let text = e.to_string();
             assert!(text.contains("m.pth"), "the error names no file: {text}");

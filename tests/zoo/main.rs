@@ -22,4 +22,5 @@ mod shapes;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;
+mod tiny_state_dict;
 mod torch_save;
