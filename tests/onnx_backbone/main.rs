@@ -20,6 +20,8 @@ mod fuzz;
 mod fuzz_harness;
 mod fuzz_predictor;
 mod hostile;
+#[path = "../support/onnx_mutation.rs"]
+mod onnx_mutation;
 mod ops;
 mod parity;
 mod torch_exports;

@@ -7,7 +7,8 @@
 //! seen and told apart. Case `k` of a target is a function of `(target, k)`: the report names
 //! the case, and `GRAFTER_FUZZ_FIRST=k GRAFTER_FUZZ_CASES=1` replays it alone. The budget is
 //! `GRAFTER_FUZZ_CASES` cases per target (default: the target's own, sized for CI); a longer
-//! run by hand with e.g. `GRAFTER_FUZZ_CASES=100000`.
+//! run by hand with e.g. `GRAFTER_FUZZ_CASES=100000` (and `GRAFTER_FUZZ_TIMEOUT_SECS` for a
+//! target slower than 10 cases a second).
 //!
 //! A case passes when the reader returns, with a value or a typed error.
 
@@ -112,7 +113,14 @@ pub fn drive(target: Target, test_name: &str) -> Result<String, String> {
             .map_while(Result::ok)
             .collect::<Vec<_>>()
     });
-    let timeout = Duration::from_secs(60 + cases(&target) as u64 / 10);
+    // sized for ≥ 10 cases a second; a slow target run long by hand sets its own
+    let timeout = std::env::var("GRAFTER_FUZZ_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            Duration::from_secs(60 + cases(&target) as u64 / 10),
+            Duration::from_secs,
+        );
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);

@@ -9,10 +9,13 @@ mod fuzz_download;
 #[allow(dead_code)]
 #[path = "../support/fuzz_harness.rs"]
 mod fuzz_harness;
+mod fuzz_onnx_weights;
 mod fuzz_pth;
 mod fuzz_pth_zip;
 mod fuzz_safetensors;
 mod onnx;
+#[path = "../support/onnx_mutation.rs"]
+mod onnx_mutation;
 mod parity;
 mod pretrained;
 mod pth;
