@@ -46,6 +46,8 @@ mod gemm;
 mod layers;
 mod output;
 mod pool;
+mod pool_rows;
+mod pool_rows_argmax;
 mod precision;
 mod scratch;
 mod setting;

@@ -29,13 +29,31 @@ pub(crate) fn chunks_filled(
     chunk: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
+    chunks_filled_beside(len, chunk, &mut [(); 0], |i, c, _| fill(i, c))
+}
+
+/// As [`chunks_filled`], with chunk `i` of `beside` (cut into chunks of the same length, so
+/// `beside` is as long as the output or empty) handed to `fill` too, for kernels with a second
+/// output.
+pub(crate) fn chunks_filled_beside<T: Send>(
+    len: usize,
+    chunk: usize,
+    beside: &mut [T],
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut [T]) + Sync,
+) -> Vec<f32> {
     let mut out: Vec<f32> = Vec::with_capacity(len);
     if len > 0 {
         // (`par_chunks_mut` panics on a zero `chunk`.)
-        out.spare_capacity_mut()[..len]
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| fill(i, c));
+        let chunks = out.spare_capacity_mut()[..len].par_chunks_mut(chunk);
+        if beside.is_empty() {
+            chunks.enumerate().for_each(|(i, c)| fill(i, c, &mut []));
+        } else {
+            assert_eq!(beside.len(), len, "one element beside each output element");
+            chunks
+                .zip(beside.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (c, b))| fill(i, c, b));
+        }
     }
     // SAFETY: `fill` initialised every element of every chunk, and the chunks cover `len`.
     unsafe { out.set_len(len) };

@@ -6,7 +6,9 @@
 
 use rayon::prelude::*;
 
-use crate::output::planes_filled;
+use crate::output::{chunks_filled, chunks_filled_beside, planes_filled};
+use crate::pool_rows::{column_taps, pool_plane_rows};
+use crate::pool_rows_argmax::pool_plane_rows_argmax;
 
 /// The sizes of one max-pooling (symmetric padding, Burn's `max_pool2d` semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +76,12 @@ impl PoolGeometry {
 /// Max over each window; NaN wins (as PyTorch and Burn), padding never does.
 pub(crate) fn max_pool2d_forward(geo: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     let (plane_in, plane_out) = (geo.h * geo.w, geo.out_h * geo.out_w);
-    let mut out = vec![0.0f32; geo.batch * geo.channels * plane_out];
-    out.par_chunks_mut(plane_out)
-        .zip(x.par_chunks(plane_in))
-        .for_each(|(dst, src)| pool_plane(geo, src, dst));
-    out
+    let cols = column_taps(geo);
+    chunks_filled(geo.batch * geo.channels * plane_out, plane_out, |i, dst| {
+        let src = &x[i * plane_in..(i + 1) * plane_in];
+        let mut line = vec![0.0; geo.w];
+        pool_plane_rows(geo, &cols, src, dst, &mut line);
+    })
 }
 
 /// Most taps a window may have for its argmax to fit in a byte.
@@ -89,13 +92,14 @@ pub(crate) const MAX_ARGMAX_TAPS: usize = 256;
 pub(crate) fn max_pool2d_with_argmax(geo: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
     debug_assert!(geo.kernel[0] * geo.kernel[1] <= MAX_ARGMAX_TAPS);
     let (plane_in, plane_out) = (geo.h * geo.w, geo.out_h * geo.out_w);
-    let planes = geo.batch * geo.channels;
-    let mut out = planes_filled(planes, plane_out, |_| 0.0);
-    let mut argmax = vec![0u8; planes * plane_out];
-    out.par_chunks_mut(plane_out)
-        .zip(argmax.par_chunks_mut(plane_out))
-        .zip(x.par_chunks(plane_in))
-        .for_each(|((dst, arg), src)| pool_plane_argmax(geo, src, dst, arg));
+    let len = geo.batch * geo.channels * plane_out;
+    let cols = column_taps(geo);
+    let mut argmax = vec![0u8; len];
+    let out = chunks_filled_beside(len, plane_out, &mut argmax, |i, dst, arg| {
+        let src = &x[i * plane_in..(i + 1) * plane_in];
+        let (mut line, mut line_row) = (vec![0.0; geo.w], vec![0; geo.w]);
+        pool_plane_rows_argmax(geo, &cols, src, dst, arg, &mut line, &mut line_row);
+    });
     (out, argmax)
 }
 
@@ -126,7 +130,14 @@ pub(crate) fn max_pool2d_backward(geo: &PoolGeometry, argmax: &[u8], dy: &[f32])
 }
 
 /// The valid kernel taps `[lo, hi)` of output index `o` along one axis.
-fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, size: usize) -> (usize, usize) {
+pub(crate) fn taps(
+    o: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    d: usize,
+    size: usize,
+) -> (usize, usize) {
     let start = (o * s) as isize - p as isize;
     let lo = if start < 0 {
         ((-start) as usize).div_ceil(d)
@@ -138,66 +149,4 @@ fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, size: usize) -> (usize
         .find(|&t| (start + (t * d) as isize) < size as isize)
         .map_or(0, |t| t + 1);
     (lo.min(hi), hi)
-}
-
-fn pool_plane_argmax(geo: &PoolGeometry, src: &[f32], dst: &mut [f32], arg: &mut [u8]) {
-    let [kh, kw] = geo.kernel;
-    let [sh, sw] = geo.stride;
-    let [ph, pw] = geo.pad;
-    let [dh, dw] = geo.dilation;
-    let cols: Vec<(usize, usize)> = (0..geo.out_w)
-        .map(|ox| taps(ox, kw, sw, pw, dw, geo.w))
-        .collect();
-    for oy in 0..geo.out_h {
-        let (ty0, ty1) = taps(oy, kh, sh, ph, dh, geo.h);
-        for ox in 0..geo.out_w {
-            let (tx0, tx1) = cols[ox];
-            let x0 = ox * sw;
-            let (mut m, mut at) = (f32::NEG_INFINITY, ty0 * kw + tx0);
-            for ty in ty0..ty1 {
-                let iy = oy * sh + ty * dh - ph;
-                let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                for tx in tx0..tx1 {
-                    let v = line[x0 + tx * dw - pw];
-                    // After a NaN nothing compares greater: the first NaN stays.
-                    if v > m || (v.is_nan() && !m.is_nan()) {
-                        m = v;
-                        at = ty * kw + tx;
-                    }
-                }
-            }
-            dst[oy * geo.out_w + ox] = m;
-            arg[oy * geo.out_w + ox] = at as u8;
-        }
-    }
-}
-
-fn pool_plane(geo: &PoolGeometry, src: &[f32], dst: &mut [f32]) {
-    let [kh, kw] = geo.kernel;
-    let [sh, sw] = geo.stride;
-    let [ph, pw] = geo.pad;
-    let [dh, dw] = geo.dilation;
-    let cols: Vec<(usize, usize)> = (0..geo.out_w)
-        .map(|ox| taps(ox, kw, sw, pw, dw, geo.w))
-        .collect();
-    for oy in 0..geo.out_h {
-        let (ty0, ty1) = taps(oy, kh, sh, ph, dh, geo.h);
-        let row_out = &mut dst[oy * geo.out_w..(oy + 1) * geo.out_w];
-        for (ox, out) in row_out.iter_mut().enumerate() {
-            let (tx0, tx1) = cols[ox];
-            let x0 = ox * sw;
-            let mut m = f32::NEG_INFINITY;
-            for ty in ty0..ty1 {
-                let iy = oy * sh + ty * dh - ph;
-                let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                for tx in tx0..tx1 {
-                    let v = line[x0 + tx * dw - pw];
-                    if v > m || v.is_nan() {
-                        m = v;
-                    }
-                }
-            }
-            *out = m;
-        }
-    }
 }

@@ -1,6 +1,6 @@
-//! grafter's max-pooling against Burn's op: plain, padded, dilated, ceil mode, NaN and −∞
-//! inputs; under autodiff the forward with a byte argmax and its backward give Burn's output
-//! and input gradient exactly.
+//! grafter's max-pooling against Burn's op: plain, padded, dilated, ceil mode, batch 1, odd
+//! sizes, ties, NaN and ±∞ inputs; under autodiff the forward with a byte argmax and its
+//! backward give Burn's output and input gradient exactly.
 
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -11,6 +11,38 @@ fn random(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Small integers (ties within and across windows' rows and columns) with −∞, +∞ and, with
+/// `nan`, NaN sprinkled in.
+fn special(shape: [usize; 4], seed: u64, nan: bool, device: &Device) -> Tensor<4> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| match rng.random_range(0..40) {
+            0 if nan => f32::NAN,
+            1 | 2 => f32::NEG_INFINITY,
+            3 => f32::INFINITY,
+            _ => rng.random_range(-2..3) as f32,
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Equal element by element, a NaN equal to a NaN.
+fn assert_same(a: &TensorData, b: &TensorData, what: &str) {
+    let (a, b) = (
+        a.try_to_vec::<f32>().unwrap(),
+        b.try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            x == y || (x.is_nan() && y.is_nan()),
+            "{what}: element {i}: {x} vs {y}"
+        );
+    }
 }
 
 fn cases() -> Vec<([usize; 4], MaxPoolOptions<2>)> {
@@ -38,6 +70,37 @@ fn cases() -> Vec<([usize; 4], MaxPoolOptions<2>)> {
                 .with_padding([1, 1])
                 .with_dilation([2, 1]),
         ),
+        // Batch 1, odd sizes, ceil mode with padding.
+        (
+            [1, 5, 11, 13],
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .with_ceil_mode(true),
+        ),
+        (
+            [1, 3, 9, 10],
+            MaxPoolOptions::new([3, 3]).with_padding([1, 1]),
+        ),
+        (
+            [2, 2, 7, 9],
+            MaxPoolOptions::new([2, 2]).with_stride([2, 2]),
+        ),
+        // Dilated along the rows: the horizontal pass's general loop.
+        (
+            [1, 2, 12, 15],
+            MaxPoolOptions::new([2, 3])
+                .with_stride([2, 3])
+                .with_padding([1, 1])
+                .with_dilation([1, 2]),
+        ),
+        (
+            [1, 1, 13, 17],
+            MaxPoolOptions::new([5, 5])
+                .with_stride([3, 3])
+                .with_padding([2, 2])
+                .with_ceil_mode(true),
+        ),
         (
             [33, 8, 14, 14],
             MaxPoolOptions::new([3, 3])
@@ -55,6 +118,21 @@ fn forward_matches_burn_exactly() {
         let ours = grafter_kernels::max_pool2d(x.clone(), options.clone());
         let reference = burn::tensor::module::max_pool2d(x, options);
         assert_eq!(ours.into_data(), reference.into_data(), "case {i}");
+    }
+}
+
+#[test]
+fn ties_nan_and_infinities_match_burn() {
+    let device = Device::flex();
+    for (i, (shape, options)) in cases().into_iter().enumerate() {
+        let x = special(shape, 40 + i as u64, true, &device);
+        let ours = grafter_kernels::max_pool2d(x.clone(), options.clone());
+        let reference = burn::tensor::module::max_pool2d(x, options);
+        assert_same(
+            &ours.into_data(),
+            &reference.into_data(),
+            &format!("case {i}"),
+        );
     }
 }
 
@@ -108,6 +186,19 @@ fn tracked_forward_and_gradient_match_burn_exactly() {
         let [out, ref_out, dx, ref_dx] = gradients(&x, &options, 20 + i as u64);
         assert_eq!(out, ref_out, "case {i}: output");
         assert_eq!(dx, ref_dx, "case {i}: input gradient");
+    }
+}
+
+/// Without NaN: where a window holds a NaN, both give NaN, but flex's index does not point at
+/// it (its gradient goes to another tap) while grafter's points at the window's first NaN.
+#[test]
+fn tracked_ties_and_infinities_match_burn() {
+    let device = Device::flex().autodiff();
+    for (i, (shape, options)) in cases().into_iter().enumerate() {
+        let x = special(shape, 60 + i as u64, false, &device);
+        let [out, ref_out, dx, ref_dx] = gradients(&x, &options, 80 + i as u64);
+        assert_same(&out, &ref_out, &format!("case {i}: output"));
+        assert_same(&dx, &ref_dx, &format!("case {i}: input gradient"));
     }
 }
 
