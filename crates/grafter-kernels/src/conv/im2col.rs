@@ -86,17 +86,34 @@ pub(crate) fn im2col(geo: &ConvGeometry, x: &[f32], p0: usize, t: usize, col: &m
                 walk(geo, p0, t, ky, kx, |stretch| match stretch {
                     Stretch::Inside { cols, iy, ix0 } => {
                         let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                        let dst = &mut row[cols];
-                        if sw == 1 {
-                            dst.copy_from_slice(&line[ix0..ix0 + dst.len()]);
-                        } else {
-                            for (i, d) in dst.iter_mut().enumerate() {
-                                *d = line[ix0 + i * sw];
-                            }
-                        }
+                        gather(&mut row[cols], &line[ix0..], sw);
                     }
                     Stretch::Outside(cols) => row[cols].fill(0.0),
                 });
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[i · stride]`: a copy for stride 1, and for stride 2 pairs taken whole, so
+/// that the loop vectorises (a runtime stride leaves it a scalar gather).
+fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            // The last element's pair may run past the row: take it alone.
+            let Some((last, body)) = dst.split_last_mut() else {
+                return;
+            };
+            let pairs = src[..2 * body.len()].chunks_exact(2);
+            for (d, pair) in body.iter_mut().zip(pairs) {
+                *d = pair[0];
+            }
+            *last = src[2 * body.len()];
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[i * stride];
             }
         }
     }

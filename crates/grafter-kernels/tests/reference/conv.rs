@@ -1,7 +1,7 @@
 //! grafter's convolution against Burn's reference op on the same tensors: forward output and
 //! the gradients of input, weight and bias, over strides, paddings (symmetric and not), odd
-//! sizes, groups (depthwise included), dilation, 1×1 and 7×7 kernels, batch 1 and 33, and the
-//! Winograd path of 3×3 stride-1 convolutions.
+//! sizes, groups (depthwise included), dilation, 1×1 and 7×7 kernels, stride 2, batch 1 and 33,
+//! and the Winograd path of 3×3 stride-1 convolutions.
 
 use burn::tensor::ops::ConvOptions;
 use std::sync::Mutex;
@@ -66,6 +66,15 @@ fn cases() -> Vec<Case> {
         },
         Case::new([3, 8, 7, 7], [12, 8, 1, 1], 2, 0),
         Case::new([1, 3, 32, 32], [8, 3, 7, 7], 2, 3),
+        // Stride 2 (im2col's pairwise gather): odd widths whose last tap ends the row, no
+        // padding, asymmetric padding, and a stem whose blocks split output rows.
+        Case::new([2, 3, 23, 25], [8, 3, 7, 7], 2, 3),
+        Case::new([2, 5, 9, 11], [4, 5, 3, 3], 2, 0),
+        Case {
+            padding: [(0, 1), (1, 0)],
+            ..Case::new([1, 6, 10, 13], [5, 6, 3, 3], 2, 0)
+        },
+        Case::new([1, 3, 230, 230], [16, 3, 7, 7], 2, 3),
         Case {
             padding: [(1, 2), (0, 1)],
             bias: false,
