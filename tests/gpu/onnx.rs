@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use grafter::LinearHeadConfig;
-use grafter::finetune::FeatureCacheUse;
+use grafter::feature_cache::FeatureCacheUse;
 use grafter::onnx::{CutPoint, OnnxBackbone, OnnxBackboneOptions, export_classifier};
 use grafter::prelude::*;
 
