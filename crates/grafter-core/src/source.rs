@@ -197,6 +197,16 @@ pub fn check_order(order: &[usize], len: usize) -> Result<()> {
     }
 }
 
+/// How many of `labels` fall in each of `num_classes` classes (every label below it): what
+/// single-label sources answer [`DataSource::class_counts`] with.
+pub(crate) fn class_counts(labels: &[usize], num_classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; num_classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    counts
+}
+
 /// The order of a pass over `len` samples as [`InMemoryDataset`] (and grafter-data's loader)
 /// draw it: dataset order for evaluation, a shuffle by `request.rng(0)` for training.
 pub fn shuffled_order(len: usize, request: &EpochRequest) -> Vec<usize> {
@@ -305,11 +315,7 @@ impl DataSource for InMemoryDataset {
     }
 
     fn class_counts(&self) -> Option<Vec<usize>> {
-        let mut counts = vec![0; self.num_classes];
-        for &l in &self.labels {
-            counts[l] += 1;
-        }
-        Some(counts)
+        Some(class_counts(&self.labels, self.num_classes))
     }
 
     fn sample_labels(&self) -> Option<Vec<usize>> {

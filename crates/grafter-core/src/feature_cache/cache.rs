@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::file::{self, CacheStorage, Header, Sink, Values};
 use super::identity::CachedFeatures;
 use crate::progress::PassProgress;
-use crate::source::{DataSource, EpochRequest, HostBatch, Labels, check_order, shuffled_order};
+use crate::source::{
+    DataSource, EpochRequest, HostBatch, Labels, check_order, class_counts, shuffled_order,
+};
 use crate::{Backbone, Classifier, GrafterError, Head, Preprocess, Result};
 
 /// How to build a [`FeatureCache`].
@@ -360,7 +362,7 @@ impl FeatureCache {
 
 impl Computed {
     /// The cache of a pass that had no budget.
-    fn into_cache(self) -> FeatureCache {
+    pub(super) fn into_cache(self) -> FeatureCache {
         match self {
             Computed::Cache(cache) => cache,
             Computed::OverBudget(_) => unreachable!("a pass without a budget is never over it"),
@@ -388,12 +390,7 @@ impl DataSource for FeatureCache {
     }
 
     fn class_counts(&self) -> Option<Vec<usize>> {
-        let classes = self.classes()?;
-        let mut counts = vec![0; self.header.num_classes];
-        for &c in classes {
-            counts[c] += 1;
-        }
-        Some(counts)
+        Some(class_counts(self.classes()?, self.header.num_classes))
     }
 
     fn sample_labels(&self) -> Option<Vec<usize>> {

@@ -62,22 +62,15 @@ pub(crate) fn compute<B: Backbone>(
                     "feature cache: backbone frozen for every epoch; computing the features of {} {role} images once",
                     source.len()
                 ));
-                let bar = PassProgress::new(
-                    format!("{role} features"),
-                    source.len(),
-                    reporter.progress(),
-                );
-                let computed = FeatureCache::compute(
+                match pass(
                     &backbone,
-                    source.num_classes(),
+                    source,
+                    role,
                     &options,
+                    Some(left),
                     device,
-                    Some((source.len(), left)),
-                    Some(&bar),
-                    |_| source.batches(eval(batch_size)),
-                );
-                bar.finish();
-                match computed? {
+                    reporter,
+                )? {
                     Computed::Cache(cache) => {
                         left -= cache.resident_bytes();
                         cache
@@ -149,26 +142,36 @@ fn file_cache<B: Backbone>(
         fingerprint: fp,
         ..options
     };
+    Ok(pass(backbone, source, role, &options, None, device, reporter)?.into_cache())
+}
+
+/// One evaluation pass of `source` through `backbone` into a cache as `options` say, with a
+/// progress bar; in memory at most `budget` bytes.
+fn pass<B: Backbone>(
+    backbone: &B,
+    source: &dyn DataSource,
+    role: &str,
+    options: &CacheOptions,
+    budget: Option<u64>,
+    device: &Device,
+    reporter: &Reporter,
+) -> Result<Computed> {
     let bar = PassProgress::new(
         format!("{role} features"),
         source.len(),
         reporter.progress(),
     );
-    let batch_size = options.batch_size;
     let computed = FeatureCache::compute(
         backbone,
         source.num_classes(),
-        &options,
+        options,
         device,
-        None,
+        budget.map(|bytes| (source.len(), bytes)),
         Some(&bar),
-        |_| source.batches(eval(batch_size)),
+        |_| source.batches(eval(options.batch_size)),
     );
     bar.finish();
-    match computed? {
-        Computed::Cache(cache) => Ok(cache),
-        Computed::OverBudget(_) => unreachable!("files have no memory budget"),
-    }
+    computed
 }
 
 /// The evaluation pass the features are computed from.

@@ -39,13 +39,12 @@ impl Builder<'_> {
             }
             Node::Resize(n) => match resize_of(&n.config, Self::input_rank(node, 0)) {
                 Ok((mode, size)) => {
-                    let inputs: &[usize] = match (&size, &n.config.sizes) {
+                    let inputs = match (&size, &n.config.sizes) {
                         (ResizeSize::Computed, Some(ResizeSizes::Runtime(r))) => {
-                            &[0, r.input_index]
+                            vec![0, r.input_index]
                         }
-                        _ => &[0],
+                        _ => vec![0],
                     };
-                    let inputs = inputs.to_vec();
                     self.step(node, Op::Resize { mode, size }, &inputs)
                 }
                 Err(why) => {

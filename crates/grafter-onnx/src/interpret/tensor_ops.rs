@@ -197,7 +197,7 @@ pub(super) fn apply_tensor(
             Value::with_shape(x.tensor.repeat(&all), &out)
         }
         Op::Resize { mode, size } => {
-            let [_, _, h, w] = as4(x.tensor.clone()).dims();
+            let [n, c, h, w] = as4(x.tensor.clone()).dims();
             let [oh, ow] = match size {
                 ResizeSize::Scales([sh, sw]) => [
                     (h as f64 * *sh as f64).floor() as usize,
@@ -214,10 +214,11 @@ pub(super) fn apply_tensor(
                 ResizeMode::Nearest => (InterpolateMode::Nearest, false),
                 ResizeMode::Linear { align_corners } => (InterpolateMode::Bilinear, *align_corners),
             };
-            let [n, c, ..] = as4(x.tensor.clone()).dims();
-            checked_elements(&[n, c, oh.max(1), ow.max(1)]);
-            let options = InterpolateOptions::new(mode).with_align_corners(align_corners);
-            let options = options.with_output_size([oh.max(1), ow.max(1)]);
+            let out = [oh.max(1), ow.max(1)];
+            checked_elements(&[n, c, out[0], out[1]]);
+            let options = InterpolateOptions::new(mode)
+                .with_align_corners(align_corners)
+                .with_output_size(out);
             unary(x, |t| from4(interpolate(as4(t), options)))
         }
         Op::Squeeze { axes } => {
