@@ -25,5 +25,6 @@ mod run_lock;
 #[path = "../support/skip.rs"]
 mod skip;
 mod soak;
+mod soak_points;
 mod tensorboard;
 mod top_losses;

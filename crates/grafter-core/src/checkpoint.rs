@@ -14,10 +14,25 @@ use std::sync::Arc;
 
 use crate::{GrafterError, Result};
 
-/// Writes whole files. The default [`FsWriter`] writes and fsyncs; tests inject failing ones.
+/// The file operations of a run folder: whole-file writes, renames, directory syncs and
+/// removals. The default [`FsWriter`] writes and fsyncs; tests inject writers that fail or
+/// kill the process at a chosen operation (the kill -9 soak), which is why renames and
+/// removals go through here too.
 pub trait FileWriter: Send + Sync + Debug {
     /// Writes `bytes` as the complete content of `path` (which does not exist yet).
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+
+    /// Moves the file or folder `from` to `to`, replacing a file at `to`: the step that makes
+    /// a written file visible under its name. [`fs::rename`] by default.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    /// Removes the folder `dir` with everything in it (an old checkpoint being pruned).
+    /// [`fs::remove_dir_all`] by default.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir_all(dir)
+    }
 
     /// Makes the entries of directory `dir` durable (a file renamed into it, a folder created
     /// in it): without this a power cut after a rename may bring back the old name even though
@@ -89,7 +104,7 @@ pub fn write_atomic(writer: &dyn FileWriter, path: &Path, bytes: &[u8]) -> Resul
         let _ = fs::remove_file(&tmp);
         return Err(GrafterError::io(path, e));
     }
-    fs::rename(&tmp, path).map_err(|e| {
+    writer.rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         GrafterError::io(path, e)
     })?;
@@ -173,9 +188,9 @@ impl CheckpointDir {
         sync(&tmp)?;
         let final_dir = dir.join(&name);
         if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
+            (self.writer.remove_dir(&final_dir)).map_err(|e| GrafterError::io(&final_dir, e))?;
         }
-        fs::rename(&tmp, &final_dir).map_err(|e| GrafterError::io(&final_dir, e))?;
+        (self.writer.rename(&tmp, &final_dir)).map_err(|e| GrafterError::io(&final_dir, e))?;
         sync(&dir)?;
         write_atomic(self.writer.as_ref(), &self.latest_file(), name.as_bytes())?;
         self.prune(&name);
@@ -191,7 +206,7 @@ impl CheckpointDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
-                let _ = fs::remove_dir_all(entry.path());
+                let _ = self.writer.remove_dir(&entry.path());
             } else if name.starts_with("epoch-") && name.as_str() <= latest {
                 complete.push(name);
             }
@@ -199,8 +214,42 @@ impl CheckpointDir {
         complete.sort();
         let excess = complete.len().saturating_sub(self.keep);
         for name in &complete[..excess] {
-            let _ = fs::remove_dir_all(self.checkpoints().join(name));
+            let _ = self.writer.remove_dir(&self.checkpoints().join(name));
         }
+    }
+
+    /// Finishes what a crash cut short: removes the temporary files `.NAME.tmp-PID` at the
+    /// run's root (a log or `latest` being replaced) and temporary checkpoint folders, and
+    /// prunes the checkpoints beyond `keep` (a crash between `latest` and the prune left one
+    /// too many). Returns the bytes of temporaries freed. For the holder of the folder's lock
+    /// only, before it writes: a live writer's temporary files look the same.
+    pub fn remove_interrupted_writes(&self) -> u64 {
+        let mut freed = 0;
+        for dir in [self.root.clone(), self.checkpoints()] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if is_temporary(&entry.file_name().to_string_lossy()) {
+                    let path = entry.path();
+                    let bytes = disk_bytes(&path);
+                    let removed = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    if removed.is_ok() {
+                        freed += bytes;
+                    }
+                }
+            }
+        }
+        if let Ok(Some(latest)) = self.latest()
+            && let Some(name) = latest.file_name()
+        {
+            self.prune(&name.to_string_lossy());
+        }
+        freed
     }
 
     /// The complete checkpoints to resume from, best first: the one `latest` names, then the
@@ -250,6 +299,26 @@ impl CheckpointDir {
             }
         }
         Ok(Some(dir))
+    }
+}
+
+/// Whether `name` is one of [`tmp_name`]'s or [`CheckpointDir::save`]'s temporary names:
+/// `.NAME.tmp-PID`.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The bytes of the file, or of every file under the folder, at `path`.
+fn disk_bytes(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| disk_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
     }
 }
 

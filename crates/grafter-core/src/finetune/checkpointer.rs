@@ -55,6 +55,18 @@ impl Checkpointer {
         self.dir.writer()
     }
 
+    /// Removes the temporary files and folders of writes a crash cut short (logged with the
+    /// bytes freed). Called by the folder's lock holder before it reads or writes anything.
+    pub(crate) fn remove_interrupted_writes(&self) {
+        let freed = self.dir.remove_interrupted_writes();
+        if freed > 0 {
+            log::info!(
+                "{}: removed {freed} bytes of temporary files left by an interrupted run",
+                self.root().display()
+            );
+        }
+    }
+
     /// Starts a new run: refuses a directory that already holds one, writes `config.json`.
     pub(crate) fn start(&self, cfg: &FineTuneConfig) -> Result<()> {
         if self.dir.latest()?.is_some() {

@@ -44,6 +44,9 @@ impl FineTune {
             .out_dir
             .as_ref()
             .map(|d| Checkpointer::new(d, self.writer.clone(), cfg.keep_checkpoints));
+        if let Some(ck) = &checkpointer {
+            ck.remove_interrupted_writes();
+        }
         let loss = TrainLoss {
             task: cfg.task,
             weights: match &cfg.class_weights {
@@ -63,7 +66,7 @@ impl FineTune {
                 // the logs of the checkpoint resumed from: a run killed between its last
                 // checkpoint and that epoch's logs would otherwise keep stale ones (found
                 // by the kill -9 soak)
-                reporter.write_logs(ck.writer(), ck.root(), &state.history, None)?;
+                reporter.write_logs(ck.writer(), ck.root(), &state.history)?;
                 (model, state, ema)
             }
             (Some(ck), false) => {

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | setup | `fine_tune.rs`, `fit.rs` | options, input checks, start or resume, cache choice |
 //! | epoch loop | `epochs.rs` | plan → train pass → evaluate → judge → checkpoint → report |
+//! | train pass | `train_pass.rs`, `accumulation.rs` | batches, MixUp / CutMix, forward and backward, accumulated steps, EMA |
 //! | plans | `plan.rs` | freezing (BatchNorm included), per-stage rates, schedule phases |
 //! | precision | `precision.rs`, `mixed_precision.rs`, `loss_scale.rs` | autocast, loss scale |
 //! | loss | `class_weights.rs` | the task's loss, class-weighted when asked |
@@ -38,6 +39,7 @@
 //! reachable through `SupervisedTraining`; it reuses Burn's optimiser groups
 //! (`ModuleOptimizer`), learning-rate groups (`ModuleLrScheduler`) and records (burn-store).
 
+mod accumulation;
 mod checkpointer;
 mod class_weights;
 mod config;
@@ -61,6 +63,7 @@ mod run_lock;
 mod run_state;
 mod sampler;
 mod saved_plans;
+mod train_pass;
 
 pub use class_weights::{ClassWeights, weighted_cross_entropy};
 pub use config::{EarlyStopping, FineTuneConfig};

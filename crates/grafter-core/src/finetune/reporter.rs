@@ -98,13 +98,13 @@ impl Reporter {
     }
 
     /// Rewrites `metrics.jsonl` and `curves.svg` in `root` from the whole history, and
-    /// `class_report.json` from its last epoch (single-label and binary tasks).
+    /// `class_report.json` from its last epoch (single-label and binary tasks): all of it
+    /// held by the checkpoint, so a resume rewrites them.
     pub(crate) fn write_logs(
         &self,
         writer: &dyn FileWriter,
         root: &Path,
         history: &[EpochRecord],
-        top_losses: Option<&[TopLoss]>,
     ) -> Result<()> {
         write_atomic(writer, &root.join(METRICS), to_jsonl(history).as_bytes())?;
         write_atomic(writer, &root.join(CURVES), curves_svg(history)?.as_bytes())?;
@@ -121,16 +121,27 @@ impl Reporter {
                 .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
             write_atomic(writer, &root.join(CLASS_REPORT), json.as_bytes())?;
         }
-        if let Some(images) = top_losses {
-            let file = TopLossesFile {
-                epoch: last.epoch,
-                images: images.to_vec(),
-            };
-            let json = serde_json::to_string_pretty(&file)
-                .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
-            write_atomic(writer, &root.join(TOP_LOSSES), json.as_bytes())?;
-        }
         Ok(())
+    }
+
+    /// Writes `top_losses.json`: epoch `epoch`'s most confidently wrong validation images.
+    /// The checkpoint does not hold them, so the loop writes this file before the epoch's
+    /// checkpoint: a crash before the checkpoint redoes the epoch and writes it again, and
+    /// none after the checkpoint leaves an older epoch's (the kill −9 soak's finding).
+    pub(crate) fn write_top_losses(
+        &self,
+        writer: &dyn FileWriter,
+        root: &Path,
+        epoch: usize,
+        images: &[TopLoss],
+    ) -> Result<()> {
+        let file = TopLossesFile {
+            epoch,
+            images: images.to_vec(),
+        };
+        let json = serde_json::to_string_pretty(&file)
+            .map_err(|e| crate::GrafterError::Config(e.to_string()))?;
+        write_atomic(writer, &root.join(TOP_LOSSES), json.as_bytes())
     }
 }
 
@@ -212,10 +223,10 @@ mod tests {
         let history = [record(0, 0.5), record(1, 0.6)];
         let reporter = Reporter::new(false, 2);
         reporter
-            .write_logs(&FsWriter, dir.path(), &history[..1], None)
+            .write_logs(&FsWriter, dir.path(), &history[..1])
             .unwrap();
         reporter
-            .write_logs(&FsWriter, dir.path(), &history, None)
+            .write_logs(&FsWriter, dir.path(), &history)
             .unwrap();
         let log = std::fs::read_to_string(dir.path().join(METRICS)).unwrap();
         let lines: Vec<EpochRecord> = log
