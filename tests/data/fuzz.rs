@@ -279,3 +279,37 @@ fn the_harness_tells_panics_and_aborts_apart() {
         "{aborting:?}"
     );
 }
+
+/// The corpus (tests/fixtures/corrupt/selftest_corpus/) is replayed before the mutated cases:
+/// its one file, whose first byte is odd, panics although no mutated case does.
+#[test]
+fn the_harness_replays_the_corpus() {
+    fn panics_on_odd_first_byte(input: &[u8], _dir: &Path) {
+        assert!(input.first().is_none_or(|b| b % 2 == 0), "odd");
+    }
+    let replayed = drive(
+        Target {
+            name: "selftest_corpus",
+            seeds: |_| vec![vec![2u8, 4]],
+            // mutated cases (the corpus file among the seeds too) get an even first byte
+            mutate: |seed, _| {
+                let mut v = seed.to_vec();
+                if let Some(b) = v.first_mut() {
+                    *b &= !1;
+                }
+                v
+            },
+            run: panics_on_odd_first_byte,
+            cases: 20,
+        },
+        "fuzz::the_harness_replays_the_corpus",
+    );
+    if std::env::var(TARGET_ENV).is_ok() {
+        return;
+    }
+    let err = replayed.unwrap_err();
+    assert!(
+        err.contains("1 cases panicked") && err.contains("corpus/odd-first-byte.bin"),
+        "{err}"
+    );
+}

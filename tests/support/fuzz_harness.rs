@@ -11,6 +11,12 @@
 //! target slower than 10 cases a second).
 //!
 //! A case passes when the reader returns, with a value or a typed error.
+//!
+//! **Corpus.** Before its mutated cases a target replays, unmutated, every file of
+//! `tests/fixtures/corrupt/<target>/` — inputs that once crashed, hung or exhausted memory,
+//! minimised — and mutates them as further seeds. `GRAFTER_FUZZ_SAVE=DIR` keeps each case's
+//! input as `DIR/<target>/case-<k>.bin` while it runs (a panicking case's stays, as does the
+//! one an abort or a timeout stopped at): the file to minimise and add to the corpus.
 
 use std::io::{BufRead, BufReader};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -166,9 +172,11 @@ pub fn drive(target: Target, test_name: &str) -> Result<String, String> {
                 Ok(done.clone())
             } else {
                 Err(format!(
-                    "{}: {} cases panicked (replay one with GRAFTER_FUZZ_FIRST=k GRAFTER_FUZZ_CASES=1)",
+                    "{}: {} cases panicked, the first: {} (replay a mutated case k with \
+                     GRAFTER_FUZZ_FIRST=k GRAFTER_FUZZ_CASES=1)",
                     target.name,
-                    panics.len()
+                    panics.len(),
+                    panics[0]
                 ))
             }
         }
@@ -190,7 +198,14 @@ fn child(target: &Target) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let scratch = tempfile::tempdir().unwrap();
-    let seeds = (target.seeds)(scratch.path());
+    let corpus = corpus(target.name);
+    let mut seeds = (target.seeds)(scratch.path());
+    seeds.extend(corpus.iter().map(|(_, bytes)| bytes.clone()));
+    let save = std::env::var_os("GRAFTER_FUZZ_SAVE")
+        .map(|dir| std::path::PathBuf::from(dir).join(target.name));
+    if let Some(dir) = &save {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     // a panic is counted and reported with where it happened, not printed by the default hook
     static WHERE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
     std::panic::set_hook(Box::new(|info| {
@@ -206,38 +221,81 @@ fn child(target: &Target) {
         }
     }));
     let started = Instant::now();
-    let (mut panics, mut slowest) = (0, (Duration::ZERO, 0));
+    let (mut panics, mut slowest) = (0, (Duration::ZERO, String::new()));
     let n = cases(target);
-    for k in first..first + n {
-        println!("CASE {k}");
-        let mut rng = StdRng::seed_from_u64(k as u64 ^ 0x5EED_F022);
-        let seed = &seeds[k % seeds.len()];
-        let input = (target.mutate)(seed, &mut rng);
-        let dir = scratch.path().join(format!("case{k}"));
+    // the corpus as it is (once, not by a replay of one mutated case), then the mutated cases
+    let replayed = if first == 0 { corpus.len() } else { 0 };
+    let inputs = corpus[..replayed]
+        .iter()
+        .map(|(name, bytes)| (format!("corpus/{name}"), bytes.clone()))
+        .chain((first..first + n).map(|k| {
+            let mut rng = StdRng::seed_from_u64(k as u64 ^ 0x5EED_F022);
+            (
+                k.to_string(),
+                (target.mutate)(&seeds[k % seeds.len()], &mut rng),
+            )
+        }));
+    for (case, input) in inputs {
+        println!("CASE {case}");
+        let saved = save
+            .as_ref()
+            .map(|d| d.join(format!("case-{}.bin", case.replace('/', "-"))));
+        if let Some(path) = &saved {
+            std::fs::write(path, &input).unwrap();
+        }
+        let dir = scratch.path().join("case");
         std::fs::create_dir_all(&dir).unwrap();
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| (target.run)(&input, &dir)));
-        slowest = slowest.max((t.elapsed(), k));
-        if let Err(payload) = outcome {
-            panics += 1;
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            let at = WHERE.lock().map(|w| w.clone()).unwrap_or_default();
-            println!("PANIC case {k} at {at}: {msg}");
+        if t.elapsed() > slowest.0 {
+            slowest = (t.elapsed(), case.clone());
+        }
+        match outcome {
+            Err(payload) => {
+                panics += 1;
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let at = WHERE.lock().map(|w| w.clone()).unwrap_or_default();
+                println!("PANIC case {case} at {at}: {msg}");
+            }
+            Ok(()) => {
+                if let Some(path) = &saved {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "DONE {n} cases in {secs:.1} s ({:.0}/s), {panics} panics, slowest case {} ({:.1} ms), peak memory {}",
-        n as f64 / secs.max(1e-9),
+        "DONE {n} cases and {replayed} corpus files in {secs:.1} s ({:.0}/s), {panics} panics, slowest case {} ({:.1} ms), peak memory {}",
+        (n + replayed) as f64 / secs.max(1e-9),
         slowest.1,
         slowest.0.as_secs_f64() * 1e3,
         peak_memory()
     );
+}
+
+/// The target's corpus: every file of `tests/fixtures/corrupt/<target>/`, by name.
+pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/corrupt")
+        .join(target);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The child's peak resident memory over all its cases (Linux's `VmHWM`), seeds and test
