@@ -9,8 +9,10 @@
 #   4. torchvision's references: real torch.onnx.export graphs of seven families and the
 #      augmentation operations on PIL images (outputs under .cache/torch-fixtures, made by a
 #      venv with PyPI's torch under .cache/torch-venv, 4.6 GB, deleted once they are made),
+#   5. Keras applications exported by tf2onnx (.cache/keras-fixtures, made by a venv with
+#      PyPI's tensorflow-cpu under .cache/tf-venv, 1.5 GB, deleted likewise),
 # then `cargo test --workspace --features wgpu` with a GRAFTER_REQUIRE_* switch on for each
-# thing it made, so a test that cannot find it fails instead of passing silently. 2–4 are made
+# thing it made, so a test that cannot find it fails instead of passing silently. 2–5 are made
 # in the background while cargo builds. What could not be made (no registry, no apt) is skipped:
 # every skipped test is recorded and the run ends with their count and reasons. Arguments are
 # passed to `cargo test`.
@@ -108,8 +110,31 @@ make_test_data() {
   provide GRAFTER_TORCH_FIXTURES="$root/$torch_out" GRAFTER_REQUIRE_TORCH_FIXTURES=1
 }
 
+# Keras applications exported by tf2onnx, made like the torchvision references: by their own
+# venv (TensorFlow, 1.5 GB), once per version of the script and pins, then deleted. Their own
+# folder, stamp and switch: a failure of either exporter leaves the other's tests required.
+make_keras_fixtures() {
+  echo "== Keras applications: tf2onnx exports of EfficientNetB0 and ResNet50"
+  local started=$SECONDS keras_out=.cache/keras-fixtures
+  local stamp
+  stamp=$(cat tests/fixtures/requirements-tf.txt tests/fixtures/make_keras_fixtures.py \
+    | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$keras_out/made-by.sha256" 2>/dev/null)" = "$stamp" ]; then
+    echo "up to date (stamp $keras_out/made-by.sha256)"
+  elif venv_with .cache/tf-venv tests/fixtures/requirements-tf.txt \
+    && .cache/tf-venv/bin/python tests/fixtures/make_keras_fixtures.py --out "$keras_out"; then
+    echo "$stamp" > "$keras_out/made-by.sha256"
+    rm -rf .cache/tf-venv
+    echo "Keras exports ready in $(( SECONDS - started )) s (tf venv removed)"
+  else
+    missing "Keras exports: pip could not install tests/fixtures/requirements-tf.txt, or make_keras_fixtures.py failed"
+    return 0
+  fi
+  provide GRAFTER_KERAS_FIXTURES="$root/$keras_out" GRAFTER_REQUIRE_KERAS_FIXTURES=1
+}
+
 echo "== test data, made in the background while cargo builds (log: target/test-data.log)"
-make_test_data > target/test-data.log 2>&1 &
+{ make_test_data; make_keras_fixtures; } > target/test-data.log 2>&1 &
 maker=$!
 
 echo "== cargo test --workspace --features wgpu --no-run $*"

@@ -20,6 +20,7 @@ mod fuzz;
 mod fuzz_harness;
 mod fuzz_predictor;
 mod hostile;
+mod keras_exports;
 #[path = "../support/onnx_mutation.rs"]
 mod onnx_mutation;
 mod ops;

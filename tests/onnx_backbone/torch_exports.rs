@@ -20,15 +20,36 @@ use crate::skip::skip_unless_required;
 
 const TOLERANCE: f64 = 1e-4;
 
-/// The fixture directory of one export, or `None` (SKIPPED) when the fixtures were not made
-/// (with `GRAFTER_REQUIRE_TORCH_FIXTURES=1`, as `tests/run.sh` sets after making them, a
-/// missing fixture fails instead).
+/// Where a family of exported fixtures lives: the variable naming its directory, the switch
+/// that turns a missing fixture into a failure, and the script that makes them.
+pub(crate) struct Fixtures {
+    pub var: &'static str,
+    pub require: &'static str,
+    pub script: &'static str,
+}
+
+const TORCH: Fixtures = Fixtures {
+    var: "GRAFTER_TORCH_FIXTURES",
+    require: "GRAFTER_REQUIRE_TORCH_FIXTURES",
+    script: "tests/fixtures/make_torch_fixtures.py",
+};
+
+/// The fixture directory of one torch export, or `None` (SKIPPED) when they were not made.
 fn export_dir(name: &str) -> Option<PathBuf> {
-    const REQUIRE: &str = "GRAFTER_REQUIRE_TORCH_FIXTURES";
-    let Some(root) = std::env::var_os("GRAFTER_TORCH_FIXTURES") else {
+    fixture_dir(&TORCH, name)
+}
+
+/// The fixture directory of one export, or `None` (SKIPPED) when the fixtures were not made
+/// (with the `require` switch at `1`, as `tests/run.sh` sets after making them, a missing
+/// fixture fails instead).
+pub(crate) fn fixture_dir(fixtures: &Fixtures, name: &str) -> Option<PathBuf> {
+    let Some(root) = std::env::var_os(fixtures.var) else {
         skip_unless_required(
-            REQUIRE,
-            "GRAFTER_TORCH_FIXTURES is not set; make the fixtures with `tests/fixtures/make_torch_fixtures.py --out DIR`",
+            fixtures.require,
+            &format!(
+                "{} is not set; make the fixtures with `{} --out DIR`",
+                fixtures.var, fixtures.script
+            ),
         );
         return None;
     };
@@ -37,8 +58,8 @@ fn export_dir(name: &str) -> Option<PathBuf> {
         return Some(dir);
     }
     skip_unless_required(
-        REQUIRE,
-        &format!("torch fixture {} not found", dir.display()),
+        fixtures.require,
+        &format!("fixture {} not found", dir.display()),
     );
     None
 }
@@ -109,10 +130,14 @@ fn check(name: &str, what: &str, ours: &[f32], reference: &[f32]) {
     assert!(err <= TOLERANCE, "{name} {what}: max rel err {err:e}");
 }
 
+fn parity(name: &str, sizes: Option<&[usize]>, features: bool) {
+    parity_of(&TORCH, name, sizes, features);
+}
+
 /// Logits of the full graph and features at the automatic cut, at every reference case the
 /// export can run (`sizes`: the input sizes it runs at; `None` for all).
-fn parity(name: &str, sizes: Option<&[usize]>, features: bool) {
-    let Some(dir) = export_dir(name) else {
+pub(crate) fn parity_of(fixtures: &Fixtures, name: &str, sizes: Option<&[usize]>, features: bool) {
+    let Some(dir) = fixture_dir(fixtures, name) else {
         return;
     };
     let _l = crate::lock();
@@ -162,9 +187,13 @@ fn parity(name: &str, sizes: Option<&[usize]>, features: bool) {
     assert!(ran >= 2, "{name}: only {ran} reference cases ran");
 }
 
-/// Every trainable parameter of the automatically cut backbone gets a non-zero gradient.
 fn gradients(name: &str) {
-    let Some(dir) = export_dir(name) else {
+    gradients_of(&TORCH, name);
+}
+
+/// Every trainable parameter of the automatically cut backbone gets a non-zero gradient.
+pub(crate) fn gradients_of(fixtures: &Fixtures, name: &str) {
+    let Some(dir) = fixture_dir(fixtures, name) else {
         return;
     };
     let _l = crate::lock();

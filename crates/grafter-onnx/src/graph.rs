@@ -300,10 +300,25 @@ impl Graph {
     /// Float constants of more than one element that an `Add`, `Mul` or `Concat` combines
     /// with an activation, or that an `Expand` broadcasts: the biases of MatMul layers, ConvNeXt's layer scale, a ViT's class
     /// token and position embedding. A PyTorch fine-tune trains them, so they become
-    /// parameters; returns the indices of those constants, in step order.
+    /// parameters; returns the indices of those constants, in step order. Not the constants
+    /// of the image's preprocessing (element-wise steps on the input before any weighted
+    /// layer: Keras' Rescaling and Normalization inside the model): those are fixed
+    /// statistics, which Keras does not train either.
     pub fn trainable_constants(&self) -> Vec<usize> {
         let mut out = Vec::new();
+        let mut preprocessed = vec![false; self.value_names.len()];
+        preprocessed[self.input] = true;
         for step in &self.steps {
+            let elementwise =
+                matches!(step.op, Op::Add | Op::Sub | Op::Mul | Op::Div) || step.op.is_activation();
+            let mut values = step.inputs.iter().filter_map(|o| match o {
+                Operand::Value(v) => Some(*v),
+                Operand::Const(_) => None,
+            });
+            if elementwise && values.all(|v| preprocessed[v]) {
+                preprocessed[step.output] = true;
+                continue;
+            }
             let combines = matches!(step.op, Op::Add | Op::Mul | Op::Concat { .. })
                 && step.inputs.iter().any(|o| matches!(o, Operand::Value(_)));
             // a class token broadcast to the batch before its Concat

@@ -14,6 +14,7 @@ use crate::graph::{Constant, Graph, MAX_RANK, Op, Operand, Pads, Step};
 use crate::validate;
 use crate::{OnnxError, Result};
 
+mod auto_pad;
 mod channels_last;
 mod resample_nodes;
 mod transformer_nodes;
@@ -469,16 +470,26 @@ impl Builder<'_> {
             Node::Constant(_) => Ok(()),
             Node::Conv2d(n) => {
                 let c = &n.config;
-                if c.auto_pad != onnx_ir::padding::AutoPad::NotSet
-                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid
-                {
-                    self.skip(node, "Conv (auto_pad SAME)");
-                    return Ok(());
-                }
+                let pads = match auto_pad::resolve(
+                    &c.auto_pad,
+                    &c.padding,
+                    c.kernel_size,
+                    c.stride,
+                    c.dilation,
+                ) {
+                    Ok(pads) => pads,
+                    Err(what) => {
+                        self.skip(node, format!("Conv ({what})"));
+                        return Ok(());
+                    }
+                };
                 let weight = self.weight(&n.name, &n.inputs, 1)?;
                 let bias = self.optional_weight(&n.name, &n.inputs, 2)?;
                 let channels = self.input_channels(node);
-                self.check(&n.name, conv_fits(&weight, bias.as_deref(), c, channels))?;
+                self.check(
+                    &n.name,
+                    conv_fits(&weight, bias.as_deref(), c, &pads, channels),
+                )?;
                 self.convs.push(ConvSpec {
                     weight,
                     bias,
@@ -488,7 +499,7 @@ impl Builder<'_> {
                 });
                 let op = Op::Conv {
                     index: self.convs.len() - 1,
-                    pads: pads4(&c.padding),
+                    pads,
                 };
                 self.step(node, op, &[0])
             }
@@ -586,21 +597,25 @@ impl Builder<'_> {
             Node::Tanh(_) => self.step(node, Op::Tanh, &[0]),
             Node::MaxPool2d(n) => {
                 let c = &n.config;
-                if c.auto_pad != onnx_ir::padding::AutoPad::NotSet
-                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid
-                {
-                    self.skip(node, "MaxPool (auto_pad SAME)");
-                    return Ok(());
-                }
-                self.check(
-                    &n.name,
-                    pool_fits(c.kernel_size, c.strides, &pads4(&c.padding)),
-                )?;
+                let pads = match auto_pad::resolve(
+                    &c.auto_pad,
+                    &c.padding,
+                    c.kernel_size,
+                    c.strides,
+                    c.dilation,
+                ) {
+                    Ok(pads) => pads,
+                    Err(what) => {
+                        self.skip(node, format!("MaxPool ({what})"));
+                        return Ok(());
+                    }
+                };
+                self.check(&n.name, pool_fits(c.kernel_size, c.strides, &pads))?;
                 self.check(&n.name, validate::positive_extents("dilation", &c.dilation))?;
                 let op = Op::MaxPool {
                     kernel: c.kernel_size,
                     stride: c.strides,
-                    pads: pads4(&c.padding),
+                    pads,
                     dilation: c.dilation,
                     ceil: c.ceil_mode,
                 };
@@ -608,21 +623,28 @@ impl Builder<'_> {
             }
             Node::AveragePool2d(n) => {
                 let c = &n.config;
-                if (c.auto_pad != onnx_ir::padding::AutoPad::NotSet
-                    && c.auto_pad != onnx_ir::padding::AutoPad::Valid)
-                    || c.dilation != [1, 1]
-                {
-                    self.skip(node, "AveragePool (auto_pad SAME or dilation)");
+                if c.dilation != [1, 1] {
+                    self.skip(node, "AveragePool (dilation)");
                     return Ok(());
                 }
-                self.check(
-                    &n.name,
-                    pool_fits(c.kernel_size, c.strides, &pads4(&c.padding)),
-                )?;
+                let pads = match auto_pad::resolve(
+                    &c.auto_pad,
+                    &c.padding,
+                    c.kernel_size,
+                    c.strides,
+                    [1, 1],
+                ) {
+                    Ok(pads) => pads,
+                    Err(what) => {
+                        self.skip(node, format!("AveragePool ({what})"));
+                        return Ok(());
+                    }
+                };
+                self.check(&n.name, pool_fits(c.kernel_size, c.strides, &pads))?;
                 let op = Op::AvgPool {
                     kernel: c.kernel_size,
                     stride: c.strides,
-                    pads: pads4(&c.padding),
+                    pads,
                     count_include_pad: c.count_include_pad,
                     ceil: c.ceil_mode,
                 };
@@ -846,6 +868,7 @@ fn conv_fits(
     weight: &TensorData,
     bias: Option<&[f32]>,
     c: &onnx_ir::conv2d::Conv2dConfig,
+    pads: &Pads,
     input_channels: Option<usize>,
 ) -> std::result::Result<(), String> {
     let s = weight.shape().to_vec();
@@ -872,7 +895,7 @@ fn conv_fits(
     validate::positive_extents("kernel size", &[kh, kw])?;
     validate::positive_extents("stride", &c.stride)?;
     validate::positive_extents("dilation", &c.dilation)?;
-    validate::pads(&pads4(&c.padding))?;
+    validate::pads(pads)?;
     let expected = in_per_group
         .checked_mul(c.groups)
         .ok_or_else(|| format!("Conv group {} is too large", c.groups))?;
