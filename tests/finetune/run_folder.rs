@@ -11,10 +11,12 @@ use grafter::run_report::RunReport;
 use grafter::zoo::{ResNetConfig, Weights};
 use grafter::{Classifier, FitOutcome, LinearHeadConfig, Preprocess, Task};
 
-use crate::common::image_folder;
+use crate::images::image_folder;
 
 #[test]
 fn food101_is_found_refused_or_replaced_by_the_demo_set() {
+    // Burn\'s flex generator is one per process: no other training test may draw meanwhile
+    let _rng = crate::common::rng_lock();
     let data_dir = tempfile::tempdir().unwrap();
     let food = |dir: Option<std::path::PathBuf>| Food101 {
         dir,
@@ -61,6 +63,8 @@ fn food101_is_found_refused_or_replaced_by_the_demo_set() {
 
 #[test]
 fn run_report_writes_what_a_predictor_and_a_reader_need() {
+    // Burn\'s flex generator is one per process: no other training test may draw meanwhile
+    let _rng = crate::common::rng_lock();
     let (run, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let device = Device::flex();
     device.seed(3);

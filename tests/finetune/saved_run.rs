@@ -11,7 +11,7 @@ use grafter::data::{ClassNames, save_for_prediction};
 use grafter::zoo::ResNetConfig;
 use grafter::{Classifier, LinearHead, LinearHeadConfig, Preprocess};
 
-use crate::common::image_folder;
+use crate::images::image_folder;
 
 type Model = Classifier<grafter::zoo::ResNet, LinearHead>;
 
@@ -69,6 +69,8 @@ fn probabilities<M: grafter::data::predict::ImageModel>(
 
 #[test]
 fn from_run_predicts_what_the_trained_model_predicts() {
+    // Burn\'s flex generator is one per process: no other training test may draw meanwhile
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let ((run, model), data) = (saved(&device), tempfile::tempdir().unwrap());
     for file in ["model.onnx", "classes.json", "preprocess.json"] {
@@ -97,6 +99,8 @@ fn from_run_predicts_what_the_trained_model_predicts() {
 
 #[test]
 fn the_runs_task_picks_the_activation_and_binary_is_refused() {
+    // Burn\'s flex generator is one per process: no other training test may draw meanwhile
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let ((run, model), data) = (saved(&device), tempfile::tempdir().unwrap());
     let paths = images(data.path());
@@ -132,6 +136,8 @@ fn the_runs_task_picks_the_activation_and_binary_is_refused() {
 
 #[test]
 fn missing_or_hostile_run_files_are_refused_by_name() {
+    // Burn\'s flex generator is one per process: no other training test may draw meanwhile
+    let _rng = crate::common::rng_lock();
     let device = Device::flex();
     let (run, _) = saved(&device);
     let pre = run.path().join("preprocess.json");

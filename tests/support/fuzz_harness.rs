@@ -1,4 +1,4 @@
-//! The fuzz harness shared by the test binaries that fuzz a reader (tests/data/fuzz.rs,
+//! The fuzz harness shared by the test binaries that fuzz a reader (crates/grafter-data/tests/data/fuzz.rs,
 //! tests/onnx_backbone/fuzz.rs).
 //!
 //! Each target runs in a child process — the test binary re-executed with
@@ -279,11 +279,15 @@ fn child(target: &Target) {
     );
 }
 
-/// The target's corpus: every file of `tests/fixtures/corrupt/<target>/`, by name.
+/// The target's corpus: every file of the workspace's `tests/fixtures/corrupt/<target>/`, by
+/// name (found from the package of the test binary: the workspace root or one of its crates).
 pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/corrupt")
-        .join(target);
+    let corrupt = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|p| p.join("tests/fixtures/corrupt"))
+        .find(|p| p.is_dir())
+        .expect("tests/fixtures/corrupt in the workspace");
+    let dir = corrupt.join(target);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()

@@ -335,7 +335,7 @@ fn extract_into(archive: &Path, target: &Path, limits: &ExtractLimits) -> Result
 /// Reads what follows the last entry to the end of the stream, at most `max` bytes: only at
 /// its end does gzip compare the CRC-32 and length of everything it decompressed, and a
 /// flipped bit in the deflate data decodes, more often than not, to other bytes without any
-/// error before it (found by tests/data/fuzz_tar_gz.rs: 37 of 400 mutated archives
+/// error before it (found by crates/grafter-data/tests/data/fuzz_tar_gz.rs: 37 of 400 mutated archives
 /// extracted with altered files). The archive is refused when the check fails, so no
 /// altered file is kept; the bound keeps a gzip bomb after the end-of-archive blocks out.
 fn drain(archive: &Path, mut rest: impl Read, max: u64) -> Result<()> {

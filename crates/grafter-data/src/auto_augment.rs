@@ -5,7 +5,7 @@
 //! Every operation reproduces what torchvision's `_apply_op` asks of PIL, down to PIL's
 //! arithmetic: blends truncate as `ImagingBlend` does, the geometry samples pixel centres
 //! like `ImagingTransformAffine`, `Rotate` goes through `Image.rotate`'s own matrix, the
-//! histogram operations follow `ImageOps`. `tests/data/auto_augment.rs` compares every
+//! histogram operations follow `ImageOps`. `crates/grafter-data/tests/data/auto_augment.rs` compares every
 //! operation with torchvision on fixture images: identical bytes in all 552 cases.
 
 use image::RgbImage;

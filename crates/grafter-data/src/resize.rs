@@ -6,7 +6,7 @@
 //! Both implement PIL's *convolution* resampling: the filter support grows with the
 //! downscaling factor (antialiasing), as `PIL.Image.resize` and hence torchvision's `Resize`
 //! on PIL images do — so our output matches PIL within one 8-bit level (see
-//! `tests/data/eval_reference.rs`), unlike OpenCV-style fixed 2×2 bilinear sampling.
+//! `crates/grafter-data/tests/data/eval_reference.rs`), unlike OpenCV-style fixed 2×2 bilinear sampling.
 
 use fast_image_resize as fr;
 use grafter_core::Interpolation;

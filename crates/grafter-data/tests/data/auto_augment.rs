@@ -14,7 +14,12 @@ use rand::rngs::StdRng;
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("GRAFTER_TORCH_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/torch-fixtures"))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.cache/torch-fixtures"
+            ))
+        })
         .join("augment");
     if dir.join("meta.json").is_file() {
         return Some(dir);

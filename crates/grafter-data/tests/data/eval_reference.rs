@@ -17,7 +17,12 @@ use grafter_data::{DecodeLimits, ResizeEngine, Transform, decode};
 fn fixtures() -> Option<PathBuf> {
     let root = std::env::var_os("GRAFTER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.cache/fixtures"
+            ))
+        });
     let dir = root.join("images");
     if dir.join("meta.json").is_file() {
         return Some(dir);
