@@ -12,7 +12,7 @@ mod common;
 mod f16;
 mod finetune;
 #[allow(dead_code)]
-#[path = "../zoo/fixtures.rs"]
+#[path = "../support/fixtures.rs"]
 mod fixtures;
 mod onnx;
 #[path = "../support/params.rs"]

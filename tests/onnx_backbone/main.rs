@@ -2,7 +2,7 @@
 //! project's random-weight fixtures, trainability and freezing, export round trip, and
 //! typed errors for bad files; export of the zoo's ResNet and VGG backbones.
 
-#[path = "../zoo/fixtures.rs"]
+#[path = "../support/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
 #[path = "../support/params.rs"]

@@ -2,7 +2,7 @@
 //! ImageNet conv base exported by tf2onnx (a third-party file, NHWC input), and Fashion-MNIST.
 //! Data come from `tests/real/make_real_fixtures.py` (package registries, cached outside git).
 
-#[path = "../zoo/fixtures.rs"]
+#[path = "../support/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
 mod keras_vgg16;

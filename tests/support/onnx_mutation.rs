@@ -1,5 +1,5 @@
 //! Structure-aware mutation of ONNX files for the fuzz targets that load them
-//! (tests/onnx_backbone/fuzz.rs: `OnnxBackbone::load`; tests/zoo/fuzz_onnx_weights.rs: the
+//! (tests/onnx_backbone/fuzz.rs: `OnnxBackbone::load`; crates/grafter-zoo/tests/zoo/fuzz_onnx_weights.rs: the
 //! zoo's ONNX weight reader): the file parsed as a `ModelProto` and mutated field by field —
 //! attribute values, initializer dims, types and bytes, operator types, wiring, nodes removed
 //! or duplicated, the input's shape, the opset — a fifth of the cases also byte-mutated after

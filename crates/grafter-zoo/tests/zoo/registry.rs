@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Distribution, Tensor};
-use grafter::weights::save_weights;
-use grafter::zoo::download::sha256_file;
-use grafter::zoo::registry::{self, WeightFormat, WeightSet};
-use grafter::zoo::{AnyBackbone, Architecture, ResNetVariant};
-use grafter::{Backbone, Classifier, LinearHeadConfig};
+use grafter_core::weights::save_weights;
+use grafter_core::{Backbone, Classifier, LinearHeadConfig};
+use grafter_zoo::download::sha256_file;
+use grafter_zoo::registry::{self, WeightFormat, WeightSet};
+use grafter_zoo::{AnyBackbone, Architecture, ResNetVariant};
 
 use crate::torch_save::write_state_dict;
 
@@ -144,7 +144,7 @@ fn write_fixture(set: &WeightSet, source: &AnyBackbone, dir: &Path, device: &Dev
                 .try_init(device)
                 .unwrap();
             let model = Classifier::new(source.clone(), head).unwrap();
-            grafter::onnx::export_classifier(&model, &path).unwrap();
+            grafter_onnx::export_classifier(&model, &path).unwrap();
         }
         WeightFormat::Burnpack => save_weights(source, &path).unwrap(),
     }

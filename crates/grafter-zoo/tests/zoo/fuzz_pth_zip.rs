@@ -1,4 +1,4 @@
-//! Fuzzing of the zip container of a `.pth` (`grafter::zoo::torchvision::load_state_dict`,
+//! Fuzzing of the zip container of a `.pth` (`grafter_zoo::torchvision::load_state_dict`,
 //! the path every `.pth` takes: the pre-load scan's zip reader, then burn-store's). Where
 //! `fuzz_pth.rs` mutates the pickle inside a valid zip, this keeps the pickle and mutates the
 //! container: a field of a local file header, a central-directory record or the
@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::zoo::torchvision::load_state_dict;
+use grafter_zoo::torchvision::load_state_dict;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;

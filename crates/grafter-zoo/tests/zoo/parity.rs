@@ -1,6 +1,6 @@
 use burn::tensor::Device;
-use grafter::Backbone;
-use grafter::zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
+use grafter_core::Backbone;
+use grafter_zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
 
 use crate::fixtures::{Reference, dir, host, max_rel_err};
 

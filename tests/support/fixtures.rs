@@ -1,5 +1,5 @@
-//! Finds the fixtures made by `tests/fixtures/make_fixtures.py` and reads their reference
-//! tensors.
+//! Shared by the test binaries that compare with the reference fixtures: finds the fixtures
+//! made by `tests/fixtures/make_fixtures.py` and reads their reference tensors.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,12 @@ use safetensors::SafeTensors;
 pub fn dir(model: &str) -> Option<PathBuf> {
     let root = std::env::var_os("GRAFTER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/fixtures"));
+        .unwrap_or_else(|| {
+            // the workspace's .cache/fixtures, from the root package or one of its crates
+            let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            let workspace = here.ancestors().find(|p| p.join("crates").is_dir());
+            workspace.unwrap_or(here).join(".cache/fixtures")
+        });
     let dir = root.join(model);
     if dir.join("meta.json").is_file() {
         return Some(dir);

@@ -4,17 +4,18 @@
 mod errors;
 mod feature_maps;
 mod finetune;
+#[path = "../../../../tests/support/fixtures.rs"]
 mod fixtures;
 mod fuzz_download;
 #[allow(dead_code)]
-#[path = "../support/fuzz_harness.rs"]
+#[path = "../../../../tests/support/fuzz_harness.rs"]
 mod fuzz_harness;
 mod fuzz_onnx_weights;
 mod fuzz_pth;
 mod fuzz_pth_zip;
 mod fuzz_safetensors;
 mod onnx;
-#[path = "../support/onnx_mutation.rs"]
+#[path = "../../../../tests/support/onnx_mutation.rs"]
 mod onnx_mutation;
 mod parity;
 mod pretrained;
@@ -23,7 +24,7 @@ mod registry;
 mod resnet_v1;
 mod shapes;
 #[allow(dead_code)]
-#[path = "../support/skip.rs"]
+#[path = "../../../../tests/support/skip.rs"]
 mod skip;
 mod tiny_state_dict;
 mod torch_save;

@@ -1,5 +1,5 @@
 use burn::tensor::Device;
-use grafter::zoo::{ResNetConfig, ZooError, load_resnet};
+use grafter_zoo::{ResNetConfig, ZooError, load_resnet};
 
 use crate::fixtures::dir;
 

@@ -1,14 +1,14 @@
-//! `grafter::zoo::pretrained` and its offline variants, without network: names that resolve
+//! `grafter_zoo::pretrained` and its offline variants, without network: names that resolve
 //! (and those that do not), a cache that may not download, files checked against the
 //! registry's hashes, ONNX files used as they are, and the random fallback that says why.
 
 use burn::tensor::Device;
-use grafter::zoo::download::Cache;
-use grafter::zoo::{
+use grafter_core::{Backbone, Classifier, LinearHeadConfig};
+use grafter_zoo::download::Cache;
+use grafter_zoo::{
     AnyBackbone, Architecture, Weights, ZooError, pretrained, pretrained_from_file,
     pretrained_or_random, registry,
 };
-use grafter::{Backbone, Classifier, LinearHeadConfig};
 
 #[test]
 fn names_resolve_to_weight_sets_or_an_architectures_default() {
@@ -81,7 +81,7 @@ fn an_onnx_file_is_a_backbone_with_its_own_weights_and_provenance() {
     let source = Architecture::from_name("resnet18").unwrap().init(&device);
     let head = LinearHeadConfig::new(512, 7).try_init(&device).unwrap();
     let path = tmp.path().join("exported.onnx");
-    grafter::onnx::export_classifier(&Classifier::new(source, head).unwrap(), &path).unwrap();
+    grafter_onnx::export_classifier(&Classifier::new(source, head).unwrap(), &path).unwrap();
     let cache = Cache::new(tmp.path()).offline(true);
     let name = path.to_str().unwrap();
     let p = pretrained(name, &cache, &device).unwrap();

@@ -1,4 +1,4 @@
-//! Fuzzing of `.pth` loading (`grafter::zoo::load_resnet`): a `torch.save`-style state dict of
+//! Fuzzing of `.pth` loading (`grafter_zoo::load_resnet`): a `torch.save`-style state dict of
 //! three tensors whose pickle is mutated — opcodes, and the 32-bit integers that give storage
 //! sizes, offsets, shapes and strides set to zero, negatives, huge or off-by-one values — then
 //! zipped again (valid CRCs, so the pickle is what gets tested) and loaded into a ResNet-18.
@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::zoo::{ResNetConfig, load_resnet};
+use grafter_zoo::{ResNetConfig, load_resnet};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::zoo::{ResNetConfig, ZooError, load_resnet_onnx};
+use grafter_zoo::{ResNetConfig, ZooError, load_resnet_onnx};
 
 use crate::fuzz_harness::{Target, drive};
 use crate::onnx_mutation::mutate_graph;

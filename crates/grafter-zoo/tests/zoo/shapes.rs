@@ -1,6 +1,6 @@
 use burn::tensor::{Device, Tensor};
-use grafter::Backbone;
-use grafter::zoo::{ResNetConfig, VggConfig};
+use grafter_core::Backbone;
+use grafter_zoo::{ResNetConfig, VggConfig};
 
 /// Feature-map shapes and channel counts of every depth, at 224×224 and at 160×208.
 #[test]
@@ -57,7 +57,7 @@ fn torchvision_vgg16_indices() {
 
 #[test]
 fn fine_tuned_weights_round_trip_through_burns_record_format() {
-    use grafter::weights::{load_weights, save_weights};
+    use grafter_core::weights::{load_weights, save_weights};
     let device = Device::flex();
     let trained = ResNetConfig::resnet18().init(&device);
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet};
+use grafter_zoo::{ResNetConfig, VggConfig, ZooError, load_resnet};
 
 use crate::parity::{resnet, vgg};
 use crate::torch_save::{global, stored_zip, unicode};

@@ -1,4 +1,4 @@
-//! Fuzzing of the weight downloader (`grafter::zoo::download::Downloader`) against a loopback
+//! Fuzzing of the weight downloader (`grafter_zoo::download::Downloader`) against a loopback
 //! server that answers every request with a mutated response: the status set to a redirect,
 //! an error, 206 or 416, `Content-Length` and `Content-Range` set to edge values (0, ±1 off,
 //! doubled, 2⁶³, negative, not a number), `Transfer-Encoding: chunked` with malformed chunk
@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use grafter::zoo::download::Downloader;
+use grafter_zoo::download::Downloader;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;

@@ -1,4 +1,4 @@
-//! Fuzzing of `.safetensors` loading (`grafter::zoo::torchvision::load_state_dict`, the path
+//! Fuzzing of `.safetensors` loading (`grafter_zoo::torchvision::load_state_dict`, the path
 //! every safetensors weight file takes: burn-store's reader over the `safetensors` crate). A
 //! two-tensor state dict has its JSON header mutated field by field — a dtype swapped, a shape
 //! dimension or a data offset set to an edge value (zero, off by one, doubled, the file's
@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use grafter::zoo::torchvision::load_state_dict;
+use grafter_zoo::torchvision::load_state_dict;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;

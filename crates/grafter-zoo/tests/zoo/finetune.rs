@@ -1,7 +1,7 @@
 use burn::tensor::Device;
-use grafter::prelude::*;
-use grafter::source::InMemoryDataset;
-use grafter::zoo::{ResNetConfig, load_resnet_onnx};
+use grafter_core::prelude::*;
+use grafter_core::source::InMemoryDataset;
+use grafter_zoo::{ResNetConfig, load_resnet_onnx};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

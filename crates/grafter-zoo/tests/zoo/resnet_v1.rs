@@ -4,8 +4,8 @@
 //! main branch.
 
 use burn::tensor::Device;
-use grafter::Backbone;
-use grafter::zoo::{ResNetConfig, ZooError, load_resnet_onnx};
+use grafter_core::Backbone;
+use grafter_zoo::{ResNetConfig, ZooError, load_resnet_onnx};
 
 use crate::fixtures::{Reference, dir, host, max_rel_err};
 

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
-use grafter::onnx::{OnnxBackbone, OnnxBackboneOptions};
-use grafter::zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
-use grafter::{FeatureInfo, FeatureMaps};
+use grafter_core::{FeatureInfo, FeatureMaps};
+use grafter_onnx::{OnnxBackbone, OnnxBackboneOptions};
+use grafter_zoo::{ResNetConfig, VggConfig, load_resnet, load_vgg};
 
 use crate::fixtures::{Reference, dir, host, max_rel_err};
 

@@ -1,9 +1,9 @@
 use burn::tensor::Device;
 use std::path::Path;
 
-use grafter::zoo::onnx_weights::OnnxWeights;
-use grafter::zoo::{ResNetConfig, VggConfig, ZooError, load_resnet_onnx, load_vgg_onnx};
-use grafter::{Backbone, Classifier, Head};
+use grafter_core::{Backbone, Classifier, Head};
+use grafter_zoo::onnx_weights::OnnxWeights;
+use grafter_zoo::{ResNetConfig, VggConfig, ZooError, load_resnet_onnx, load_vgg_onnx};
 use onnx_ir::{Message, ModelProto};
 
 use crate::fixtures::{Reference, dir, host, max_rel_err};
