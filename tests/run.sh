@@ -94,7 +94,8 @@ make_test_data() {
   local started=$SECONDS torch_out=.cache/torch-fixtures
   local stamp
   stamp=$(cat tests/fixtures/requirements-torch.txt tests/fixtures/make_torch_fixtures.py \
-    tests/fixtures/make_augment_fixtures.py | sha256sum | cut -d' ' -f1)
+    tests/fixtures/make_augment_fixtures.py tests/fixtures/fixture_arrays.py \
+    | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$torch_out/made-by.sha256" 2>/dev/null)" = "$stamp" ]; then
     echo "up to date (stamp $torch_out/made-by.sha256)"
   elif venv_pinned .cache/torch-venv tests/fixtures/requirements-torch.txt \
@@ -118,7 +119,7 @@ make_keras_fixtures() {
   local started=$SECONDS keras_out=.cache/keras-fixtures
   local stamp
   stamp=$(cat tests/fixtures/requirements-tf.txt tests/fixtures/make_keras_fixtures.py \
-    | sha256sum | cut -d' ' -f1)
+    tests/fixtures/fixture_arrays.py | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$keras_out/made-by.sha256" 2>/dev/null)" = "$stamp" ]; then
     echo "up to date (stamp $keras_out/made-by.sha256)"
   elif venv_with .cache/tf-venv tests/fixtures/requirements-tf.txt \

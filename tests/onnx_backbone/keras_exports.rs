@@ -97,27 +97,12 @@ fn keras_efficientnetb0_preprocessing_constants_are_not_trained() {
 /// and onnxruntime's logits match Burn's.
 #[test]
 fn keras_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
-    use grafter::LinearHeadConfig;
-    use grafter::prelude::*;
     for name in ["keras_efficientnetb0", "keras_resnet50"] {
-        let _l = crate::lock();
+        let lock = crate::lock();
         let device = Device::flex();
         let Some(backbone) = cut_backbone(name, &device) else {
             return;
         };
-        device.seed(6);
-        let head = LinearHeadConfig::new(backbone.feature_channels(), 5)
-            .try_init(&device)
-            .unwrap();
-        let model = Classifier::new(backbone, head).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let onnx = tmp.path().join(format!("{name}_export.onnx"));
-        grafter_onnx::export_classifier(&model, &onnx).unwrap_or_else(|e| panic!("{e}"));
-        drop(_l);
-        let Some(err) = crate::export::ort_round_trip(&model, &onnx, 64) else {
-            return;
-        };
-        println!("PARITY {name} onnx-export logits max rel err {err:.3e}");
-        assert!(err <= 1e-4, "{name} export round trip: max rel err {err:e}");
+        crate::torch_exports::export_round_trip(name, backbone, &device, lock);
     }
 }

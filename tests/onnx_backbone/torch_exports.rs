@@ -560,8 +560,6 @@ fn vit_fine_tune_trains_unfrozen_blocks_and_keeps_frozen_ones_bit_identical() {
 /// pooling, ShuffleNet's shape arithmetic) and onnxruntime's logits match Burn's.
 #[test]
 fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
-    use grafter::LinearHeadConfig;
-    use grafter::prelude::*;
     for name in [
         "convnext_ts",
         "convnext_dynamo_dyn",
@@ -574,7 +572,7 @@ fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
         let Some(dir) = export_dir(name) else {
             return;
         };
-        let _l = crate::lock();
+        let lock = crate::lock();
         let device = Device::flex();
         let backbone = OnnxBackbone::load(
             dir.join(format!("{name}.onnx")),
@@ -582,21 +580,35 @@ fn torch_export_backbones_export_back_to_onnx_that_onnxruntime_runs() {
             &device,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        device.seed(6);
-        let head = LinearHeadConfig::new(backbone.feature_channels(), 5)
-            .try_init(&device)
-            .unwrap();
-        let model = Classifier::new(backbone, head).unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let onnx = tmp.path().join(format!("{name}_export.onnx"));
-        grafter_onnx::export_classifier(&model, &onnx).unwrap_or_else(|e| panic!("{e}"));
-        drop(_l);
-        let Some(err) = crate::export::ort_round_trip(&model, &onnx, 64) else {
-            return;
-        };
-        println!("PARITY {name} onnx-export logits max rel err {err:.3e}");
-        assert!(err <= 1e-4, "{name} export round trip: max rel err {err:e}");
+        export_round_trip(name, backbone, &device, lock);
     }
+}
+
+/// `backbone` under a seeded 5-class head, exported to ONNX and run by onnxruntime: its logits
+/// within 1e-4 of Burn's. Takes the fixtures' lock held while the model is built and releases
+/// it before onnxruntime runs.
+pub(crate) fn export_round_trip(
+    name: &str,
+    backbone: OnnxBackbone,
+    device: &Device,
+    lock: std::sync::MutexGuard<'static, ()>,
+) {
+    use grafter::LinearHeadConfig;
+    use grafter::prelude::*;
+    device.seed(6);
+    let head = LinearHeadConfig::new(backbone.feature_channels(), 5)
+        .try_init(device)
+        .unwrap();
+    let model = Classifier::new(backbone, head).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = tmp.path().join(format!("{name}_export.onnx"));
+    grafter_onnx::export_classifier(&model, &onnx).unwrap_or_else(|e| panic!("{e}"));
+    drop(lock);
+    let Some(err) = crate::export::ort_round_trip(&model, &onnx, 64) else {
+        return;
+    };
+    println!("PARITY {name} onnx-export logits max rel err {err:.3e}");
+    assert!(err <= 1e-4, "{name} export round trip: max rel err {err:e}");
 }
 
 /// Multi-scale maps (`FeatureMaps`) found in real torch exports: at least three resolutions,
