@@ -14,8 +14,8 @@ use super::precision::PrecisionStep;
 use super::replicas::Replicas;
 use super::reporter::Reporter;
 use super::run_lock::RunLock;
-use super::run_state::{RunState, STATE_VERSION};
-use super::sampler::Sampler;
+use super::run_state::RunState;
+use super::sampler::{Sampler, balanced_labels};
 use crate::feature_cache::{self, CachedFeatures, CachedSource, FeatureCacheUse};
 use crate::source::DataSource;
 use crate::{Backbone, Classifier, GrafterError, Head, Result};
@@ -59,6 +59,7 @@ impl FineTune {
             Sampler::ClassBalanced => Some(balanced_labels(train)?),
         };
         let mut optim = cfg.optimizer.build();
+        let fresh = || RunState::fresh(cfg.seed, self.policy.name());
         let (model, mut state, ema_record) = match (&checkpointer, self.resume) {
             (Some(ck), true) => {
                 let (model, state, record, ema) = ck.resume(model)?;
@@ -71,9 +72,9 @@ impl FineTune {
             }
             (Some(ck), false) => {
                 ck.start(cfg)?;
-                (model, self.fresh_state(), None)
+                (model, fresh(), None)
             }
-            (None, _) => (model, self.fresh_state(), None),
+            (None, _) => (model, fresh(), None),
         };
         // the weight average: a copy of the model (its own running statistics: `valid()`
         // gives fresh ones), or the one saved in the checkpoint resumed from
@@ -289,40 +290,4 @@ impl FineTune {
             run_dir: self.out_dir.clone(),
         })
     }
-
-    /// The state of a run that has not trained yet.
-    fn fresh_state(&self) -> RunState {
-        RunState {
-            version: STATE_VERSION,
-            epochs_done: 0,
-            step: 0,
-            seed: self.config.seed,
-            history: Vec::new(),
-            best: None,
-            bad_epochs: 0,
-            stopped_early: false,
-            policy: self.policy.name(),
-            plans: Vec::new(),
-            loss_scale: None,
-        }
-    }
-}
-
-/// The labels the class-balanced sampler draws from: one per sample of `train`, each a class.
-fn balanced_labels(train: &dyn DataSource) -> Result<Vec<usize>> {
-    let labels = train.sample_labels().ok_or_else(|| {
-        GrafterError::Config(
-            "the class-balanced sampler needs the training data's labels, which this data \
-             source does not give (DataSource::sample_labels)"
-                .into(),
-        )
-    })?;
-    if labels.len() != train.len() {
-        return Err(GrafterError::Data(format!(
-            "the training data gives {} labels for {} samples",
-            labels.len(),
-            train.len()
-        )));
-    }
-    Ok(labels)
 }

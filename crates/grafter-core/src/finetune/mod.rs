@@ -2,7 +2,7 @@
 //!
 //! | part | file | does |
 //! |---|---|---|
-//! | setup | `fine_tune.rs`, `fit.rs` | options, input checks, start or resume, cache choice |
+//! | setup | `fine_tune.rs`, `cache_options.rs`, `fit.rs` | options (the feature cache's among them), input checks, start or resume, cache choice |
 //! | epoch loop | `epochs.rs` | plan → train pass → evaluate → judge → checkpoint → report |
 //! | train pass | `train_pass.rs`, `accumulation.rs` | batches, MixUp / CutMix, forward and backward, accumulated steps, EMA |
 //! | plans | `plan.rs` | freezing (BatchNorm included), per-stage rates, schedule phases |
@@ -40,6 +40,7 @@
 //! (`ModuleOptimizer`), learning-rate groups (`ModuleLrScheduler`) and records (burn-store).
 
 mod accumulation;
+mod cache_options;
 mod checkpointer;
 mod class_weights;
 mod config;

@@ -44,6 +44,24 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
+    /// The state of a run that has not trained yet, seeded with `seed`, under the policy
+    /// named `policy`.
+    pub(crate) fn fresh(seed: u64, policy: String) -> Self {
+        Self {
+            version: STATE_VERSION,
+            epochs_done: 0,
+            step: 0,
+            seed,
+            history: Vec::new(),
+            best: None,
+            bad_epochs: 0,
+            stopped_early: false,
+            policy,
+            plans: Vec::new(),
+            loss_scale: None,
+        }
+    }
+
     /// The inconsistency of a `state.json` that was not written by the loop (edited, corrupted
     /// or hostile): its counters must agree with its own history, so that a resume never
     /// computes with an impossible step or epoch.

@@ -6,6 +6,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use crate::source::DataSource;
 use crate::{GrafterError, Result};
 
 /// RNG stream of the class-balanced draw (the shuffle is stream 0, augmentation its own).
@@ -67,6 +68,25 @@ pub fn class_balanced_order(
             cumulative.partition_point(|&c| c <= u).min(n - 1)
         })
         .collect())
+}
+
+/// The labels the class-balanced sampler draws from: one per sample of `train`, each a class.
+pub(super) fn balanced_labels(train: &dyn DataSource) -> Result<Vec<usize>> {
+    let labels = train.sample_labels().ok_or_else(|| {
+        GrafterError::Config(
+            "the class-balanced sampler needs the training data's labels, which this data \
+             source does not give (DataSource::sample_labels)"
+                .into(),
+        )
+    })?;
+    if labels.len() != train.len() {
+        return Err(GrafterError::Data(format!(
+            "the training data gives {} labels for {} samples",
+            labels.len(),
+            train.len()
+        )));
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
