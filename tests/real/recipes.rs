@@ -201,7 +201,41 @@ fn image_folder(r: &Reference, split: &str, dir: &std::path::Path) -> std::path:
 #[test]
 #[ignore = "a measurement: cargo test --test real trivial_augment -- --ignored --nocapture"]
 fn trivial_augment_and_random_erasing_on_fashion_mnist() {
-    use grafter::data::{Augment, AutoAugment, ImageDataset, ImageLoader, RandomErasing};
+    use grafter::data::{Augment, AutoAugment, RandomErasing};
+    loader_recipes(&[
+        ("loader, no augmentation", Augment::none()),
+        (
+            "TrivialAugmentWide + flip 0.5 + RandomErasing 0.25",
+            Augment {
+                hflip: 0.5,
+                ..Augment::none()
+            }
+            .with_auto(AutoAugment::trivial_augment_wide())
+            .with_erasing(RandomErasing::with_p(0.25)),
+        ),
+    ]);
+}
+
+/// torchvision's RandAugment (2 operations, magnitude 9 of 31) with a horizontal flip, the
+/// same way; its baseline is the loader row of the test above.
+#[test]
+#[ignore = "a measurement: cargo test --test real rand_augment -- --ignored --nocapture"]
+fn rand_augment_on_fashion_mnist() {
+    use grafter::data::{Augment, AutoAugment};
+    loader_recipes(&[(
+        "RandAugment n 2 m 9 + flip 0.5",
+        Augment {
+            hflip: 0.5,
+            ..Augment::none()
+        }
+        .with_auto(AutoAugment::rand_augment()),
+    )]);
+}
+
+/// Each recipe through the image loader (Fashion-MNIST written as PNG files) on the frozen
+/// Keras base, seeds 1-3, printed as `RECIPES` lines.
+fn loader_recipes(recipes: &[(&str, grafter::data::Augment)]) {
+    use grafter::data::{ImageDataset, ImageLoader};
     let _rng = crate::real_data::rng_lock();
     let Some(dir) = crate::real_data::dir() else {
         return;
@@ -222,20 +256,8 @@ fn trivial_augment_and_random_erasing_on_fashion_mnist() {
     let loader =
         |d: &std::path::Path| ImageLoader::new(ImageDataset::image_folder(d).unwrap(), pre.clone());
     let test = loader(&test_dir);
-    let recipes = [
-        ("loader, no augmentation", Augment::none()),
-        (
-            "TrivialAugmentWide + flip 0.5 + RandomErasing 0.25",
-            Augment {
-                hflip: 0.5,
-                ..Augment::none()
-            }
-            .with_auto(AutoAugment::trivial_augment_wide())
-            .with_erasing(RandomErasing::with_p(0.25)),
-        ),
-    ];
     for (name, augment) in recipes {
-        let train = loader(&train_dir).augment(augment);
+        let train = loader(&train_dir).augment(*augment);
         let mut top1s = Vec::new();
         for seed in 1..=3 {
             let top1 = live_top1(&dir, &device, seed, base_config(seed), &train, &test);
