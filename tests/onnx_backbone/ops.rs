@@ -1,4 +1,4 @@
-//! Every supported operator, on the small `ops_mix` and `resample_mix` fixtures: parity of
+//! Every supported operator, on the small `ops_mix`, `resample_mix` and `upsample_v9` fixtures: parity of
 //! the full graph and of the automatic cut with onnxruntime, and export of every op back to
 //! ONNX.
 
@@ -18,6 +18,13 @@ fn every_supported_operator_matches_onnxruntime_and_exports() {
 #[test]
 fn resampling_and_reduction_operators_match_onnxruntime_and_export() {
     check("resample_mix", 16, 3, false);
+}
+
+/// Upsample, the opset-9 operator Resize replaced (nearest by scales), in an opset-9 graph:
+/// read as a Resize, matching onnxruntime, exported back as Resize.
+#[test]
+fn opset_9_upsample_matches_onnxruntime_and_exports_as_resize() {
+    check("upsample_v9", 16, 3, false);
 }
 
 /// A channels-last (Keras / tf2onnx) input rescaled and normalised by per-channel

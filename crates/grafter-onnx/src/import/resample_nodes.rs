@@ -37,21 +37,29 @@ impl Builder<'_> {
                     }
                 }
             }
-            Node::Resize(n) => match resize_of(&n.config, Self::input_rank(node, 0)) {
-                Ok((mode, size)) => {
-                    let inputs = match (&size, &n.config.sizes) {
-                        (ResizeSize::Computed, Some(ResizeSizes::Runtime(r))) => {
-                            vec![0, r.input_index]
-                        }
-                        _ => vec![0],
-                    };
-                    self.step(node, Op::Resize { mode, size }, &inputs)
+            // Upsample (opset 7-9) is Resize with scales, asymmetric coordinates and floor
+            // rounding: onnx-ir reads it into Resize's configuration
+            Node::Resize(n) | Node::Upsample(n) => {
+                match resize_of(&n.config, Self::input_rank(node, 0)) {
+                    Ok((mode, size)) => {
+                        let inputs = match (&size, &n.config.sizes) {
+                            (ResizeSize::Computed, Some(ResizeSizes::Runtime(r))) => {
+                                vec![0, r.input_index]
+                            }
+                            _ => vec![0],
+                        };
+                        self.step(node, Op::Resize { mode, size }, &inputs)
+                    }
+                    Err(why) => {
+                        let op = match node {
+                            Node::Upsample(_) => "Upsample",
+                            _ => "Resize",
+                        };
+                        self.skip(node, format!("{op} ({why})"));
+                        Ok(())
+                    }
                 }
-                Err(why) => {
-                    self.skip(node, format!("Resize ({why})"));
-                    Ok(())
-                }
-            },
+            }
             _ => return None,
         })
     }
