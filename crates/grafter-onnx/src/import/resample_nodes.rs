@@ -51,11 +51,7 @@ impl Builder<'_> {
                         self.step(node, Op::Resize { mode, size }, &inputs)
                     }
                     Err(why) => {
-                        let op = match node {
-                            Node::Upsample(_) => "Upsample",
-                            _ => "Resize",
-                        };
-                        self.skip(node, format!("{op} ({why})"));
+                        self.skip(node, format!("{:?} ({why})", node.node_type()));
                         Ok(())
                     }
                 }
