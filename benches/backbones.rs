@@ -12,7 +12,7 @@
 //!
 //! `GRAFTER_BENCH_QUICK=1` runs only `forward/resnet18/b1` and `/b8` (a smoke test).
 //! `GRAFTER_BENCH_PROFILE=<batch>` skips criterion and times every op of a ResNet-18 forward
-//! one by one (`RUST_OP` lines: each convolution with its GFLOP/s, then totals per kind of op);
+//! (`GRAFTER_BENCH_PROFILE_MODEL=resnet50`: ResNet-50's) one by one (`RUST_OP` lines: each convolution with its GFLOP/s, then totals per kind of op);
 //! `benches/backbones_reference.py --ops` times the same convolutions alone on onnxruntime.
 //! It also times the stem's max-pool on Burn's op against grafter's kernel. The layers run on
 //! grafter's kernels (`grafter::kernels`); `GRAFTER_KERNELS=reference` measures Burn's ops.
@@ -392,17 +392,35 @@ impl OpTimer {
         };
         let y = self.conv_bn(&format!("{name}.conv1"), &b.conv1, &b.bn1, x);
         let y = self.time("relu", || relu(y));
-        let y = self.conv_bn(&format!("{name}.conv2"), &b.conv2, &b.bn2, y);
+        let mut y = self.conv_bn(&format!("{name}.conv2"), &b.conv2, &b.bn2, y);
+        if let (Some(c3), Some(b3)) = (&b.conv3, &b.bn3) {
+            let z = self.time("relu", || relu(y));
+            y = self.conv_bn(&format!("{name}.conv3"), c3, b3, z);
+        }
         let y = self.time("add", || y + identity);
         self.time("relu", || relu(y))
     }
 }
 
-/// `GRAFTER_BENCH_PROFILE=<batch>`: where the time of a ResNet-18 forward goes, op by op.
-fn profile_resnet18(batch: usize) {
+/// The ResNet that `GRAFTER_BENCH_PROFILE_MODEL` names (`resnet18`, the default, or
+/// `resnet50`: bottlenecks, mostly 1×1 convolutions).
+fn profile_config() -> ResNetConfig {
+    match std::env::var("GRAFTER_BENCH_PROFILE_MODEL").as_deref() {
+        Ok("resnet50") => ResNetConfig::resnet50(),
+        Ok("resnet18") | Err(_) => ResNetConfig::resnet18(),
+        Ok(other) => {
+            panic!("GRAFTER_BENCH_PROFILE_MODEL must be resnet18 or resnet50, not {other}")
+        }
+    }
+}
+
+/// `GRAFTER_BENCH_PROFILE=<batch>`: where the time of a ResNet forward goes, op by op.
+fn profile_resnet(batch: usize) {
     let device = Device::flex();
-    let backbone = ResNetConfig::resnet18().init(&device);
-    let head = LinearHeadConfig::new(512, 1000).try_init(&device).unwrap();
+    let backbone = profile_config().init(&device);
+    let head = LinearHeadConfig::new(backbone.feature_channels(), 1000)
+        .try_init(&device)
+        .unwrap();
     let model = Classifier::new(backbone, head).unwrap();
     let r = &model.backbone;
     let x = images(batch, &device);
@@ -507,12 +525,7 @@ fn print_kinds(tag: &str, batch: usize, timer: &OpTimer) {
 /// `GRAFTER_BENCH_PROFILE=<batch>`, second part: the phases of one full fine-tune step.
 fn profile_step(batch: usize) {
     let device = Device::flex();
-    let mut step = StepBench::new(
-        ResNetConfig::resnet18().init(&device),
-        false,
-        batch,
-        &device,
-    );
+    let mut step = StepBench::new(profile_config().init(&device), false, batch, &device);
     step.step();
     let runs: Vec<StepTimes> = (0..6)
         .map(|_| step.step())
@@ -543,7 +556,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        profile_resnet18(batch);
+        profile_resnet(batch);
         profile_step(batch);
         return;
     }

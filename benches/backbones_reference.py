@@ -21,7 +21,8 @@ MIN_SECONDS have passed; the median per-iteration time is reported as
 
 and an engine that cannot run prints `REF_BENCH engine=<e> name=<case> img_per_s=n/a ...`.
 
-With --ops B, instead: every convolution of ResNet-18 at batch B alone on onnxruntime
+With --ops B, instead: every convolution of ResNet-18 (--ops-model resnet50: ResNet-50) at
+batch B alone on onnxruntime
 (one-node Conv graphs with bias, as ORT runs them once BatchNorm is folded), printed as
 `REF_OP conv name=<layer> ... ms=<x> gflops=<y>` to set beside the Rust bench's
 GRAFTER_BENCH_PROFILE=B output.
@@ -253,6 +254,24 @@ def resnet18_convs():
     return convs
 
 
+def resnet50_convs():
+    """(name, cin, cout, k, stride, input side) of every convolution of ResNet-50 at 224
+    (torchvision's v1.5: the stride on the 3x3)."""
+    convs = [("conv1", 3, 64, 7, 2, 224)]
+    cin, side = 64, 56
+    for layer, (planes, blocks) in enumerate(zip([64, 128, 256, 512], [3, 4, 6, 3]), start=1):
+        for i in range(blocks):
+            stride = 2 if (i == 0 and layer > 1) else 1
+            if stride != 1 or cin != planes * 4:
+                convs.append((f"layer{layer}.{i}.downsample", cin, planes * 4, 1, stride, side))
+            convs.append((f"layer{layer}.{i}.conv1", cin, planes, 1, 1, side))
+            convs.append((f"layer{layer}.{i}.conv2", planes, planes, 3, stride, side))
+            side //= stride
+            convs.append((f"layer{layer}.{i}.conv3", planes, planes * 4, 1, 1, side))
+            cin = planes * 4
+    return convs
+
+
 def run_ops(args) -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -264,7 +283,8 @@ def run_ops(args) -> None:
     rng = np.random.default_rng(0)
     b = args.ops
     totals: dict[str, list[float]] = {}
-    for name, cin, cout, k, stride, side in resnet18_convs():
+    convs = resnet50_convs() if args.ops_model == "resnet50" else resnet18_convs()
+    for name, cin, cout, k, stride, side in convs:
         pad = k // 2
         w = numpy_helper.from_array(rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.05, "w")
         bias = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
@@ -307,6 +327,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: ORT's CUDAExecutionProvider and torch on the GPU")
     ap.add_argument("--ops", type=int, metavar="B", help="time ResNet-18's convolutions alone on ORT")
+    ap.add_argument(
+        "--ops-model", choices=["resnet18", "resnet50"], default="resnet18", help="the ResNet whose convolutions --ops times"
+    )
     args = ap.parse_args(argv)
     global ONLY
     ONLY = re.compile(args.only) if args.only else None

@@ -27,6 +27,11 @@ fn relu_grad1(out: f32, grad: f32) -> f32 {
     if out.is_nan() || out > 0.0 { grad } else { 0.0 }
 }
 
+/// `x ← relu(x)` on the calling thread (a kernel's block of output).
+pub(crate) fn relu_slice(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = relu1(*v));
+}
+
 /// `x ← relu(x)`.
 pub(crate) fn relu_in_place(x: &mut [f32]) {
     x.par_chunks_mut(CHUNK)

@@ -3,8 +3,8 @@
 //! `batch_norm_train` patterns, with the extension's entry points in place of Burn's).
 //! Max-pooling records the inner backend's argmax (a byte per output on flex) and scatters
 //! through it backward; ReLU keeps its output rather than its input, so that its input can be
-//! overwritten. Inference BatchNorm with an input that needs a gradient takes Burn's
-//! tracked path; without one, the inner backend's kernel.
+//! overwritten. Inference BatchNorm and the fused convolutions (`… + residual`, ReLU) with an
+//! input that needs a gradient take tracked ops; without one, the inner backend's kernel.
 
 use burn::backend::Autodiff;
 use burn::backend::Backend;
@@ -13,7 +13,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
@@ -124,6 +124,56 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
                 options,
             )),
         }
+    }
+
+    fn grafter_conv2d_bias_add_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        if [&x, &weight, &bias, &residual]
+            .iter()
+            .any(|t| t.is_tracked())
+        {
+            let y = Self::grafter_conv2d_bias(x, weight, bias, options);
+            return Self::grafter_relu(Self::float_add(y, residual));
+        }
+        let nodes = [x.node(), weight.node(), bias.node(), residual.node()];
+        let output = B::grafter_conv2d_bias_add_relu(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            residual.into_primitive(),
+            options,
+        );
+        Untracked
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateless(output)
+    }
+
+    fn grafter_conv2d_bias_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        if [&x, &weight, &bias].iter().any(|t| t.is_tracked()) {
+            return Self::grafter_relu(Self::grafter_conv2d_bias(x, weight, bias, options));
+        }
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let output = B::grafter_conv2d_bias_relu(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            options,
+        );
+        Untracked
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateless(output)
     }
 
     fn grafter_conv2d(

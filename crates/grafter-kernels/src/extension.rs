@@ -33,6 +33,33 @@ pub trait CpuKernels: Backend {
         Self::conv2d(x, weight, Some(bias), options)
     }
 
+    /// `relu(conv2d(x, weight, bias) + residual)`: a ResNet block's last convolution at
+    /// inference, the addition and ReLU fused into the kernel on flex. Elsewhere, and under
+    /// autodiff when any input needs a gradient, Burn's ops one after the other.
+    fn grafter_conv2d_bias_add_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::relu(Self::float_add(
+            Self::conv2d(x, weight, Some(bias), options),
+            residual,
+        ))
+    }
+
+    /// `relu(conv2d(x, weight, bias))`, the ReLU fused into the kernel on flex (as
+    /// [`CpuKernels::grafter_conv2d_bias_add_relu`], without the residual).
+    fn grafter_conv2d_bias_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::relu(Self::conv2d(x, weight, Some(bias), options))
+    }
+
     /// Gradient of [`CpuKernels::grafter_conv2d`] with respect to its input.
     fn grafter_conv2d_x_backward(
         x: FloatTensor<Self>,

@@ -2,7 +2,7 @@
 //! else (f16, bf16, f64, depthwise convolutions, shapes the kernels do not cover) flex's own.
 
 use burn::backend::Flex;
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, IntDType};
 use burn_flex::{FlexTensor, Layout};
@@ -13,7 +13,8 @@ use crate::batch_norm::{
     BnShape, batch_norm_inference, batch_norm_train, batch_norm_train_backward,
 };
 use crate::conv::{
-    ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad, input_grad_as_forward,
+    ConvGeometry, Epilogue, conv2d_forward, conv2d_input_grad, conv2d_weight_grad,
+    input_grad_as_forward,
 };
 use crate::extension::CpuKernels;
 use crate::pool::{
@@ -22,7 +23,7 @@ use crate::pool::{
 
 impl CpuKernels for Flex {
     fn grafter_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        conv_forward(x, weight, None, options)
+        conv_forward(x, weight, None, options, Epilogue::default())
     }
 
     fn grafter_conv2d_bias(
@@ -31,7 +32,43 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        conv_forward(x, weight, Some(bias), options)
+        conv_forward(x, weight, Some(bias), options, Epilogue::default())
+    }
+
+    fn grafter_conv2d_bias_add_relu(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let geo = conv_geometry(&x, &weight, &options)
+            .filter(|geo| is_f32_vector(&bias, geo.c_out) && is_output_shaped(&residual, geo));
+        let Some(geo) = geo else {
+            let y = Flex::conv2d(x, weight, Some(bias), options);
+            return Flex::relu(Flex::float_add(y, residual));
+        };
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let (bias, residual) = (bias.to_contiguous(), residual.to_contiguous());
+        let epilogue = Epilogue {
+            residual: Some(f32s(&residual)),
+            relu: true,
+        };
+        let out = conv2d_forward(&geo, f32s(&x), f32s(&weight), Some(f32s(&bias)), epilogue);
+        from_f32s(out, [geo.batch, geo.c_out, geo.out_h, geo.out_w])
+    }
+
+    fn grafter_conv2d_bias_relu(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let relu = Epilogue {
+            residual: None,
+            relu: true,
+        };
+        conv_forward(x, weight, Some(bias), options, relu)
     }
 
     fn grafter_conv2d_x_backward(
@@ -41,13 +78,15 @@ impl CpuKernels for Flex {
         options: ConvOptions<2>,
     ) -> FlexTensor {
         let Some(geo) =
-            conv_geometry(&x, &weight, &options).filter(|geo| is_output_grad(&output_grad, geo))
+            conv_geometry(&x, &weight, &options).filter(|geo| is_output_shaped(&output_grad, geo))
         else {
             return Flex::conv2d_x_backward(x, weight, output_grad, options);
         };
         let (weight, dy) = (weight.to_contiguous(), output_grad.to_contiguous());
         let dx = match input_grad_as_forward(&geo, &options, f32s(&weight)) {
-            Some((flipped, w)) => conv2d_forward(&flipped, f32s(&dy), &w, None),
+            Some((flipped, w)) => {
+                conv2d_forward(&flipped, f32s(&dy), &w, None, Epilogue::default())
+            }
             None => conv2d_input_grad(&geo, f32s(&weight), f32s(&dy)),
         };
         from_f32s(dx, [geo.batch, geo.c_in, geo.h, geo.w])
@@ -60,7 +99,7 @@ impl CpuKernels for Flex {
         options: ConvOptions<2>,
     ) -> FlexTensor {
         let Some(geo) =
-            conv_geometry(&x, &weight, &options).filter(|geo| is_output_grad(&output_grad, geo))
+            conv_geometry(&x, &weight, &options).filter(|geo| is_output_shaped(&output_grad, geo))
         else {
             return Flex::conv2d_weight_backward(x, weight, output_grad, options);
         };
@@ -273,20 +312,31 @@ fn pool_geometry(
     PoolGeometry::new(dims4(x)?, kernel_size, stride, padding, dilation, ceil_mode)
 }
 
-/// grafter's convolution for f32 tensors it covers, flex's own otherwise.
+/// grafter's convolution for f32 tensors it covers (with `epilogue`, which carries no
+/// residual), flex's own otherwise.
 fn conv_forward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
+    epilogue: Epilogue<'_>,
 ) -> FlexTensor {
     let geo = match conv_geometry(&x, &weight, &options) {
         Some(geo) if bias.as_ref().is_none_or(|b| is_f32_vector(b, geo.c_out)) => geo,
-        _ => return Flex::conv2d(x, weight, bias, options),
+        _ => {
+            let y = Flex::conv2d(x, weight, bias, options);
+            return if epilogue.relu { Flex::relu(y) } else { y };
+        }
     };
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
-    let out = conv2d_forward(&geo, f32s(&x), f32s(&weight), bias.as_ref().map(f32s));
+    let out = conv2d_forward(
+        &geo,
+        f32s(&x),
+        f32s(&weight),
+        bias.as_ref().map(f32s),
+        epilogue,
+    );
     from_f32s(out, [geo.batch, geo.c_out, geo.out_h, geo.out_w])
 }
 
@@ -332,7 +382,7 @@ fn conv_geometry(
     ConvGeometry::new(dims4(x)?, dims4(weight)?, options).filter(|geo| !geo.is_depthwise())
 }
 
-fn is_output_grad(dy: &FlexTensor, geo: &ConvGeometry) -> bool {
+fn is_output_shaped(dy: &FlexTensor, geo: &ConvGeometry) -> bool {
     dy.dtype() == DType::F32 && dims4(dy) == Some([geo.batch, geo.c_out, geo.out_h, geo.out_w])
 }
 

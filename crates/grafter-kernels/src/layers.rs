@@ -44,6 +44,70 @@ pub fn conv2d_layer(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// assert!(fused.sub(separate).abs().max().into_scalar::<f32>() < 1e-4);
 /// ```
 pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    match folded(conv, bn, &x) {
+        Some((weight, shift)) => {
+            let options = conv_options(conv, &x);
+            crate::conv2d(x, weight, Some(shift), options)
+        }
+        None => batch_norm_layer(bn, conv2d_layer(conv, x)),
+    }
+}
+
+/// `relu(conv.forward(x))`, the ReLU inside the convolution kernel when the layer has a bias
+/// ([`crate::conv2d_add_relu`]; VGG's layers), else the two one after the other.
+pub fn conv_relu_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match &conv.bias {
+        Some(bias) => {
+            let options = conv_options(conv, &x);
+            crate::conv2d_add_relu(x, conv.weight.val(), bias.val(), None, options)
+        }
+        None => crate::relu(conv2d_layer(conv, x)),
+    }
+}
+
+/// `relu(bn.forward(conv.forward(x)) + residual)` (no addition without a residual): a ResNet
+/// block's convolutions. Where [`conv_bn_layer`] folds the BatchNorm, the addition and the ReLU
+/// run inside the convolution kernel ([`crate::conv2d_add_relu`]) instead of as two more passes
+/// over the output; otherwise the layers and ops one after the other.
+///
+/// ```
+/// use burn::nn::conv::Conv2dConfig;
+/// use burn::nn::BatchNormConfig;
+/// use burn::tensor::{Device, Distribution, Tensor};
+///
+/// let device = Device::flex();
+/// let conv = Conv2dConfig::new([8, 8], [1, 1]).init(&device);
+/// let bn = BatchNormConfig::new(8).init(&device);
+/// let x = Tensor::<4>::random([2, 8, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+/// let fused = grafter_kernels::conv_bn_relu_layer(&conv, &bn, x.clone(), Some(x.clone()));
+/// let separate = burn::tensor::activation::relu(bn.forward(conv.forward(x.clone())) + x);
+/// assert!(fused.sub(separate).abs().max().into_scalar::<f32>() < 1e-4);
+/// ```
+pub fn conv_bn_relu_layer(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    residual: Option<Tensor<4>>,
+) -> Tensor<4> {
+    match folded(conv, bn, &x) {
+        Some((weight, shift)) => {
+            let options = conv_options(conv, &x);
+            crate::conv2d_add_relu(x, weight, shift, residual, options)
+        }
+        None => {
+            let y = batch_norm_layer(bn, conv2d_layer(conv, x));
+            crate::relu(match residual {
+                Some(r) => y + r,
+                None => y,
+            })
+        }
+    }
+}
+
+/// The folded weight `w·s` and bias `β + (b − μ)·s` of `conv` then `bn`, when the BatchNorm
+/// normalises by its running statistics, nothing of either layer is trained and `x` is where
+/// the kernels run; `None` otherwise.
+fn folded(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<(Tensor<4>, Tensor<1>)> {
     let trains = x.device().is_autodiff() && bn.training.is_enabled();
     let weight = conv.weight.val();
     let bias = conv.bias.as_ref().map(|b| b.val());
@@ -52,8 +116,8 @@ pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         || gamma.is_require_grad()
         || beta.is_require_grad()
         || bias.as_ref().is_some_and(Tensor::is_require_grad);
-    if trains || learns || !crate::runs_here(&x) {
-        return batch_norm_layer(bn, conv2d_layer(conv, x));
+    if trains || learns || !crate::runs_here(x) {
+        return None;
     }
     let c_out = weight.dims()[0];
     let host = |t: Tensor<1>| -> Vec<f64> {
@@ -77,8 +141,7 @@ pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let scale = Tensor::<1>::from_data(TensorData::new(scale, [c_out]), &device);
     let weight = weight.mul(scale.reshape([c_out, 1, 1, 1]));
     let shift = Tensor::<1>::from_data(TensorData::new(shift, [c_out]), &device);
-    let options = conv_options(conv, &x);
-    crate::conv2d(x, weight, Some(shift), options)
+    Some((weight, shift))
 }
 
 /// The convolution options `layer.forward(x)` uses (its padding resolved for `x`'s size).

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use grafter_core::feature_maps::Taps;
 use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage};
 use grafter_kernels::relu;
-use grafter_kernels::{conv_bn_layer, max_pool2d_layer};
+use grafter_kernels::{conv_bn_layer, conv_bn_relu_layer, max_pool2d_layer};
 use serde::{Deserialize, Serialize};
 
 use crate::ZooError;
@@ -202,12 +202,23 @@ impl Block {
             Some(d) => conv_bn_layer(&d.conv, &d.bn, x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(conv_bn_layer(&self.conv1, &self.bn1, x));
-        y = conv_bn_layer(&self.conv2, &self.bn2, y);
-        if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            y = conv_bn_layer(c3, b3, relu(y));
+        let y = conv_bn_relu_layer(&self.conv1, &self.bn1, x, None);
+        // The block's last convolution: conv2 (basic), conv3 after conv2 + ReLU (bottleneck).
+        let (y, conv, bn) = match (&self.conv3, &self.bn3) {
+            (Some(c3), Some(b3)) => (conv_bn_relu_layer(&self.conv2, &self.bn2, y, None), c3, b3),
+            _ => (y, &self.conv2, &self.bn2),
+        };
+        if self.drops_path(&y) {
+            return relu(self.drop_residual(conv_bn_layer(conv, bn, y)) + identity);
         }
-        relu(self.drop_residual(y) + identity)
+        // The addition and ReLU inside the convolution where it runs folded (inference).
+        conv_bn_relu_layer(conv, bn, y, Some(identity))
+    }
+
+    /// Whether stochastic depth applies to this forward pass: a drop probability, on an
+    /// autodiff device, the block not frozen.
+    fn drops_path(&self, y: &Tensor<4>) -> bool {
+        self.drop_path > 0.0 && y.device().is_autodiff() && self.bn1.training.is_enabled()
     }
 
     /// Stochastic depth (timm's `drop_path`): in training, each sample's residual branch is
@@ -218,8 +229,7 @@ impl Block {
     /// per epoch, so resumed runs draw the same masks.
     fn drop_residual(&self, y: Tensor<4>) -> Tensor<4> {
         let p = self.drop_path;
-        let training = y.device().is_autodiff() && self.bn1.training.is_enabled();
-        if p <= 0.0 || !training {
+        if !self.drops_path(&y) {
             return y;
         }
         let keep = 1.0 - p;
@@ -303,7 +313,7 @@ impl ResNet {
         deepest: usize,
         mut tap: impl FnMut(usize, &Tensor<4>),
     ) -> Tensor<4> {
-        let mut x = relu(conv_bn_layer(&self.conv1, &self.bn1, images));
+        let mut x = conv_bn_relu_layer(&self.conv1, &self.bn1, images, None);
         tap(0, &x);
         if deepest == 0 {
             return x;

@@ -8,8 +8,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 use grafter_core::feature_maps::Taps;
 use grafter_core::{Backbone, FeatureInfo, FeatureMaps, Preprocess, Stage};
-use grafter_kernels::relu;
-use grafter_kernels::{conv_bn_layer, conv2d_layer, max_pool2d_layer};
+use grafter_kernels::{conv_bn_relu_layer, conv_relu_layer, max_pool2d_layer};
 
 use crate::layers::{bn, conv};
 
@@ -135,10 +134,9 @@ impl Vgg {
         for (i, block) in self.blocks.iter().enumerate().take(deepest + 1) {
             for l in &block.layers {
                 x = match &l.bn {
-                    Some(bn) => conv_bn_layer(&l.conv, bn, x),
-                    None => conv2d_layer(&l.conv, x),
+                    Some(bn) => conv_bn_relu_layer(&l.conv, bn, x, None),
+                    None => conv_relu_layer(&l.conv, x),
                 };
-                x = relu(x);
             }
             tap(i, &x);
             if i == deepest {

@@ -3,21 +3,18 @@
 //! output gradient followed by col2im.
 //!
 //! Both read the operands where they lie (transposes are strides, not copies). The weight
-//! gradient is summed in a fixed order — images split into at most [`WEIGHT_CHUNKS`] fixed
-//! chunks, each summed in turn, the chunks added in index order — so it is the same bit for bit
-//! from run to run whatever rayon's scheduling, which resuming a run bit-identically relies on.
+//! gradient is summed over fixed chunks of images in a fixed order ([`super::partials`]), so
+//! it is the same bit for bit from run to run whatever rayon's scheduling.
 
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
 use super::im2col::{col2im_add, im2col};
+use super::partials::{WEIGHT_CHUNKS, sum_in_order};
 use super::plan::{block_positions, blocks, threads_for};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut, rows_t};
 use crate::output::planes_filled;
 use crate::scratch::with_scratch;
-
-/// Most partial weight gradients summed at once (memory: one weight-sized buffer each).
-pub(super) const WEIGHT_CHUNKS: usize = 8;
 
 /// Gradient of the weight `[c_out, c_in_g, kh, kw]` given the output gradient `dy` (NCHW).
 pub(crate) fn conv2d_weight_grad(geo: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -25,31 +22,16 @@ pub(crate) fn conv2d_weight_grad(geo: &ConvGeometry, x: &[f32], dy: &[f32]) -> V
         return super::winograd_grad::weight_grad_winograd(geo, x, dy);
     }
     let k = geo.k();
-    let len = geo.c_out * k;
     let threads = threads_for(blocks(geo, k).len());
-    if threads == Threads::All {
-        let mut dw = vec![0.0f32; len];
-        weight_grad_images(geo, x, dy, 0..geo.batch, &mut dw, Threads::All);
-        return dw;
-    }
-    let chunks = geo.batch.min(WEIGHT_CHUNKS);
-    let partials: Vec<Vec<f32>> = (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let images = c * geo.batch / chunks..(c + 1) * geo.batch / chunks;
-            let mut dw = vec![0.0f32; len];
-            weight_grad_images(geo, x, dy, images, &mut dw, Threads::One);
-            dw
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![0.0; len]);
-    for part in parts {
-        for (a, b) in dw.iter_mut().zip(&part) {
-            *a += *b;
-        }
-    }
-    dw
+    // Few blocks: one pass over every image with every thread inside the GEMMs.
+    let chunks = match threads {
+        Threads::All => geo.batch.min(1),
+        Threads::One => geo.batch.min(WEIGHT_CHUNKS),
+    };
+    sum_in_order(geo.c_out * k, chunks, threads, |c, threads, dw| {
+        let images = c * geo.batch / chunks..(c + 1) * geo.batch / chunks;
+        weight_grad_images(geo, x, dy, images, dw, threads);
+    })
 }
 
 /// Adds the weight gradient of `images` onto `dw`, one im2col block at a time.

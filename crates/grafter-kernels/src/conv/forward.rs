@@ -8,6 +8,11 @@
 //! convolution with fewer blocks than threads (batch 1, small maps) instead runs its blocks in
 //! turn with every thread inside the GEMM. 3×3 stride-1 convolutions take Winograd
 //! F(4×4, 3×3) instead ([`super::winograd`], [`super::winograd4`]).
+//!
+//! An [`Epilogue`] fuses what follows a convolution in a ResNet block at inference — the
+//! residual added and the ReLU — into the kernel: the residual joins the bias as the output's
+//! starting value (a pass the convolution makes anyway) and the ReLU runs over each block of
+//! output right after its GEMM, while it is in cache, instead of two more passes over memory.
 
 use rayon::prelude::*;
 
@@ -15,20 +20,49 @@ use super::geometry::ConvGeometry;
 use super::im2col::im2col;
 use super::plan::{Block, blocks, threads_for};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
-use crate::output::planes_filled;
+use crate::output::{chunks_filled, planes_filled};
 use crate::scratch::with_scratch;
 
-/// `conv2d(x, weight, bias)` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]` weight.
+/// What the kernel does to the convolution's output `y` before storing it:
+/// `relu(y + residual)`, either part optional.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// Added to the output (NCHW, the output's shape).
+    pub residual: Option<&'a [f32]>,
+    /// ReLU after the addition.
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// ReLU over `rows` rows of `len` elements, `stride` apart, from `ptr` (when asked for).
+    ///
+    /// # Safety
+    /// The rows must be valid and accessed by nothing else during the call.
+    pub(super) unsafe fn finish_rows(&self, ptr: *mut f32, rows: usize, len: usize, stride: usize) {
+        if !self.relu {
+            return;
+        }
+        for r in 0..rows {
+            // SAFETY: forwarded from the caller.
+            let row = unsafe { core::slice::from_raw_parts_mut(ptr.add(r * stride), len) };
+            crate::activation::relu_slice(row);
+        }
+    }
+}
+
+/// `epilogue(conv2d(x, weight, bias))` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]`
+/// weight.
 pub(crate) fn conv2d_forward(
     geo: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
     if super::winograd::applies(geo) {
-        return super::winograd::conv2d_winograd_any(geo, x, weight, bias);
+        return super::winograd::conv2d_winograd_any(geo, x, weight, bias, epilogue);
     }
-    let mut out = output_with_bias(geo, bias);
+    let mut out = output_start(geo, bias, epilogue.residual);
     let work = blocks(geo, geo.k());
     let threads = threads_for(work.len());
     let dst = SendPtr(out.as_mut_ptr());
@@ -41,7 +75,13 @@ pub(crate) fn conv2d_forward(
         with_scratch([col_len], |[col]| {
             // SAFETY: each block writes only its own rows (group's channels of its image) and
             // columns (its positions) of `out`; the inputs are read-only.
-            unsafe { forward_block(geo, x, weight, bias.is_some(), dst, block, col, threads) }
+            unsafe {
+                let accumulate = bias.is_some() || epilogue.residual.is_some();
+                forward_block(geo, x, weight, accumulate, dst, block, col, threads);
+                let (c_out_g, positions) = (geo.c_out_g(), geo.positions());
+                let first = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
+                epilogue.finish_rows(dst.0.add(first), c_out_g, block.t, positions);
+            }
         })
     };
     match threads {
@@ -51,13 +91,25 @@ pub(crate) fn conv2d_forward(
     out
 }
 
-/// The NCHW output buffer, every plane filled with its channel's bias (zeros without one): the
-/// starting value the GEMMs (or Winograd's output transform) add onto.
-pub(super) fn output_with_bias(geo: &ConvGeometry, bias: Option<&[f32]>) -> Vec<f32> {
-    planes_filled(geo.batch * geo.c_out, geo.positions(), |i| {
-        // Plane i is channel i mod c_out of image i / c_out.
-        bias.map_or(0.0, |bias| bias[i % geo.c_out])
-    })
+/// The NCHW output buffer, every plane filled with its channel's bias (zeros without one) plus
+/// the residual's plane: the starting value the GEMMs (or Winograd's output transform) add onto.
+pub(super) fn output_start(
+    geo: &ConvGeometry,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    let positions = geo.positions();
+    // Plane i is channel i mod c_out of image i / c_out.
+    let b = |i: usize| bias.map_or(0.0, |bias| bias[i % geo.c_out]);
+    match residual {
+        None => planes_filled(geo.batch * geo.c_out, positions, b),
+        Some(r) => chunks_filled(geo.batch * geo.c_out * positions, positions, |i, plane| {
+            let (b, r) = (b(i), &r[i * positions..][..plane.len()]);
+            for (d, &r) in plane.iter_mut().zip(r) {
+                d.write(b + r);
+            }
+        }),
+    }
 }
 
 /// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`.

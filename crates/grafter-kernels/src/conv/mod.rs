@@ -5,6 +5,7 @@ mod flipped;
 mod forward;
 mod geometry;
 mod im2col;
+mod partials;
 mod plan;
 mod winograd;
 mod winograd4;
@@ -14,5 +15,5 @@ mod winograd_input;
 
 pub(crate) use backward::{conv2d_input_grad, conv2d_weight_grad};
 pub(crate) use flipped::input_grad_as_forward;
-pub(crate) use forward::conv2d_forward;
+pub(crate) use forward::{Epilogue, conv2d_forward};
 pub(crate) use geometry::ConvGeometry;

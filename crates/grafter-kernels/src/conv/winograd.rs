@@ -22,6 +22,7 @@
 
 use rayon::prelude::*;
 
+use super::forward::Epilogue;
 use super::geometry::ConvGeometry;
 use super::winograd_input;
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
@@ -163,11 +164,12 @@ pub(crate) fn conv2d_winograd_any(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
     let f4 = crate::conv_precision() == crate::ConvPrecision::High
         && geo.out_h.min(geo.out_w) >= F4_MIN_SIDE;
     let tiling = if f4 { &super::winograd4::F4 } else { &F2 };
-    conv2d_winograd(tiling, geo, x, weight, bias)
+    conv2d_winograd(tiling, geo, x, weight, bias, epilogue)
 }
 
 /// `conv2d` by Winograd with `tiling`; same contract as [`super::forward::conv2d_forward`].
@@ -177,8 +179,9 @@ fn conv2d_winograd(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
-    let mut out = super::forward::output_with_bias(geo, bias);
+    let mut out = super::forward::output_start(geo, bias, epilogue.residual);
     let (th, tw) = tiling.tiles(geo);
     let blocks = blocks(tiling, geo);
     let t_max = tw * blocks.iter().map(|b| b.1).max().unwrap_or(0);
@@ -196,7 +199,7 @@ fn conv2d_winograd(
             with_scratch(lens, |[v, m, input, y]| {
                 let mut buf = Scratch { v, m, input, y };
                 // SAFETY: each block writes only the output tiles of its own tile rows.
-                unsafe { block(tiling, geo, x, u, dst, r0, r, &mut buf, threads) }
+                unsafe { block(tiling, geo, x, u, dst, r0, r, &mut buf, threads, &epilogue) }
             })
         };
         match super::plan::threads_for(blocks.len()) {
@@ -250,6 +253,7 @@ unsafe fn block(
     r: usize,
     buf: &mut Scratch<'_>,
     threads: Threads,
+    epilogue: &Epilogue<'_>,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     let (th, tw) = tiling.tiles(geo);
@@ -283,18 +287,12 @@ unsafe fn block(
         for row in 0..r {
             let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
             let m = &buf.m[co * t + row * tw..];
+            let first = (n * c_out + co) * positions + tiling.m * ty * geo.out_w;
             // SAFETY: output rows `m·ty ..` of plane (n, co) belong to this block.
             unsafe {
-                (tiling.transform_output_row)(
-                    geo,
-                    m,
-                    c_out * t,
-                    tw,
-                    buf.y,
-                    out.0
-                        .add((n * c_out + co) * positions + tiling.m * ty * geo.out_w),
-                    ty,
-                )
+                (tiling.transform_output_row)(geo, m, c_out * t, tw, buf.y, out.0.add(first), ty);
+                let rows = tiling.m.min(geo.out_h - tiling.m * ty);
+                epilogue.finish_rows(out.0.add(first), 1, rows * geo.out_w, 0);
             };
         }
     }

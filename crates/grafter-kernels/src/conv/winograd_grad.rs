@@ -7,14 +7,12 @@
 //! GEMMs `dU[e] += W[e]·V[e]ᵀ` summing over the tiles, and one `Gᵀ·dU·G` per channel pair at the
 //! end. Output positions the forward clipped (odd output sizes) have no gradient: zeros.
 //!
-//! As for the im2col weight gradient, images are cut into at most [`WEIGHT_CHUNKS`] fixed
-//! chunks, each summed in turn and the chunks added in index order, so the result is the same
-//! bit for bit from run to run whatever rayon's scheduling.
+//! As for the im2col weight gradient, images are cut into fixed chunks whose gradients are
+//! added in index order ([`super::partials`]), so the result is the same bit for bit from run
+//! to run whatever rayon's scheduling.
 
-use rayon::prelude::*;
-
-use super::backward::WEIGHT_CHUNKS;
 use super::geometry::ConvGeometry;
+use super::partials::{WEIGHT_CHUNKS, sum_in_order};
 use super::winograd::{F2, image_runs};
 use super::winograd_input::{self, transform_input_rows};
 use crate::gemm::{Threads, matmul, rows, rows_mut, rows_t};
@@ -27,27 +25,16 @@ const BLOCK_ELEMS: usize = 1 << 19;
 pub(crate) fn weight_grad_winograd(geo: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let chunks = geo.batch.min(WEIGHT_CHUNKS);
     let threads = super::plan::threads_for(chunks);
-    let partial = |c: usize| {
+    let len = 9 * geo.c_out * geo.c_in;
+    sum_in_order(len, chunks, threads, |c, threads, dw| {
         let images = c * geo.batch / chunks..(c + 1) * geo.batch / chunks;
         let du_len = 16 * geo.c_out * geo.c_in;
         with_scratch([du_len], |[du]| {
             du.fill(0.0);
             images_into(geo, x, dy, images, du, threads);
-            kernel_grad(geo, du)
+            kernel_grad(geo, du, dw);
         })
-    };
-    let partials: Vec<Vec<f32>> = match threads {
-        Threads::One => (0..chunks).into_par_iter().map(partial).collect(),
-        Threads::All => (0..chunks).map(partial).collect(),
-    };
-    let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_default();
-    for part in parts {
-        for (a, b) in dw.iter_mut().zip(&part) {
-            *a += *b;
-        }
-    }
-    dw
+    })
 }
 
 /// Adds `Σ W[e]·V[e]ᵀ` over the tiles of `images` onto `du[e][co][ci]`, a block of tile rows
@@ -179,12 +166,11 @@ fn transform_grad_row(
     }
 }
 
-/// `Gᵀ·dU·G` (G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]) for every channel pair: the
-/// `[c_out, c_in, 3, 3]` weight gradient.
-fn kernel_grad(geo: &ConvGeometry, du: &[f32]) -> Vec<f32> {
+/// `Gᵀ·dU·G` (G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]) for every channel pair, written over
+/// `dw`: the `[c_out, c_in, 3, 3]` weight gradient.
+fn kernel_grad(geo: &ConvGeometry, du: &[f32], dw: &mut [f32]) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
     let plane = c_out * c_in;
-    let mut dw = vec![0.0f32; plane * 9];
     for (pair, g) in dw.chunks_exact_mut(9).enumerate() {
         let d = |r: usize, c: usize| du[(r * 4 + c) * plane + pair];
         // Gᵀ·dU (3×4), then (Gᵀ·dU)·G (3×3).
@@ -200,5 +186,4 @@ fn kernel_grad(geo: &ConvGeometry, du: &[f32]) -> Vec<f32> {
             g[a * 3 + 2] = 0.5 * (row[1] + row[2]) + row[3];
         }
     }
-    dw
 }

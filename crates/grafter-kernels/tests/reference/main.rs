@@ -6,5 +6,6 @@
 mod batch_norm;
 mod conv;
 mod conv_bn;
+mod fused_relu;
 mod pool;
 mod relu;
