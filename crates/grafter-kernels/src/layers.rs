@@ -53,15 +53,16 @@ pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `relu(conv.forward(x))`, the ReLU inside the convolution kernel when the layer has a bias
-/// ([`crate::conv2d_add_relu`]; VGG's layers), else the two one after the other.
-pub fn conv_relu_layer(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `relu(conv.forward(x) + residual)` (no addition without a residual), the addition and ReLU
+/// inside the convolution kernel when the layer has a bias ([`crate::conv2d_add_relu`]; VGG's
+/// layers, ONNX graphs whose BatchNorms the exporter folded), else the ops one after the other.
+pub fn conv_relu_layer(conv: &Conv2d, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
     match &conv.bias {
         Some(bias) => {
             let options = conv_options(conv, &x);
-            crate::conv2d_add_relu(x, conv.weight.val(), bias.val(), None, options)
+            crate::conv2d_add_relu(x, conv.weight.val(), bias.val(), residual, options)
         }
-        None => crate::relu(conv2d_layer(conv, x)),
+        None => crate::add_relu(conv2d_layer(conv, x), residual),
     }
 }
 
@@ -94,13 +95,7 @@ pub fn conv_bn_relu_layer(
             let options = conv_options(conv, &x);
             crate::conv2d_add_relu(x, weight, shift, residual, options)
         }
-        None => {
-            let y = batch_norm_layer(bn, conv2d_layer(conv, x));
-            crate::relu(match residual {
-                Some(r) => y + r,
-                None => y,
-            })
-        }
+        None => crate::add_relu(batch_norm_layer(bn, conv2d_layer(conv, x)), residual),
     }
 }
 

@@ -119,10 +119,7 @@ pub fn conv2d_add_relu(
 ) -> Tensor<4> {
     if !runs_here(&x) {
         let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-        return burn::tensor::activation::relu(match residual {
-            Some(r) => y + r,
-            None => y,
-        });
+        return add_relu(y, residual);
     }
     let (x, weight, bias) = (
         x.into_dispatch(),
@@ -138,6 +135,15 @@ pub fn conv2d_add_relu(
             options,
         ),
         None => <Dispatch as CpuKernels>::grafter_conv2d_bias_relu(x, weight, bias, options),
+    })
+}
+
+/// `relu(y + residual)` (no addition without a residual) as separate ops: what the fused
+/// kernels compute, where they do not apply.
+pub(crate) fn add_relu(y: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+    relu(match residual {
+        Some(r) => y + r,
+        None => y,
     })
 }
 

@@ -135,7 +135,7 @@ impl Vgg {
             for l in &block.layers {
                 x = match &l.bn {
                     Some(bn) => conv_bn_relu_layer(&l.conv, bn, x, None),
-                    None => conv_relu_layer(&l.conv, x),
+                    None => conv_relu_layer(&l.conv, x, None),
                 };
             }
             tap(i, &x);

@@ -96,7 +96,7 @@ fn fused_epilogue_matches_the_layers_one_after_the_other_at_inference() {
             // VGG's layers: a convolution with a bias, then a ReLU.
             let (conv, _) = layers(case, 10 * i as u64, true, &device);
             let conv = conv.no_grad();
-            let fused = grafter_kernels::conv_relu_layer(&conv, x.clone());
+            let fused = grafter_kernels::conv_relu_layer(&conv, x.clone(), None);
             let err = rel_err(fused, relu(conv.forward(x)));
             assert!(
                 err <= 1e-5,

@@ -22,6 +22,7 @@ use grafter_kernels::{batch_norm_layer, conv2d_layer};
 
 use crate::graph::{Graph, MAX_RANK, Op, Operand};
 
+mod fusion;
 mod ints;
 mod tensor_ops;
 
@@ -175,23 +176,35 @@ pub(crate) fn run(graph: &Graph, m: &Modules, input: Tensor<4>, wanted: &[usize]
         .iter()
         .rposition(|s| wanted.contains(&s.output))
         .map_or(0, |k| k + 1);
-    for step in &graph.steps[..end] {
-        let mut args = Vec::with_capacity(step.inputs.len());
-        for o in &step.inputs {
-            args.push(match o {
-                Operand::Value(v) => {
-                    uses[*v] -= 1;
-                    let value = values[*v].as_ref().expect("graph is topologically sorted");
-                    let value = value.clone();
-                    if uses[*v] == 0 {
-                        values[*v] = None;
-                    }
-                    value
-                }
-                Operand::Const(c) => constant(graph, m, *c, &device),
-            });
+    // Reads operand `o`, freeing a value at its last use.
+    let take = |o: &Operand, uses: &mut [usize], values: &mut [Option<Slot>]| match o {
+        Operand::Value(v) => {
+            uses[*v] -= 1;
+            let value = values[*v].as_ref().expect("graph is topologically sorted");
+            let value = value.clone();
+            if uses[*v] == 0 {
+                values[*v] = None;
+            }
+            value
         }
+        Operand::Const(c) => constant(graph, m, *c, &device),
+    };
+    let mut k = 0;
+    while k < end {
+        let step = &graph.steps[k];
+        if let Some(fused) = fusion::fusion(&graph.steps[..end], &uses, k)
+            && let Some(done) = run_fused(graph, m, k, &fused, &mut uses, &mut values)
+        {
+            k += done;
+            continue;
+        }
+        let args: Vec<Slot> = step
+            .inputs
+            .iter()
+            .map(|o| take(o, &mut uses, &mut values))
+            .collect();
         values[step.output] = Some(apply(&step.op, m, args, &device));
+        k += 1;
     }
     wanted
         .iter()
@@ -202,6 +215,50 @@ pub(crate) fn run(graph: &Graph, m: &Modules, input: Tensor<4>, wanted: &[usize]
                 .tensor(&device)
         })
         .collect()
+}
+
+/// Runs the steps of `fused` from `k` as one call, storing the last step's value; the number of
+/// steps run, or `None` (nothing consumed) when the values do not suit the fused kernel.
+fn run_fused(
+    graph: &Graph,
+    m: &Modules,
+    k: usize,
+    fused: &fusion::Fused,
+    uses: &mut [usize],
+    values: &mut [Option<Slot>],
+) -> Option<usize> {
+    let conv = &graph.steps[k];
+    let (Op::Conv { index, .. }, [Operand::Value(x)]) = (&conv.op, conv.inputs.as_slice()) else {
+        return None;
+    };
+    let residual = match fused {
+        fusion::Fused::Relu => None,
+        fusion::Fused::AddRelu { residual } => Some(*residual),
+    };
+    let is_4d = |v: usize| matches!(&values[v], Some(Slot::Tensor(t)) if t.rank == 4);
+    if !is_4d(*x) || residual.is_some_and(|r| !is_4d(r)) {
+        return None;
+    }
+    // The reads the fused steps stand for (the input, the residual), each value freed at its
+    // last use; the intermediate values are never stored.
+    let mut take = |v: usize| {
+        uses[v] -= 1;
+        let slot = if uses[v] == 0 {
+            values[v].take()
+        } else {
+            values[v].clone()
+        };
+        match slot {
+            Some(Slot::Tensor(t)) => t,
+            _ => unreachable!("checked to be a 4-D tensor"),
+        }
+    };
+    let x = take(*x);
+    let residual = residual.map(&mut take);
+    let y = fusion::conv_add_relu(&m.convs[*index], x, residual);
+    let n = fused.steps();
+    values[graph.steps[k + n - 1].output] = Some(Slot::Tensor(y));
+    Some(n)
 }
 
 fn constant(graph: &Graph, m: &Modules, index: usize, device: &Device) -> Slot {
