@@ -78,17 +78,54 @@ pub(crate) fn pool_plane_rows_argmax(
             out[ox] = MaybeUninit::new(best.0);
             at[ox] = best.1 as u8;
         }
-        for ox in first..end {
-            let x0 = ox * sw - pw;
-            let mut best = tap(x0, 0);
-            for tx in 1..kw {
-                let (v, iv) = tap(x0 + tx * dw, tx);
-                if beats(v, iv, best.0, best.1) {
-                    best = (v, iv);
+        if end > first {
+            let start = first * sw - pw;
+            let (out, at) = (&mut out[first..end], &mut at[first..end]);
+            match (kw, sw, dw) {
+                (3, 2, 1) => windows::<3, 2>(&line[start..], &line_row[start..], out, at),
+                (2, 2, 1) => windows::<2, 2>(&line[start..], &line_row[start..], out, at),
+                (3, 1, 1) => windows::<3, 1>(&line[start..], &line_row[start..], out, at),
+                _ => {
+                    for (i, (o, a)) in out.iter_mut().zip(at.iter_mut()).enumerate() {
+                        let x0 = start + i * sw;
+                        let mut best = tap(x0, 0);
+                        for tx in 1..kw {
+                            let (v, iv) = tap(x0 + tx * dw, tx);
+                            if beats(v, iv, best.0, best.1) {
+                                best = (v, iv);
+                            }
+                        }
+                        *o = MaybeUninit::new(best.0);
+                        *a = best.1 as u8;
+                    }
                 }
             }
-            out[ox] = MaybeUninit::new(best.0);
-            at[ox] = best.1 as u8;
         }
+    }
+}
+
+/// The outputs whose taps all lie in `line` (which starts at the first tap of the first
+/// output; `line_row` holds each column's winning row): windows of `K` consecutive columns,
+/// `S` apart, sizes known at compile time so the loop has no bounds checks inside.
+fn windows<const K: usize, const S: usize>(
+    line: &[f32],
+    line_row: &[u32],
+    out: &mut [MaybeUninit<f32>],
+    at: &mut [u8],
+) {
+    let n = out.len();
+    let (line, line_row) = (&line[..(n - 1) * S + K], &line_row[..(n - 1) * S + K]);
+    for (ox, (o, a)) in out.iter_mut().zip(at.iter_mut()).enumerate() {
+        let values: &[f32; K] = line[ox * S..ox * S + K].try_into().expect("K elements");
+        let rows: &[u32; K] = line_row[ox * S..ox * S + K].try_into().expect("K elements");
+        let mut best = (values[0], rows[0] * K as u32);
+        for tx in 1..K {
+            let (v, iv) = (values[tx], rows[tx] * K as u32 + tx as u32);
+            if beats(v, iv, best.0, best.1) {
+                best = (v, iv);
+            }
+        }
+        *o = MaybeUninit::new(best.0);
+        *a = best.1 as u8;
     }
 }
