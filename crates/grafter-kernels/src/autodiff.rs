@@ -19,6 +19,56 @@ use burn::tensor::ops::ConvOptions;
 
 use crate::extension::CpuKernels;
 
+/// `relu(conv2d(x, weight, bias) (+ residual))`: with anything tracked, the convolution,
+/// addition and ReLU recorded one after the other (the unfused ops exactly); without, the inner
+/// backend's fused kernel, untracked.
+fn conv_add_relu<B: Backend + CpuKernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    residual: Option<FloatTensor<Autodiff<B, C>>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<Autodiff<B, C>> {
+    type Ad<B, C> = Autodiff<B, C>;
+    let tracked = [&x, &weight, &bias]
+        .into_iter()
+        .chain(&residual)
+        .any(|t| t.is_tracked());
+    if tracked {
+        let mut y = Ad::<B, C>::grafter_conv2d_bias(x, weight, bias, options);
+        if let Some(r) = residual {
+            y = Ad::<B, C>::float_add(y, r);
+        }
+        return Ad::<B, C>::grafter_relu(y);
+    }
+    let nodes = [x.node(), weight.node(), bias.node()];
+    let (x, weight, bias) = (
+        x.into_primitive(),
+        weight.into_primitive(),
+        bias.into_primitive(),
+    );
+    // (Untracked takes its parents as an array: one length per arm.)
+    match residual {
+        Some(r) => {
+            let [a, b, c] = nodes;
+            let nodes = [a, b, c, r.node()];
+            let output =
+                B::grafter_conv2d_bias_add_relu(x, weight, bias, r.into_primitive(), options);
+            Untracked
+                .prepare::<C>(nodes)
+                .compute_bound()
+                .stateless(output)
+        }
+        None => {
+            let output = B::grafter_conv2d_bias_relu(x, weight, bias, options);
+            Untracked
+                .prepare::<C>(nodes)
+                .compute_bound()
+                .stateless(output)
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Conv2dWithBias;
 
@@ -133,25 +183,7 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
         residual: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        if [&x, &weight, &bias, &residual]
-            .iter()
-            .any(|t| t.is_tracked())
-        {
-            let y = Self::grafter_conv2d_bias(x, weight, bias, options);
-            return Self::grafter_relu(Self::float_add(y, residual));
-        }
-        let nodes = [x.node(), weight.node(), bias.node(), residual.node()];
-        let output = B::grafter_conv2d_bias_add_relu(
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-            residual.into_primitive(),
-            options,
-        );
-        Untracked
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateless(output)
+        conv_add_relu::<B, C>(x, weight, bias, Some(residual), options)
     }
 
     fn grafter_conv2d_bias_relu(
@@ -160,20 +192,7 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        if [&x, &weight, &bias].iter().any(|t| t.is_tracked()) {
-            return Self::grafter_relu(Self::grafter_conv2d_bias(x, weight, bias, options));
-        }
-        let nodes = [x.node(), weight.node(), bias.node()];
-        let output = B::grafter_conv2d_bias_relu(
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-            options,
-        );
-        Untracked
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateless(output)
+        conv_add_relu::<B, C>(x, weight, bias, None, options)
     }
 
     fn grafter_conv2d(

@@ -23,7 +23,7 @@ use crate::pool::{
 
 impl CpuKernels for Flex {
     fn grafter_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        conv_forward(x, weight, None, options, Epilogue::default())
+        conv_forward(x, weight, None, options, None, false)
     }
 
     fn grafter_conv2d_bias(
@@ -32,7 +32,7 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        conv_forward(x, weight, Some(bias), options, Epilogue::default())
+        conv_forward(x, weight, Some(bias), options, None, false)
     }
 
     fn grafter_conv2d_bias_add_relu(
@@ -42,20 +42,7 @@ impl CpuKernels for Flex {
         residual: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let geo = conv_geometry(&x, &weight, &options)
-            .filter(|geo| is_f32_vector(&bias, geo.c_out) && is_output_shaped(&residual, geo));
-        let Some(geo) = geo else {
-            let y = Flex::conv2d(x, weight, Some(bias), options);
-            return Flex::relu(Flex::float_add(y, residual));
-        };
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let (bias, residual) = (bias.to_contiguous(), residual.to_contiguous());
-        let epilogue = Epilogue {
-            residual: Some(f32s(&residual)),
-            relu: true,
-        };
-        let out = conv2d_forward(&geo, f32s(&x), f32s(&weight), Some(f32s(&bias)), epilogue);
-        from_f32s(out, [geo.batch, geo.c_out, geo.out_h, geo.out_w])
+        conv_forward(x, weight, Some(bias), options, Some(residual), true)
     }
 
     fn grafter_conv2d_bias_relu(
@@ -64,11 +51,7 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let relu = Epilogue {
-            residual: None,
-            relu: true,
-        };
-        conv_forward(x, weight, Some(bias), options, relu)
+        conv_forward(x, weight, Some(bias), options, None, true)
     }
 
     fn grafter_conv2d_x_backward(
@@ -312,24 +295,35 @@ fn pool_geometry(
     PoolGeometry::new(dims4(x)?, kernel_size, stride, padding, dilation, ceil_mode)
 }
 
-/// grafter's convolution for f32 tensors it covers (with `epilogue`, which carries no
-/// residual), flex's own otherwise.
+/// `conv2d(x, weight, bias)`, then `+ residual` and a ReLU when asked: grafter's kernel (the
+/// addition and ReLU inside it) for the f32 tensors it covers, flex's ops one after the other
+/// otherwise.
 fn conv_forward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
-    epilogue: Epilogue<'_>,
+    residual: Option<FlexTensor>,
+    relu: bool,
 ) -> FlexTensor {
-    let geo = match conv_geometry(&x, &weight, &options) {
-        Some(geo) if bias.as_ref().is_none_or(|b| is_f32_vector(b, geo.c_out)) => geo,
-        _ => {
-            let y = Flex::conv2d(x, weight, bias, options);
-            return if epilogue.relu { Flex::relu(y) } else { y };
+    let geo = conv_geometry(&x, &weight, &options).filter(|geo| {
+        bias.as_ref().is_none_or(|b| is_f32_vector(b, geo.c_out))
+            && residual.as_ref().is_none_or(|r| is_output_shaped(r, geo))
+    });
+    let Some(geo) = geo else {
+        let mut y = Flex::conv2d(x, weight, bias, options);
+        if let Some(r) = residual {
+            y = Flex::float_add(y, r);
         }
+        return if relu { Flex::relu(y) } else { y };
     };
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
+    let residual = residual.map(|r| r.to_contiguous());
+    let epilogue = Epilogue {
+        residual: residual.as_ref().map(f32s),
+        relu,
+    };
     let out = conv2d_forward(
         &geo,
         f32s(&x),

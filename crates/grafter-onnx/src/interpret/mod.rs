@@ -178,15 +178,7 @@ pub(crate) fn run(graph: &Graph, m: &Modules, input: Tensor<4>, wanted: &[usize]
         .map_or(0, |k| k + 1);
     // Reads operand `o`, freeing a value at its last use.
     let take = |o: &Operand, uses: &mut [usize], values: &mut [Option<Slot>]| match o {
-        Operand::Value(v) => {
-            uses[*v] -= 1;
-            let value = values[*v].as_ref().expect("graph is topologically sorted");
-            let value = value.clone();
-            if uses[*v] == 0 {
-                values[*v] = None;
-            }
-            value
-        }
+        Operand::Value(v) => read(*v, uses, values),
         Operand::Const(c) => constant(graph, m, *c, &device),
     };
     let mut k = 0;
@@ -217,6 +209,17 @@ pub(crate) fn run(graph: &Graph, m: &Modules, input: Tensor<4>, wanted: &[usize]
         .collect()
 }
 
+/// Value `v` for one of its readers: moved out at its last read, else a copy of the handle.
+fn read(v: usize, uses: &mut [usize], values: &mut [Option<Slot>]) -> Slot {
+    uses[v] -= 1;
+    let value = if uses[v] == 0 {
+        values[v].take()
+    } else {
+        values[v].clone()
+    };
+    value.expect("graph is topologically sorted")
+}
+
 /// Runs the steps of `fused` from `k` as one call, storing the last step's value; the number of
 /// steps run, or `None` (nothing consumed) when the values do not suit the fused kernel.
 fn run_fused(
@@ -241,17 +244,9 @@ fn run_fused(
     }
     // The reads the fused steps stand for (the input, the residual), each value freed at its
     // last use; the intermediate values are never stored.
-    let mut take = |v: usize| {
-        uses[v] -= 1;
-        let slot = if uses[v] == 0 {
-            values[v].take()
-        } else {
-            values[v].clone()
-        };
-        match slot {
-            Some(Slot::Tensor(t)) => t,
-            _ => unreachable!("checked to be a 4-D tensor"),
-        }
+    let mut take = |v: usize| match read(v, uses, values) {
+        Slot::Tensor(t) => t,
+        Slot::Ints(_) => unreachable!("checked to be a 4-D tensor"),
     };
     let x = take(*x);
     let residual = residual.map(&mut take);
