@@ -3,11 +3,13 @@
 //! `batch_norm_train` patterns, with the extension's entry points in place of Burn's).
 //! Max-pooling records the inner backend's argmax (a byte per output on flex) and scatters
 //! through it backward; ReLU keeps its output rather than its input, so that its input can be
-//! overwritten. Inference BatchNorm and the fused convolutions (`… + residual`, ReLU) with an
-//! input that needs a gradient take tracked ops; without one, the inner backend's kernel.
+//! overwritten. Inference BatchNorm and the fused convolutions (`… + residual`, ReLU, a scaled
+//! weight) with an input that needs a gradient take tracked ops; without one, the inner
+//! backend's kernel.
 
 use burn::backend::Autodiff;
 use burn::backend::Backend;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -61,6 +63,63 @@ fn conv_add_relu<B: Backend + CpuKernels, C: CheckpointStrategy>(
         }
         None => {
             let output = B::grafter_conv2d_bias_relu(x, weight, bias, options);
+            Untracked
+                .prepare::<C>(nodes)
+                .compute_bound()
+                .stateless(output)
+        }
+    }
+}
+
+/// `relu(conv2d(x, weight · scale, bias) + residual)` (no addition without a residual, the ReLU
+/// with a residual or when `relu`): with anything tracked, the weight's scaling and the
+/// convolution recorded as ops (then [`conv_add_relu`]'s); without, the inner backend's kernel,
+/// the scale applied inside it, untracked.
+#[allow(clippy::too_many_arguments)]
+fn conv_scaled<B: Backend + CpuKernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    scale: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    residual: Option<FloatTensor<Autodiff<B, C>>>,
+    relu: bool,
+    options: ConvOptions<2>,
+) -> FloatTensor<Autodiff<B, C>> {
+    type Ad<B, C> = Autodiff<B, C>;
+    let tracked = [&x, &weight, &scale, &bias]
+        .into_iter()
+        .chain(&residual)
+        .any(|t| t.is_tracked());
+    if tracked {
+        let c_out = weight.shape()[0];
+        let scale = Ad::<B, C>::float_reshape(scale, [c_out, 1, 1, 1].into());
+        let weight = Ad::<B, C>::float_mul(weight, scale);
+        return match (residual, relu) {
+            (None, false) => Ad::<B, C>::grafter_conv2d_bias(x, weight, bias, options),
+            (residual, _) => conv_add_relu::<B, C>(x, weight, bias, residual, options),
+        };
+    }
+    let nodes = [x.node(), weight.node(), scale.node(), bias.node()];
+    let (x, weight, scale, bias) = (
+        x.into_primitive(),
+        weight.into_primitive(),
+        scale.into_primitive(),
+        bias.into_primitive(),
+    );
+    // (Untracked takes its parents as an array: one length per arm.)
+    match residual {
+        Some(r) => {
+            let [a, b, c, d] = nodes;
+            let nodes = [a, b, c, d, r.node()];
+            let r = r.into_primitive();
+            let output = B::grafter_conv2d_scaled_add_relu(x, weight, scale, bias, r, options);
+            Untracked
+                .prepare::<C>(nodes)
+                .compute_bound()
+                .stateless(output)
+        }
+        None => {
+            let output = B::grafter_conv2d_scaled(x, weight, scale, bias, relu, options);
             Untracked
                 .prepare::<C>(nodes)
                 .compute_bound()
@@ -193,6 +252,28 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         conv_add_relu::<B, C>(x, weight, bias, None, options)
+    }
+
+    fn grafter_conv2d_scaled(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        conv_scaled::<B, C>(x, weight, scale, bias, None, relu, options)
+    }
+
+    fn grafter_conv2d_scaled_add_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        conv_scaled::<B, C>(x, weight, scale, bias, Some(residual), true, options)
     }
 
     fn grafter_conv2d(

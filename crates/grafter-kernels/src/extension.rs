@@ -60,7 +60,37 @@ pub trait CpuKernels: Backend {
         Self::relu(Self::conv2d(x, weight, Some(bias), options))
     }
 
-    /// Gradient of [`CpuKernels::grafter_conv2d`] with respect to its input.
+    /// `conv2d(x, weight · scale, bias)`, then a ReLU when `relu`; `scale[co]` a factor of
+    /// output channel `co`'s kernels: a BatchNorm folded into the convolution without a pass
+    /// over the weight (grafter's kernels apply the factor where the weight is in cache).
+    fn grafter_conv2d_scaled(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let c_out = weight.shape()[0];
+        let scale = Self::float_reshape(scale, [c_out, 1, 1, 1].into());
+        let y = Self::conv2d(x, Self::float_mul(weight, scale), Some(bias), options);
+        if relu { Self::relu(y) } else { y }
+    }
+
+    /// `relu(conv2d(x, weight · scale, bias) + residual)`: [`Self::grafter_conv2d_scaled`]
+    /// with a ResNet block's residual.
+    fn grafter_conv2d_scaled_add_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let y = Self::grafter_conv2d_scaled(x, weight, scale, bias, false, options);
+        Self::relu(Self::float_add(y, residual))
+    }
+
     fn grafter_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -23,7 +23,7 @@ use crate::pool::{
 
 impl CpuKernels for Flex {
     fn grafter_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
-        conv_forward(x, weight, None, options, None, false)
+        conv_forward(x, (weight, None), None, options, None, false)
     }
 
     fn grafter_conv2d_bias(
@@ -32,7 +32,7 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        conv_forward(x, weight, Some(bias), options, None, false)
+        conv_forward(x, (weight, None), Some(bias), options, None, false)
     }
 
     fn grafter_conv2d_bias_add_relu(
@@ -42,7 +42,7 @@ impl CpuKernels for Flex {
         residual: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        conv_forward(x, weight, Some(bias), options, Some(residual), true)
+        conv_forward(x, (weight, None), Some(bias), options, Some(residual), true)
     }
 
     fn grafter_conv2d_bias_relu(
@@ -51,7 +51,36 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        conv_forward(x, weight, Some(bias), options, None, true)
+        conv_forward(x, (weight, None), Some(bias), options, None, true)
+    }
+
+    fn grafter_conv2d_scaled(
+        x: FlexTensor,
+        weight: FlexTensor,
+        scale: FlexTensor,
+        bias: FlexTensor,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        conv_forward(x, (weight, Some(scale)), Some(bias), options, None, relu)
+    }
+
+    fn grafter_conv2d_scaled_add_relu(
+        x: FlexTensor,
+        weight: FlexTensor,
+        scale: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        conv_forward(
+            x,
+            (weight, Some(scale)),
+            Some(bias),
+            options,
+            Some(residual),
+            true,
+        )
     }
 
     fn grafter_conv2d_x_backward(
@@ -68,7 +97,7 @@ impl CpuKernels for Flex {
         let (weight, dy) = (weight.to_contiguous(), output_grad.to_contiguous());
         let dx = match input_grad_as_forward(&geo, &options, f32s(&weight)) {
             Some((flipped, w)) => {
-                conv2d_forward(&flipped, f32s(&dy), &w, None, Epilogue::default())
+                conv2d_forward(&flipped, f32s(&dy), &w, None, None, Epilogue::default())
             }
             None => conv2d_input_grad(&geo, f32s(&weight), f32s(&dy)),
         };
@@ -295,12 +324,12 @@ fn pool_geometry(
     PoolGeometry::new(dims4(x)?, kernel_size, stride, padding, dilation, ceil_mode)
 }
 
-/// `conv2d(x, weight, bias)`, then `+ residual` and a ReLU when asked: grafter's kernel (the
-/// addition and ReLU inside it) for the f32 tensors it covers, flex's ops one after the other
-/// otherwise.
+/// `conv2d(x, weight·scale, bias)` (`scale[co]` a factor of output channel `co`'s kernels),
+/// then `+ residual` and a ReLU when asked: grafter's kernel (the factor, addition and ReLU
+/// inside it) for the f32 tensors it covers, flex's ops one after the other otherwise.
 fn conv_forward(
     x: FlexTensor,
-    weight: FlexTensor,
+    (weight, scale): (FlexTensor, Option<FlexTensor>),
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
     residual: Option<FlexTensor>,
@@ -308,9 +337,18 @@ fn conv_forward(
 ) -> FlexTensor {
     let geo = conv_geometry(&x, &weight, &options).filter(|geo| {
         bias.as_ref().is_none_or(|b| is_f32_vector(b, geo.c_out))
+            && scale.as_ref().is_none_or(|s| is_f32_vector(s, geo.c_out))
             && residual.as_ref().is_none_or(|r| is_output_shaped(r, geo))
     });
     let Some(geo) = geo else {
+        let weight = match scale {
+            Some(scale) => {
+                let c_out = weight.layout().shape()[0];
+                let scale = Flex::float_reshape(scale, Shape::from([c_out, 1, 1, 1]));
+                Flex::float_mul(weight, scale)
+            }
+            None => weight,
+        };
         let mut y = Flex::conv2d(x, weight, bias, options);
         if let Some(r) = residual {
             y = Flex::float_add(y, r);
@@ -319,6 +357,7 @@ fn conv_forward(
     };
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
+    let scale = scale.map(|s| s.to_contiguous());
     let residual = residual.map(|r| r.to_contiguous());
     let epilogue = Epilogue {
         residual: residual.as_ref().map(f32s),
@@ -328,6 +367,7 @@ fn conv_forward(
         &geo,
         f32s(&x),
         f32s(&weight),
+        scale.as_ref().map(f32s),
         bias.as_ref().map(f32s),
         epilogue,
     );

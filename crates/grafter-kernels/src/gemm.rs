@@ -106,6 +106,13 @@ pub(crate) unsafe fn matmul(
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub *mut f32);
 
+impl SendPtr {
+    /// The pointer.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 // SAFETY: every task writes a disjoint region (each kernel documents which).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}

@@ -25,8 +25,9 @@ pub fn conv2d_layer(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// normalises by its running statistics and nothing of either layer is trained (inference,
 /// frozen stages): one convolution with weight `w·s` and bias `β + (b − μ)·s`,
 /// `s = γ / √(σ² + ε)` computed in f64, instead of a convolution and a pass over its output.
-/// The folded weights are recomputed per call (a pass over the weight, small next to the
-/// convolution), so nothing goes stale when a stage is unfrozen.
+/// The factor `s` is recomputed per call (one value per channel) and applied inside the
+/// kernel, so nothing goes stale when a stage is unfrozen and the weight is read only by the
+/// convolution.
 ///
 /// ```
 /// use burn::nn::conv::Conv2dConfig;
@@ -45,9 +46,10 @@ pub fn conv2d_layer(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// ```
 pub fn conv_bn_layer(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     match folded(conv, bn, &x) {
-        Some((weight, shift)) => {
+        Some((scale, shift)) => {
             let options = conv_options(conv, &x);
-            crate::conv2d(x, weight, Some(shift), options)
+            let weight = conv.weight.val();
+            crate::conv2d_scaled(x, weight, scale, shift, None, false, options)
         }
         None => batch_norm_layer(bn, conv2d_layer(conv, x)),
     }
@@ -68,8 +70,8 @@ pub fn conv_relu_layer(conv: &Conv2d, x: Tensor<4>, residual: Option<Tensor<4>>)
 
 /// `relu(bn.forward(conv.forward(x)) + residual)` (no addition without a residual): a ResNet
 /// block's convolutions. Where [`conv_bn_layer`] folds the BatchNorm, the addition and the ReLU
-/// run inside the convolution kernel ([`crate::conv2d_add_relu`]) instead of as two more passes
-/// over the output; otherwise the layers and ops one after the other.
+/// run inside the convolution kernel (as in [`crate::conv2d_add_relu`]) instead of as two more
+/// passes over the output; otherwise the layers and ops one after the other.
 ///
 /// ```
 /// use burn::nn::conv::Conv2dConfig;
@@ -91,18 +93,19 @@ pub fn conv_bn_relu_layer(
     residual: Option<Tensor<4>>,
 ) -> Tensor<4> {
     match folded(conv, bn, &x) {
-        Some((weight, shift)) => {
+        Some((scale, shift)) => {
             let options = conv_options(conv, &x);
-            crate::conv2d_add_relu(x, weight, shift, residual, options)
+            let weight = conv.weight.val();
+            crate::conv2d_scaled(x, weight, scale, shift, residual, true, options)
         }
         None => crate::add_relu(batch_norm_layer(bn, conv2d_layer(conv, x)), residual),
     }
 }
 
-/// The folded weight `w·s` and bias `β + (b − μ)·s` of `conv` then `bn`, when the BatchNorm
-/// normalises by its running statistics, nothing of either layer is trained and `x` is where
-/// the kernels run; `None` otherwise.
-fn folded(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<(Tensor<4>, Tensor<1>)> {
+/// The factor `s` of the folded weight `w·s` and the folded bias `β + (b − μ)·s` of `conv`
+/// then `bn`, when the BatchNorm normalises by its running statistics, nothing of either layer
+/// is trained and `x` is where the kernels run; `None` otherwise.
+fn folded(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<(Tensor<1>, Tensor<1>)> {
     let trains = x.device().is_autodiff() && bn.training.is_enabled();
     let weight = conv.weight.val();
     let bias = conv.bias.as_ref().map(|b| b.val());
@@ -134,9 +137,8 @@ fn folded(conv: &Conv2d, bn: &BatchNorm, x: &Tensor<4>) -> Option<(Tensor<4>, Te
     let device = weight.device();
     let scale: Vec<f32> = scale.into_iter().map(|s| s as f32).collect();
     let scale = Tensor::<1>::from_data(TensorData::new(scale, [c_out]), &device);
-    let weight = weight.mul(scale.reshape([c_out, 1, 1, 1]));
     let shift = Tensor::<1>::from_data(TensorData::new(shift, [c_out]), &device);
-    Some((weight, shift))
+    Some((scale, shift))
 }
 
 /// The convolution options `layer.forward(x)` uses (its padding resolved for `x`'s size).

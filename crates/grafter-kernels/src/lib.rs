@@ -138,6 +138,48 @@ pub fn conv2d_add_relu(
     })
 }
 
+/// `conv2d(x, weight · scale, bias)` (`scale[co]` a factor of output channel `co`'s kernels),
+/// then `+ residual` and a ReLU when asked (`relu`; always with a residual): a convolution with
+/// its BatchNorm folded in. On grafter's kernels the factor is applied where the weight is in
+/// cache — in Winograd's weight transform, or to the GEMM's product block — instead of as a
+/// pass over the whole weight before the call, which at batch 1 costs as much as the
+/// convolution's own reading of the weight.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_scaled(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    scale: Tensor<1>,
+    bias: Tensor<1>,
+    residual: Option<Tensor<4>>,
+    relu: bool,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if !runs_here(&x) {
+        let c_out = scale.dims()[0];
+        let weight = weight.mul(scale.reshape([c_out, 1, 1, 1]));
+        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
+        return match (residual, relu) {
+            (None, false) => y,
+            (residual, _) => add_relu(y, residual),
+        };
+    }
+    let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
+    let (scale, bias) = (scale.into_dispatch(), bias.into_dispatch());
+    Tensor::from_dispatch(match residual {
+        Some(r) => <Dispatch as CpuKernels>::grafter_conv2d_scaled_add_relu(
+            x,
+            weight,
+            scale,
+            bias,
+            r.into_dispatch(),
+            options,
+        ),
+        None => {
+            <Dispatch as CpuKernels>::grafter_conv2d_scaled(x, weight, scale, bias, relu, options)
+        }
+    })
+}
+
 /// `relu(y + residual)` (no addition without a residual) as separate ops: what the fused
 /// kernels compute, where they do not apply.
 pub(crate) fn add_relu(y: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {

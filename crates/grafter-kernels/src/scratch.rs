@@ -35,7 +35,7 @@ pub(crate) fn with_scratch<const N: usize, R>(
     };
     let result = f(slices);
     POOL.with_borrow_mut(|pool| {
-        pool.extend(buffers);
+        pool.extend(buffers.into_iter().filter(|b| b.capacity() > 0));
         pool.sort_by_key(Vec::capacity);
         let mut bytes: usize = pool.iter().map(|b| b.capacity() * 4).sum();
         while bytes > KEEP_BYTES {
@@ -46,9 +46,13 @@ pub(crate) fn with_scratch<const N: usize, R>(
     result
 }
 
-/// The smallest pooled buffer holding `len` elements, else the largest one grown to `len`
-/// (else a new one), with length at least `len`.
+/// The smallest pooled buffer holding `len` elements, else a new one in place of the largest
+/// (whose contents nobody reads: growing it would copy them), with length at least `len`; an
+/// empty vector for `len` 0, leaving the pool's buffers to the requests that need them.
 fn take(len: usize) -> Vec<f32> {
+    if len == 0 {
+        return Vec::new();
+    }
     let mut buffer = POOL.with_borrow_mut(|pool| {
         // The pool is sorted by capacity.
         let fit = pool.iter().position(|b| b.capacity() >= len);
@@ -57,6 +61,9 @@ fn take(len: usize) -> Vec<f32> {
             None => pool.pop().unwrap_or_default(),
         }
     });
+    if buffer.capacity() < len {
+        buffer = Vec::new();
+    }
     if buffer.len() < len {
         buffer.resize(len, 0.0);
     }

@@ -5,8 +5,9 @@
 //! im2col block its right operand, and the output plane `[c_out_g, positions]` of the image its
 //! destination: no layout conversion of input, weight or output, and no separate bias pass.
 //! Blocks run one per rayon thread with a single-threaded GEMM (one level of parallelism); a
-//! convolution with fewer blocks than threads (batch 1, small maps) instead runs its blocks in
-//! turn with every thread inside the GEMM. 3×3 stride-1 convolutions take Winograd
+//! convolution with too few blocks for that (batch 1, small maps) instead runs its blocks in
+//! turn, the threads splitting each block's im2col by input channels and its GEMM by output
+//! channels. 3×3 stride-1 convolutions take Winograd
 //! F(4×4, 3×3) instead ([`super::winograd`], [`super::winograd4`]).
 //!
 //! An [`Epilogue`] fuses what follows a convolution in a ResNet block at inference — the
@@ -17,8 +18,8 @@
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
-use super::im2col::im2col;
-use super::plan::{Block, blocks, threads_for};
+use super::im2col::{im2col, im2col_channel};
+use super::plan::{Block, blocks, channel_chunk, threads_for};
 use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
 use crate::output::{chunks_filled, planes_filled};
 use crate::scratch::with_scratch;
@@ -50,17 +51,20 @@ impl Epilogue<'_> {
     }
 }
 
-/// `epilogue(conv2d(x, weight, bias))` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]`
-/// weight.
+/// `epilogue(conv2d(x, weight·scale, bias))` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]`
+/// weight and, when given, a factor `scale[co]` of each output channel's kernels (a folded
+/// BatchNorm's: applied inside the kernel, where the data is in cache, instead of as a pass
+/// over the weight in memory before the call).
 pub(crate) fn conv2d_forward(
     geo: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
+    scale: Option<&[f32]>,
     bias: Option<&[f32]>,
     epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
     if super::winograd::applies(geo) {
-        return super::winograd::conv2d_winograd_any(geo, x, weight, bias, epilogue);
+        return super::winograd::conv2d_winograd_any(geo, x, weight, scale, bias, epilogue);
     }
     let mut out = output_start(geo, bias, epilogue.residual);
     let work = blocks(geo, geo.k());
@@ -71,22 +75,29 @@ pub(crate) fn conv2d_forward(
     } else {
         geo.k() * work.iter().map(|b| b.t).max().unwrap_or(0)
     };
-    let run = |block: &Block, threads: Threads| {
-        with_scratch([col_len], |[col]| {
-            // SAFETY: each block writes only its own rows (group's channels of its image) and
-            // columns (its positions) of `out`; the inputs are read-only.
-            unsafe {
-                let accumulate = bias.is_some() || epilogue.residual.is_some();
-                forward_block(geo, x, weight, accumulate, dst, block, col, threads);
-                let (c_out_g, positions) = (geo.c_out_g(), geo.positions());
-                let first = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
-                epilogue.finish_rows(dst.0.add(first), c_out_g, block.t, positions);
-            }
-        })
-    };
+    let accumulate = bias.is_some() || epilogue.residual.is_some();
+    let weight = (weight, scale);
+    let prod_len = scale.map_or(0, |_| {
+        geo.c_out_g() * work.iter().map(|b| b.t).max().unwrap_or(0)
+    });
     match threads {
-        Threads::One => work.par_iter().for_each(|block| run(block, Threads::One)),
-        Threads::All => work.iter().for_each(|block| run(block, Threads::All)),
+        Threads::One => work.par_iter().for_each(|block| {
+            with_scratch([col_len, prod_len], |[col, prod]| {
+                // SAFETY: each block writes only its own rows (group's channels of its image)
+                // and columns (its positions) of `out`; the inputs are read-only.
+                unsafe {
+                    let buffers = (col, prod);
+                    forward_block(geo, x, weight, accumulate, dst, block, buffers);
+                    let (c_out_g, positions) = (geo.c_out_g(), geo.positions());
+                    let first = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
+                    epilogue.finish_rows(dst.0.add(first), c_out_g, block.t, positions);
+                }
+            })
+        }),
+        Threads::All => work.iter().for_each(|block| {
+            // SAFETY: the blocks run in turn; the output is this call's.
+            unsafe { split_block(geo, x, weight, accumulate, dst, block, &epilogue) }
+        }),
     }
     out
 }
@@ -112,17 +123,16 @@ pub(super) fn output_start(
     }
 }
 
-/// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`.
-#[allow(clippy::too_many_arguments)]
+/// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`, the
+/// product times `scale[co]` per row when given (computed into `prod`, then added).
 unsafe fn forward_block(
     geo: &ConvGeometry,
     x: &[f32],
-    weight: &[f32],
+    (weight, scale): (&[f32], Option<&[f32]>),
     accumulate: bool,
     out: SendPtr,
     block: &Block,
-    col: &mut [f32],
-    threads: Threads,
+    (col, prod): (&mut [f32], &mut [f32]),
 ) {
     let (k, positions) = (geo.k(), geo.positions());
     let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
@@ -136,17 +146,134 @@ unsafe fn forward_block(
         im2col(geo, x_group, block.p0, block.t, &mut col[..k * block.t]);
         rows(col.as_ptr(), block.t)
     };
+    let lhs = rows(w_group.as_ptr(), k);
     // SAFETY: sizes match the views; the destination region belongs to this block alone.
     unsafe {
-        matmul(
-            c_out_g,
-            block.t,
-            k,
-            rows_mut(out.0.add(out_offset), positions),
-            accumulate,
-            rows(w_group.as_ptr(), k),
-            rhs,
-            threads,
-        );
+        let dst = out.0.add(out_offset);
+        match scale {
+            None => matmul(
+                c_out_g,
+                block.t,
+                k,
+                rows_mut(dst, positions),
+                accumulate,
+                lhs,
+                rhs,
+                Threads::One,
+            ),
+            Some(scale) => {
+                let prod = &mut prod[..c_out_g * block.t];
+                let (t, one) = (block.t, Threads::One);
+                matmul(
+                    c_out_g,
+                    t,
+                    k,
+                    rows_mut(prod.as_mut_ptr(), t),
+                    false,
+                    lhs,
+                    rhs,
+                    one,
+                );
+                add_scaled_rows(
+                    dst,
+                    positions,
+                    prod,
+                    t,
+                    &scale[block.g * c_out_g..][..c_out_g],
+                );
+            }
+        }
     }
+}
+
+/// `dst[r][j] += scale[r] · src[r · t + j]` for the rows `r` of `scale`, `dst`'s rows `ld`
+/// apart: a product whose weight rows carry a factor, added onto the output's starting values.
+///
+/// # Safety
+/// `dst` must address `scale.len()` rows of `t` elements, `ld` apart, that nothing else accesses.
+unsafe fn add_scaled_rows(dst: *mut f32, ld: usize, src: &[f32], t: usize, scale: &[f32]) {
+    for (r, (&s, src)) in scale.iter().zip(src.chunks_exact(t)).enumerate() {
+        // SAFETY: forwarded from the caller.
+        let row = unsafe { core::slice::from_raw_parts_mut(dst.add(r * ld), t) };
+        for (d, &v) in row.iter_mut().zip(src) {
+            *d += s * v;
+        }
+    }
+}
+
+/// One block with the threads splitting its output channels, for convolutions with too few
+/// blocks to give each thread its own (batch 1, small maps): the im2col is split over input
+/// channels, then each task multiplies its run of the weight's rows by the whole block and
+/// finishes those output rows. The weights cross memory once, each row by one task.
+///
+/// # Safety
+/// The block's region of `out` must be the caller's alone.
+unsafe fn split_block(
+    geo: &ConvGeometry,
+    x: &[f32],
+    (weight, scale): (&[f32], Option<&[f32]>),
+    accumulate: bool,
+    out: SendPtr,
+    block: &Block,
+    epilogue: &Epilogue<'_>,
+) {
+    let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
+    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
+    let x_group = &x[(block.n * geo.c_in + block.g * c_in_g) * plane..][..c_in_g * plane];
+    let w_group = &weight[block.g * c_out_g * k..][..c_out_g * k];
+    let col_len = if geo.is_pointwise() { 0 } else { k * block.t };
+    with_scratch([col_len], |[col]| {
+        if !geo.is_pointwise() {
+            let taps = geo.kh * geo.kw;
+            col.par_chunks_mut(taps * block.t)
+                .zip(x_group.par_chunks(plane))
+                .for_each(|(rows, src)| im2col_channel(geo, src, block.p0, block.t, rows));
+        }
+        let col = &*col;
+        let chunk = channel_chunk(c_out_g, usize::MAX);
+        let starts: Vec<usize> = (0..c_out_g).step_by(chunk).collect();
+        starts.into_par_iter().for_each(|co0| {
+            let cs = chunk.min(c_out_g - co0);
+            let rhs = if geo.is_pointwise() {
+                rows(x_group[block.p0..].as_ptr(), plane)
+            } else {
+                rows(col.as_ptr(), block.t)
+            };
+            let first = (block.n * geo.c_out + block.g * c_out_g + co0) * positions + block.p0;
+            let (lhs, t, one) = (rows(w_group[co0 * k..].as_ptr(), k), block.t, Threads::One);
+            // SAFETY: sizes match the views; rows `co0 .. co0 + cs` of the block are this
+            // task's alone.
+            unsafe {
+                // `get()`, not the field: the closure must capture the whole (Sync) `out`.
+                let dst = out.get().add(first);
+                match scale {
+                    None => matmul(
+                        cs,
+                        t,
+                        k,
+                        rows_mut(dst, positions),
+                        accumulate,
+                        lhs,
+                        rhs,
+                        one,
+                    ),
+                    Some(scale) => with_scratch([cs * t], |[prod]| {
+                        matmul(
+                            cs,
+                            t,
+                            k,
+                            rows_mut(prod.as_mut_ptr(), t),
+                            false,
+                            lhs,
+                            rhs,
+                            one,
+                        );
+                        let scale = &scale[block.g * c_out_g + co0..][..cs];
+                        add_scaled_rows(dst, positions, prod, t, scale);
+                    }),
+                }
+                epilogue.finish_rows(dst, cs, t, positions);
+            }
+        });
+    });
 }

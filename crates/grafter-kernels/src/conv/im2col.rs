@@ -76,21 +76,32 @@ fn walk(geo: &ConvGeometry, p0: usize, t: usize, ky: usize, kx: usize, mut f: im
 /// `c_in_g` input planes of one (image, group).
 pub(crate) fn im2col(geo: &ConvGeometry, x: &[f32], p0: usize, t: usize, col: &mut [f32]) {
     let plane = geo.plane();
+    let taps = geo.kh * geo.kw;
+    for (src, rows) in x.chunks_exact(plane).zip(col.chunks_exact_mut(taps * t)) {
+        im2col_channel(geo, src, p0, t, rows);
+    }
+}
+
+/// The `kh · kw` rows of one input channel's plane `src` in the im2col block of positions
+/// `p0 .. p0 + t`, into `rows[kh · kw · t]`.
+pub(crate) fn im2col_channel(
+    geo: &ConvGeometry,
+    src: &[f32],
+    p0: usize,
+    t: usize,
+    rows: &mut [f32],
+) {
     let sw = geo.stride[1];
-    for ci in 0..geo.c_in_g() {
-        let src = &x[ci * plane..(ci + 1) * plane];
-        for ky in 0..geo.kh {
-            for kx in 0..geo.kw {
-                let r = (ci * geo.kh + ky) * geo.kw + kx;
-                let row = &mut col[r * t..(r + 1) * t];
-                walk(geo, p0, t, ky, kx, |stretch| match stretch {
-                    Stretch::Inside { cols, iy, ix0 } => {
-                        let line = &src[iy * geo.w..(iy + 1) * geo.w];
-                        gather(&mut row[cols], &line[ix0..], sw);
-                    }
-                    Stretch::Outside(cols) => row[cols].fill(0.0),
-                });
-            }
+    for ky in 0..geo.kh {
+        for kx in 0..geo.kw {
+            let row = &mut rows[(ky * geo.kw + kx) * t..][..t];
+            walk(geo, p0, t, ky, kx, |stretch| match stretch {
+                Stretch::Inside { cols, iy, ix0 } => {
+                    let line = &src[iy * geo.w..(iy + 1) * geo.w];
+                    gather(&mut row[cols], &line[ix0..], sw);
+                }
+                Stretch::Outside(cols) => row[cols].fill(0.0),
+            });
         }
     }
 }

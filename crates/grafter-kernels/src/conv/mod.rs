@@ -12,6 +12,7 @@ mod winograd4;
 mod winograd4_input;
 mod winograd_grad;
 mod winograd_input;
+mod winograd_split;
 
 pub(crate) use backward::{conv2d_input_grad, conv2d_weight_grad};
 pub(crate) use flipped::input_grad_as_forward;

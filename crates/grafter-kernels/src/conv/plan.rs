@@ -59,3 +59,16 @@ pub(crate) fn threads_for(tasks: usize) -> Threads {
         Threads::All
     }
 }
+
+/// Output channels per task when a convolution has too few blocks for one per thread and the
+/// threads split its output channels instead: about two tasks per thread (rayon balances the
+/// rest), a multiple of 16 (the GEMM micro-kernel's rows) and at most `most`.
+pub(crate) fn channel_chunk(c_out: usize, most: usize) -> usize {
+    let tasks = 2 * rayon::current_num_threads();
+    c_out
+        .div_ceil(tasks)
+        .next_multiple_of(16)
+        .min(most.max(16))
+        .min(c_out)
+        .max(1)
+}

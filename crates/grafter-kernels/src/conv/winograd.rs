@@ -35,10 +35,11 @@ const BLOCK_ELEMS: usize = 1 << 17;
 
 /// Fewest tiles per block: the block's GEMMs (one per transformed element) each pack their `U`
 /// slice once per block.
-const MIN_TILES: usize = 64;
+const MIN_TILES: usize = 48;
 
 /// Whether Winograd computes this convolution, and is worth it: enough channels for the
-/// GEMMs to dominate the transforms.
+/// GEMMs to dominate the transforms, enough positions ([`MIN_POSITIONS`]) for them to
+/// dominate the weight transform.
 pub(crate) fn applies(geo: &ConvGeometry) -> bool {
     geo.kh == 3
         && geo.kw == 3
@@ -47,11 +48,22 @@ pub(crate) fn applies(geo: &ConvGeometry) -> bool {
         && geo.groups == 1
         && geo.c_in >= 16
         && geo.c_out >= 16
+        && geo.batch * geo.out_h * geo.out_w >= MIN_POSITIONS
 }
 
-/// The transform that writes `U[co][e][ci]` for the `elems` positions `e` of the transformed
-/// kernel.
-type WeightTransform = fn(&ConvGeometry, &[f32], &mut [f32]);
+/// Fewest output positions (batch × height × width) for which Winograd beats direct
+/// convolution: below, the weight transform each call makes ((m + 2)² values per weight tap
+/// triple, written and read back) and GEMMs of a few dozen tiles cost more than the
+/// multiplications saved. Measured on ResNet-18's layers (2 threads, Winograd against im2col,
+/// ms): 49 positions (7×7, batch 1) 2.9 vs 1.2; 196 (14×14, batch 1) 1.4 vs 1.2; 392 (7×7,
+/// batch 8) 9.5 vs 7.5; 784 (28×28, batch 1) equal; 1568 (14×14 batch 8, 7×7 batch 32) 5.2 vs
+/// 6.8 and 22 vs 31.
+const MIN_POSITIONS: usize = 1024;
+
+/// The transform of one output channel's kernels: `(c_in, w, u)` writes `u[e · c_in + ci]`, the
+/// `elems` positions `e` of the transformed kernel of input channel `ci`, from the channel's
+/// weights `w[ci · 9 + tap]`.
+type WeightTransform = fn(usize, &[f32], &mut [f32]);
 
 /// Transforms tile rows `ty0 .. ty0 + rows` of the plane `src` (padding read as zeros), with
 /// `scratch` of the tiling's `input_scratch_len`, writing transformed element `e` of tile
@@ -103,34 +115,89 @@ pub(super) const F2: Tiling = Tiling {
     transform_output_row,
 };
 
-/// Writes `U[co][e][ci]` for the 16 positions `e` of the 4×4 transformed kernel, one output
-/// channel per task.
-fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
-    let (c_in, c_out) = (geo.c_in, geo.c_out);
-    assert_eq!(u.len(), 16 * c_out * c_in);
-    u.par_chunks_mut(16 * c_in)
-        .enumerate()
-        .for_each(|(co, u_co)| {
-            for ci in 0..c_in {
-                let g = &weight[(co * c_in + ci) * 9..][..9];
-                // G·g (4×3), then (G·g)·Gᵀ (4×4); G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
-                let mut gg = [[0.0f32; 3]; 4];
-                for c in 0..3 {
-                    let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
-                    gg[0][c] = g0;
-                    gg[1][c] = 0.5 * (g0 + g1 + g2);
-                    gg[2][c] = 0.5 * (g0 - g1 + g2);
-                    gg[3][c] = g2;
-                }
-                for (r, row) in gg.iter().enumerate() {
-                    let (a, b, c) = (row[0], row[1], row[2]);
-                    let t = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-                    for (col, v) in t.into_iter().enumerate() {
-                        u_co[(r * 4 + col) * c_in + ci] = v;
-                    }
+/// Input channels transformed together: the loops below run across them, so they vectorise,
+/// and each row of `U` is written as a contiguous run.
+const LANES: usize = 8;
+
+/// Writes `u[e · c_in + ci]` for the 16 positions `e` of the 4×4 transformed kernels of one
+/// output channel: `G·g·Gᵀ` with `G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]`.
+fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
+    #[inline(always)]
+    fn g_times(a: f32, b: f32, c: f32) -> [f32; 4] {
+        [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+    }
+    for ci0 in (0..c_in).step_by(LANES) {
+        let lanes = LANES.min(c_in - ci0);
+        let mut g = [[0.0f32; LANES]; 9];
+        for (l, taps) in w_co[ci0 * 9..][..lanes * 9].chunks_exact(9).enumerate() {
+            for (tap, &v) in taps.iter().enumerate() {
+                g[tap][l] = v;
+            }
+        }
+        // G·g (4×3), a column at a time, then (G·g)·Gᵀ (4×4), a row at a time.
+        let mut gg = [[[0.0f32; LANES]; 3]; 4];
+        for c in 0..3 {
+            for l in 0..LANES {
+                let col = g_times(g[c][l], g[3 + c][l], g[6 + c][l]);
+                for (r, v) in col.into_iter().enumerate() {
+                    gg[r][c][l] = v;
                 }
             }
+        }
+        let mut out = [[0.0f32; LANES]; 16];
+        for (r, row) in gg.iter().enumerate() {
+            for l in 0..LANES {
+                let t = g_times(row[0][l], row[1][l], row[2][l]);
+                for (c, v) in t.into_iter().enumerate() {
+                    out[r * 4 + c][l] = v;
+                }
+            }
+        }
+        for (e, lane) in out.iter().enumerate() {
+            let dst = &mut u_co[e * c_in + ci0..][..lanes];
+            if let Ok(dst) = <&mut [f32; LANES]>::try_from(&mut *dst) {
+                // A whole group: a fixed-size store, not a call to memmove.
+                *dst = *lane;
+            } else {
+                dst.copy_from_slice(&lane[..lanes]);
+            }
+        }
+    }
+}
+
+/// Writes `U[co][e][ci]` for every output channel of `weight` (`[c_out, c_in, 3, 3]`), one
+/// output channel per task, each channel's kernels times `scale[co]` when given.
+pub(super) fn transform_weights(
+    tiling: &Tiling,
+    c_in: usize,
+    weight: &[f32],
+    scale: Option<&[f32]>,
+    u: &mut [f32],
+) {
+    let per_co = tiling.elems * c_in;
+    assert_eq!(u.len() / per_co, weight.len() / (9 * c_in));
+    u.par_chunks_mut(per_co)
+        .zip(weight.par_chunks(9 * c_in))
+        .enumerate()
+        .for_each(|(co, (u_co, w_co))| {
+            transform_channel(tiling, c_in, w_co, scale.map(|s| s[co]), u_co);
         });
+}
+
+/// One output channel's transformed kernels `u[e · c_in + ci]`, times `scale` when given: `U`
+/// is linear in the kernel, so a per-channel factor of the weight (a folded BatchNorm's) costs
+/// one pass over `u` while it is in cache instead of one over the weight in memory.
+pub(super) fn transform_channel(
+    tiling: &Tiling,
+    c_in: usize,
+    w_co: &[f32],
+    scale: Option<f32>,
+    u_co: &mut [f32],
+) {
+    (tiling.transform_weight)(c_in, w_co, u_co);
+    if let Some(s) = scale {
+        u_co.iter_mut().for_each(|v| *v *= s);
+    }
 }
 
 /// The blocks, as ranges of tile rows (numbered image-major): about `BLOCK_ELEMS` of
@@ -144,10 +211,15 @@ fn blocks(tiling: &Tiling, geo: &ConvGeometry) -> Vec<(usize, usize)> {
     if count < wanted {
         count = wanted.min(total_rows * tw / MIN_TILES).max(count);
     }
-    let per_rows = total_rows.div_ceil(count.max(1));
-    (0..total_rows)
-        .step_by(per_rows)
-        .map(|r0| (r0, per_rows.min(total_rows - r0)))
+    // Rows spread evenly (sizes differing by one at most), so that the last block is not
+    // the short one a thread waits for alone.
+    let count = count.clamp(1, total_rows.max(1));
+    (0..count)
+        .map(|i| {
+            let r0 = total_rows * i / count;
+            (r0, total_rows * (i + 1) / count - r0)
+        })
+        .filter(|&(_, r)| r > 0)
         .collect()
 }
 
@@ -163,27 +235,45 @@ pub(crate) fn conv2d_winograd_any(
     geo: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
+    scale: Option<&[f32]>,
     bias: Option<&[f32]>,
     epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
     let f4 = crate::conv_precision() == crate::ConvPrecision::High
         && geo.out_h.min(geo.out_w) >= F4_MIN_SIDE;
     let tiling = if f4 { &super::winograd4::F4 } else { &F2 };
-    conv2d_winograd(tiling, geo, x, weight, bias, epilogue)
+    conv2d_winograd(tiling, geo, x, (weight, scale), bias, epilogue, None)
 }
 
-/// `conv2d` by Winograd with `tiling`; same contract as [`super::forward::conv2d_forward`].
+/// How the threads share a Winograd convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// One block of tile rows per task, the weights transformed once up front.
+    Blocks,
+    /// The blocks in turn, each block's output channels split over the threads
+    /// ([`super::winograd_split`]): for convolutions with too few blocks to go round.
+    Channels,
+}
+
+/// `conv2d` by Winograd with `tiling` and `driver` (by default: [`Driver::Blocks`] when there
+/// are enough blocks to keep every thread busy); same contract as
+/// [`super::forward::conv2d_forward`].
 fn conv2d_winograd(
     tiling: &Tiling,
     geo: &ConvGeometry,
     x: &[f32],
-    weight: &[f32],
+    (weight, scale): (&[f32], Option<&[f32]>),
     bias: Option<&[f32]>,
     epilogue: Epilogue<'_>,
+    driver: Option<Driver>,
 ) -> Vec<f32> {
     let mut out = super::forward::output_start(geo, bias, epilogue.residual);
     let (th, tw) = tiling.tiles(geo);
     let blocks = blocks(tiling, geo);
+    let driver = driver.unwrap_or(match super::plan::threads_for(blocks.len()) {
+        Threads::One => Driver::Blocks,
+        Threads::All => Driver::Channels,
+    });
     let t_max = tw * blocks.iter().map(|b| b.1).max().unwrap_or(0);
     let lens = [
         tiling.elems * geo.c_in * t_max,
@@ -191,21 +281,23 @@ fn conv2d_winograd(
         (tiling.input_scratch_len)(tw, (t_max / tw.max(1)).min(th)),
         (tiling.output_scratch_len)(tw),
     ];
+    let dst = SendPtr(out.as_mut_ptr());
+    if driver == Driver::Channels {
+        let weight = (weight, scale);
+        // SAFETY: `dst` is the whole output, which nothing else accesses.
+        unsafe { super::winograd_split::conv2d(tiling, geo, x, weight, &blocks, dst, &epilogue) };
+        return out;
+    }
     with_scratch([tiling.elems * geo.c_out * geo.c_in], |[u]| {
-        (tiling.transform_weight)(geo, weight, u);
+        transform_weights(tiling, geo.c_in, weight, scale, u);
         let u = &*u;
-        let dst = SendPtr(out.as_mut_ptr());
-        let run = |&(r0, r): &(usize, usize), threads: Threads| {
+        blocks.par_iter().for_each(|&(r0, r)| {
             with_scratch(lens, |[v, m, input, y]| {
                 let mut buf = Scratch { v, m, input, y };
                 // SAFETY: each block writes only the output tiles of its own tile rows.
-                unsafe { block(tiling, geo, x, u, dst, r0, r, &mut buf, threads, &epilogue) }
+                unsafe { block(tiling, geo, x, u, dst, r0, r, &mut buf, &epilogue) }
             })
-        };
-        match super::plan::threads_for(blocks.len()) {
-            Threads::One => blocks.par_iter().for_each(|b| run(b, Threads::One)),
-            Threads::All => blocks.iter().for_each(|b| run(b, Threads::All)),
-        }
+        });
     });
     out
 }
@@ -252,7 +344,6 @@ unsafe fn block(
     r0: usize,
     r: usize,
     buf: &mut Scratch<'_>,
-    threads: Threads,
     epilogue: &Epilogue<'_>,
 ) {
     let (c_in, c_out) = (geo.c_in, geo.c_out);
@@ -278,19 +369,41 @@ unsafe fn block(
                 false,
                 rows(u[e * c_in..].as_ptr(), tiling.elems * c_in),
                 rows(buf.v[e * c_in * t..].as_ptr(), t),
-                threads,
+                Threads::One,
             );
         }
     }
-    let positions = geo.positions();
-    for co in 0..c_out {
+    // SAFETY: forwarded from the caller.
+    unsafe { write_outputs(tiling, geo, buf.m, 0..c_out, (r0, r), buf.y, out, epilogue) };
+}
+
+/// The output transform of tile rows `r0 .. r0 + r` (numbered image-major) for the output
+/// channels `channels`, from their products `m[e][co − channels.start][j]`, then the epilogue.
+///
+/// # Safety
+/// The output rows of those tile rows and channels must be the caller's alone.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn write_outputs(
+    tiling: &Tiling,
+    geo: &ConvGeometry,
+    m: &[f32],
+    channels: core::ops::Range<usize>,
+    (r0, r): (usize, usize),
+    y: &mut [f32],
+    out: SendPtr,
+    epilogue: &Epilogue<'_>,
+) {
+    let (th, tw) = tiling.tiles(geo);
+    let (t, positions) = (r * tw, geo.positions());
+    let stride = channels.len() * t;
+    for (i, co) in channels.enumerate() {
         for row in 0..r {
             let (n, ty) = ((r0 + row) / th, (r0 + row) % th);
-            let m = &buf.m[co * t + row * tw..];
-            let first = (n * c_out + co) * positions + tiling.m * ty * geo.out_w;
-            // SAFETY: output rows `m·ty ..` of plane (n, co) belong to this block.
+            let m = &m[i * t + row * tw..];
+            let first = (n * geo.c_out + co) * positions + tiling.m * ty * geo.out_w;
+            // SAFETY: output rows `m·ty ..` of plane (n, co) are the caller's.
             unsafe {
-                (tiling.transform_output_row)(geo, m, c_out * t, tw, buf.y, out.0.add(first), ty);
+                (tiling.transform_output_row)(geo, m, stride, tw, y, out.0.add(first), ty);
                 let rows = tiling.m.min(geo.out_h - tiling.m * ty);
                 epilogue.finish_rows(out.0.add(first), 1, rows * geo.out_w, 0);
             };
@@ -298,9 +411,9 @@ unsafe fn block(
     }
 }
 
-/// `Aᵀ·M·A` (Aᵀ = [[1,1,1,0],[0,1,−1,−1]]) of every tile of one tile row, added onto output
-/// rows `2·ty` and `2·ty + 1` (those inside the output) starting at `out`; `m[e · stride + tx]`
-/// is product `e` of tile `tx`; `y` is scratch of `4 · tw`.
+/// `Aᵀ·M·A` (Aᵀ = [[1,1,1,0],[0,1,−1,−1]]) of every tile of one tile row, added onto
+/// output rows `2·ty` and `2·ty + 1` (those inside the output) starting at `out`;
+/// `m[e · stride + tx]` is product `e` of tile `tx`; `y` is scratch of `4 · tw`.
 ///
 /// # Safety
 /// `out` must address the two output rows (only the first when `2·ty + 1` is past the end),
@@ -353,6 +466,135 @@ unsafe fn transform_output_row(
         }
         if w % 2 == 1 {
             line[w - 1] += left[pairs];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::ops::ConvOptions;
+
+    /// Values in [−1, 1) from a xorshift generator.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Direct convolution in f64, then `· scale`, `+ bias + residual` and the ReLU.
+    fn direct(
+        geo: &ConvGeometry,
+        x: &[f32],
+        (w, scale): (&[f32], Option<&[f32]>),
+        bias: &[f32],
+        epilogue: &Epilogue<'_>,
+    ) -> Vec<f64> {
+        let (oh, ow, [ph, pw]) = (geo.out_h, geo.out_w, geo.pad);
+        let mut out = vec![0.0f64; geo.batch * geo.c_out * oh * ow];
+        for n in 0..geo.batch {
+            for co in 0..geo.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut sum = 0.0f64;
+                        for ci in 0..geo.c_in {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let iy = (oy + ky) as isize - ph as isize;
+                                    let ix = (ox + kx) as isize - pw as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= geo.h
+                                        || ix as usize >= geo.w
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((n * geo.c_in + ci) * geo.h + iy as usize) * geo.w
+                                        + ix as usize];
+                                    let wv = w[((co * geo.c_in + ci) * 3 + ky) * 3 + kx];
+                                    sum += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        let i = ((n * geo.c_out + co) * oh + oy) * ow + ox;
+                        let mut y =
+                            sum * scale.map_or(1.0, |s| f64::from(s[co])) + f64::from(bias[co]);
+                        if let Some(r) = epilogue.residual {
+                            y += f64::from(r[i]);
+                        }
+                        out[i] = if epilogue.relu { y.max(0.0) } else { y };
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Both tilings through both drivers — with one block and several, the weight scaled or
+    /// not, with and without the residual and ReLU — against direct convolution, on shapes
+    /// below [`MIN_POSITIONS`] too (where the public path takes im2col instead).
+    #[test]
+    fn both_drivers_and_tilings_match_direct_convolution() {
+        // (batch, c_in, h, w, c_out, padding)
+        let shapes = [
+            (1, 16, 7, 9, 20, 1),
+            (2, 24, 9, 8, 40, 0),
+            (3, 16, 3, 2, 16, 3),
+            (3, 16, 30, 29, 24, 1),
+            (1, 32, 32, 32, 48, 1),
+        ];
+        for (i, &(batch, c_in, h, w, c_out, pad)) in shapes.iter().enumerate() {
+            let options = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
+            let geo = ConvGeometry::new([batch, c_in, h, w], [c_out, c_in, 3, 3], &options)
+                .expect("a valid convolution");
+            let seed = 10 * i as u64;
+            let x = values(batch * c_in * h * w, seed + 1);
+            let weight = values(c_out * c_in * 9, seed + 2);
+            let scale = values(c_out, seed + 3);
+            let bias = values(c_out, seed + 4);
+            let residual = values(batch * c_out * geo.out_h * geo.out_w, seed + 5);
+            for tiling in [&F2, &super::super::winograd4::F4] {
+                let several = blocks(tiling, &geo).len() > 1;
+                for driver in [Driver::Blocks, Driver::Channels] {
+                    for scaled in [false, true] {
+                        for fused in [false, true] {
+                            let scale = scaled.then_some(&scale[..]);
+                            let epilogue = Epilogue {
+                                residual: fused.then_some(&residual[..]),
+                                relu: fused,
+                            };
+                            let ours = conv2d_winograd(
+                                tiling,
+                                &geo,
+                                &x,
+                                (&weight, scale),
+                                Some(&bias),
+                                epilogue,
+                                Some(driver),
+                            );
+                            let want = direct(&geo, &x, (&weight, scale), &bias, &epilogue);
+                            let top = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                            let err = ours
+                                .iter()
+                                .zip(&want)
+                                .fold(0.0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()))
+                                / top;
+                            let case = format!(
+                                "shape {i}, m = {}, {driver:?} (several blocks: {several}), \
+                                 scaled {scaled}, residual + ReLU {fused}",
+                                tiling.m
+                            );
+                            assert!(err < 1e-5, "{case}: relative error {err:e}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -18,8 +18,6 @@
 //! against Burn's op in the tests; end to end against onnxruntime in the parity tests), about
 //! 15× F(2×2, 3×3)'s error.
 
-use rayon::prelude::*;
-
 use super::geometry::ConvGeometry;
 use super::winograd::Tiling;
 use super::winograd4_input;
@@ -58,46 +56,46 @@ fn g_times(a: f32, b: f32, c: f32) -> [f32; 6] {
 /// and each output row of `U` is written as a contiguous run.
 const LANES: usize = 8;
 
-/// Writes `U[co][e][ci] = (G·g·Gᵀ)[e / 6][e % 6]`, one output channel per task.
-fn transform_weight(geo: &ConvGeometry, weight: &[f32], u: &mut [f32]) {
-    let c_in = geo.c_in;
-    assert_eq!(u.len(), 36 * geo.c_out * c_in);
-    u.par_chunks_mut(36 * c_in)
-        .enumerate()
-        .for_each(|(co, u_co)| {
-            let w_co = &weight[co * c_in * 9..][..c_in * 9];
-            for ci0 in (0..c_in).step_by(LANES) {
-                let lanes = LANES.min(c_in - ci0);
-                let mut g = [[0.0f32; LANES]; 9];
-                for (l, taps) in w_co[ci0 * 9..][..lanes * 9].chunks_exact(9).enumerate() {
-                    for (tap, &v) in taps.iter().enumerate() {
-                        g[tap][l] = v;
-                    }
-                }
-                // G·g (6×3), a column at a time, then (G·g)·Gᵀ (6×6), a row at a time.
-                let mut gg = [[[0.0f32; LANES]; 3]; 6];
-                for c in 0..3 {
-                    for l in 0..LANES {
-                        let col = g_times(g[c][l], g[3 + c][l], g[6 + c][l]);
-                        for (r, v) in col.into_iter().enumerate() {
-                            gg[r][c][l] = v;
-                        }
-                    }
-                }
-                let mut out = [[0.0f32; LANES]; 36];
-                for (r, row) in gg.iter().enumerate() {
-                    for l in 0..LANES {
-                        let t = g_times(row[0][l], row[1][l], row[2][l]);
-                        for (c, v) in t.into_iter().enumerate() {
-                            out[r * 6 + c][l] = v;
-                        }
-                    }
-                }
-                for (e, lane) in out.iter().enumerate() {
-                    u_co[e * c_in + ci0..][..lanes].copy_from_slice(&lane[..lanes]);
+/// Writes `u[e · c_in + ci] = (G·g·Gᵀ)[e / 6][e % 6]` for the kernels `g` of one output
+/// channel.
+fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
+    for ci0 in (0..c_in).step_by(LANES) {
+        let lanes = LANES.min(c_in - ci0);
+        let mut g = [[0.0f32; LANES]; 9];
+        for (l, taps) in w_co[ci0 * 9..][..lanes * 9].chunks_exact(9).enumerate() {
+            for (tap, &v) in taps.iter().enumerate() {
+                g[tap][l] = v;
+            }
+        }
+        // G·g (6×3), a column at a time, then (G·g)·Gᵀ (6×6), a row at a time.
+        let mut gg = [[[0.0f32; LANES]; 3]; 6];
+        for c in 0..3 {
+            for l in 0..LANES {
+                let col = g_times(g[c][l], g[3 + c][l], g[6 + c][l]);
+                for (r, v) in col.into_iter().enumerate() {
+                    gg[r][c][l] = v;
                 }
             }
-        });
+        }
+        let mut out = [[0.0f32; LANES]; 36];
+        for (r, row) in gg.iter().enumerate() {
+            for l in 0..LANES {
+                let t = g_times(row[0][l], row[1][l], row[2][l]);
+                for (c, v) in t.into_iter().enumerate() {
+                    out[r * 6 + c][l] = v;
+                }
+            }
+        }
+        for (e, lane) in out.iter().enumerate() {
+            let dst = &mut u_co[e * c_in + ci0..][..lanes];
+            if let Ok(dst) = <&mut [f32; LANES]>::try_from(&mut *dst) {
+                // A whole group: a fixed-size store, not a call to memmove.
+                *dst = *lane;
+            } else {
+                dst.copy_from_slice(&lane[..lanes]);
+            }
+        }
+    }
 }
 
 /// `Aᵀ·(s0 .. s5)`: the four outputs of one line of six products.

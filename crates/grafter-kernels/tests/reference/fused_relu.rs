@@ -22,9 +22,10 @@ fn random<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tens
 type Case = ([usize; 4], usize, usize, usize, usize);
 
 const CASES: [Case; 6] = [
-    // Winograd F(4×4) (maps of 28 and more; 30 leaves a clipped tile row), F(2×2) (odd size).
-    ([1, 8, 30, 30], 8, 3, 1, 1),
-    ([2, 16, 9, 9], 16, 3, 1, 1),
+    // Winograd F(4×4) (maps of 28 and more; one block of tiles: the threads split the
+    // channels), F(2×2) (odd size; several blocks, one per task).
+    ([1, 16, 36, 36], 16, 3, 1, 1),
+    ([5, 16, 15, 15], 16, 3, 1, 1),
     // im2col: stride 2, the 7×7 stem; pointwise (the input is the GEMM's operand).
     ([3, 8, 11, 10], 16, 3, 2, 1),
     ([1, 3, 20, 20], 8, 7, 2, 3),
