@@ -53,8 +53,11 @@ impl Epilogue<'_> {
 
 /// `epilogue(conv2d(x, weight·scale, bias))` for contiguous NCHW `x`, `[c_out, c_in_g, kh, kw]`
 /// weight and, when given, a factor `scale[co]` of each output channel's kernels (a folded
-/// BatchNorm's: applied inside the kernel, where the data is in cache, instead of as a pass
-/// over the weight in memory before the call).
+/// BatchNorm's). Winograd applies the factor in its weight transform. im2col scales a copy of
+/// the weight (in a kept buffer) when the weight is no larger than the output — at batch 32 a
+/// pass over the weight costs less than one over the output — and otherwise each block's
+/// product as it is added to the output, in cache: at batch 1 the weight is many times the
+/// output, and a pass over it in memory took longer than the convolution's own reading of it.
 pub(crate) fn conv2d_forward(
     geo: &ConvGeometry,
     x: &[f32],
@@ -66,6 +69,34 @@ pub(crate) fn conv2d_forward(
     if super::winograd::applies(geo) {
         return super::winograd::conv2d_winograd_any(geo, x, weight, scale, bias, epilogue);
     }
+    match scale {
+        Some(scale) if geo.k() <= geo.batch * geo.positions() => {
+            with_scratch([weight.len()], |[scaled]| {
+                let row = weight.len() / geo.c_out;
+                scaled
+                    .par_chunks_mut(row)
+                    .zip(weight.par_chunks(row))
+                    .zip(scale)
+                    .for_each(|((dst, src), &s)| {
+                        for (d, &w) in dst.iter_mut().zip(src) {
+                            *d = w * s;
+                        }
+                    });
+                im2col_forward(geo, x, (scaled, None), bias, epilogue)
+            })
+        }
+        _ => im2col_forward(geo, x, (weight, scale), bias, epilogue),
+    }
+}
+
+/// [`conv2d_forward`] by im2col + GEMM, `scale` applied to each block's product.
+fn im2col_forward(
+    geo: &ConvGeometry,
+    x: &[f32],
+    (weight, scale): (&[f32], Option<&[f32]>),
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+) -> Vec<f32> {
     let mut out = output_start(geo, bias, epilogue.residual);
     let work = blocks(geo, geo.k());
     let threads = threads_for(work.len());

@@ -31,12 +31,14 @@ type Case = ([usize; 4], usize, usize, usize, usize, bool);
 fn cases() -> Vec<Case> {
     vec![
         // Winograd (3×3 stride 1: F(2×2) a block per task, F(4×4) the channels split),
-        // im2col (stride 2: few blocks and a block per task, 7×7 stem), pointwise, with a conv
-        // bias.
+        // im2col (stride 2: few blocks and a block per task, each with the weight scaled in a
+        // copy and — weight larger than the output — with each product scaled; 7×7 stem),
+        // pointwise, with a conv bias.
         ([5, 16, 15, 15], 32, 3, 1, 1, false),
         ([1, 16, 36, 36], 24, 3, 1, 1, false),
         ([3, 8, 11, 10], 16, 3, 2, 1, false),
         ([8, 8, 20, 20], 16, 3, 2, 1, false),
+        ([4, 64, 9, 9], 16, 3, 2, 1, false),
         ([1, 3, 20, 20], 8, 7, 2, 3, false),
         ([2, 16, 6, 6], 24, 1, 1, 0, true),
     ]
