@@ -89,6 +89,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_request_leaves_the_pooled_buffer_to_the_one_that_needs_it() {
+        let first = with_scratch([1000], |[a]| a.as_ptr() as usize);
+        let again = with_scratch([0, 1000], |[empty, a]| {
+            assert!(empty.is_empty());
+            a.as_ptr() as usize
+        });
+        assert_eq!(first, again);
+    }
+
+    #[test]
     fn buffers_are_reused() {
         let first = with_scratch([1000], |[a]| a.as_ptr() as usize);
         let again = with_scratch([1000], |[a]| a.as_ptr() as usize);

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use super::geometry::ConvGeometry;
 use super::im2col::{im2col, im2col_channel};
 use super::plan::{Block, blocks, channel_chunk, threads_for};
-use crate::gemm::{SendPtr, Threads, matmul, rows, rows_mut};
+use crate::gemm::{Mat, SendPtr, Threads, matmul, rows, rows_mut};
 use crate::output::{chunks_filled, planes_filled};
 use crate::scratch::with_scratch;
 
@@ -108,17 +108,13 @@ fn im2col_forward(
     };
     let accumulate = bias.is_some() || epilogue.residual.is_some();
     let weight = (weight, scale);
-    let prod_len = scale.map_or(0, |_| {
-        geo.c_out_g() * work.iter().map(|b| b.t).max().unwrap_or(0)
-    });
     match threads {
         Threads::One => work.par_iter().for_each(|block| {
-            with_scratch([col_len, prod_len], |[col, prod]| {
+            with_scratch([col_len], |[col]| {
                 // SAFETY: each block writes only its own rows (group's channels of its image)
                 // and columns (its positions) of `out`; the inputs are read-only.
                 unsafe {
-                    let buffers = (col, prod);
-                    forward_block(geo, x, weight, accumulate, dst, block, buffers);
+                    forward_block(geo, x, weight, accumulate, dst, block, col);
                     let (c_out_g, positions) = (geo.c_out_g(), geo.positions());
                     let first = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
                     epilogue.finish_rows(dst.0.add(first), c_out_g, block.t, positions);
@@ -155,7 +151,7 @@ pub(super) fn output_start(
 }
 
 /// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`, the
-/// product times `scale[co]` per row when given (computed into `prod`, then added).
+/// product times `scale[co]` per row when given.
 unsafe fn forward_block(
     geo: &ConvGeometry,
     x: &[f32],
@@ -163,7 +159,7 @@ unsafe fn forward_block(
     accumulate: bool,
     out: SendPtr,
     block: &Block,
-    (col, prod): (&mut [f32], &mut [f32]),
+    col: &mut [f32],
 ) {
     let (k, positions) = (geo.k(), geo.positions());
     let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
@@ -178,42 +174,55 @@ unsafe fn forward_block(
         rows(col.as_ptr(), block.t)
     };
     let lhs = rows(w_group.as_ptr(), k);
+    let scale = scale.map(|s| &s[block.g * c_out_g..][..c_out_g]);
     // SAFETY: sizes match the views; the destination region belongs to this block alone.
     unsafe {
         let dst = out.0.add(out_offset);
-        match scale {
-            None => matmul(
-                c_out_g,
-                block.t,
-                k,
-                rows_mut(dst, positions),
-                accumulate,
-                lhs,
-                rhs,
-                Threads::One,
-            ),
-            Some(scale) => {
-                let prod = &mut prod[..c_out_g * block.t];
-                let (t, one) = (block.t, Threads::One);
+        multiply_into(
+            [c_out_g, block.t, k],
+            (dst, positions),
+            accumulate,
+            lhs,
+            rhs,
+            scale,
+        );
+    }
+}
+
+/// `dst (+)= lhs · rhs` for a `[m, n]` destination whose rows are `ld` apart (`+=` with
+/// `accumulate`); with `scale`, `dst += scale[r] · (lhs · rhs)[r]`, the product computed into a
+/// scratch block first.
+///
+/// # Safety
+/// As [`matmul`]'s.
+unsafe fn multiply_into(
+    [m, n, k]: [usize; 3],
+    (dst, ld): (*mut f32, usize),
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    scale: Option<&[f32]>,
+) {
+    let one = Threads::One;
+    match scale {
+        // SAFETY: forwarded from the caller.
+        None => unsafe { matmul(m, n, k, rows_mut(dst, ld), accumulate, lhs, rhs, one) },
+        Some(scale) => with_scratch([m * n], |[prod]| {
+            // SAFETY: `prod` is this call's; the rest is forwarded from the caller.
+            unsafe {
                 matmul(
-                    c_out_g,
-                    t,
+                    m,
+                    n,
                     k,
-                    rows_mut(prod.as_mut_ptr(), t),
+                    rows_mut(prod.as_mut_ptr(), n),
                     false,
                     lhs,
                     rhs,
                     one,
                 );
-                add_scaled_rows(
-                    dst,
-                    positions,
-                    prod,
-                    t,
-                    &scale[block.g * c_out_g..][..c_out_g],
-                );
+                add_scaled_rows(dst, ld, prod, n, scale);
             }
-        }
+        }),
     }
 }
 
@@ -271,38 +280,14 @@ unsafe fn split_block(
                 rows(col.as_ptr(), block.t)
             };
             let first = (block.n * geo.c_out + block.g * c_out_g + co0) * positions + block.p0;
-            let (lhs, t, one) = (rows(w_group[co0 * k..].as_ptr(), k), block.t, Threads::One);
+            let (lhs, t) = (rows(w_group[co0 * k..].as_ptr(), k), block.t);
+            let scale = scale.map(|s| &s[block.g * c_out_g + co0..][..cs]);
             // SAFETY: sizes match the views; rows `co0 .. co0 + cs` of the block are this
             // task's alone.
             unsafe {
                 // `get()`, not the field: the closure must capture the whole (Sync) `out`.
                 let dst = out.get().add(first);
-                match scale {
-                    None => matmul(
-                        cs,
-                        t,
-                        k,
-                        rows_mut(dst, positions),
-                        accumulate,
-                        lhs,
-                        rhs,
-                        one,
-                    ),
-                    Some(scale) => with_scratch([cs * t], |[prod]| {
-                        matmul(
-                            cs,
-                            t,
-                            k,
-                            rows_mut(prod.as_mut_ptr(), t),
-                            false,
-                            lhs,
-                            rhs,
-                            one,
-                        );
-                        let scale = &scale[block.g * c_out_g + co0..][..cs];
-                        add_scaled_rows(dst, positions, prod, t, scale);
-                    }),
-                }
+                multiply_into([cs, t, k], (dst, positions), accumulate, lhs, rhs, scale);
                 epilogue.finish_rows(dst, cs, t, positions);
             }
         });

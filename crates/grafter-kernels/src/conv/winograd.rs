@@ -119,13 +119,16 @@ pub(super) const F2: Tiling = Tiling {
 /// and each row of `U` is written as a contiguous run.
 const LANES: usize = 8;
 
-/// Writes `u[e · c_in + ci]` for the 16 positions `e` of the 4×4 transformed kernels of one
-/// output channel: `G·g·Gᵀ` with `G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]`.
-fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
-    #[inline(always)]
-    fn g_times(a: f32, b: f32, c: f32) -> [f32; 4] {
-        [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
-    }
+/// Writes `u[e · c_in + ci] = (G·g·Gᵀ)[e / R][e % R]` for the 3×3 kernels `g` of one output
+/// channel (`w_co[ci · 9 + tap]`), `LANES` input channels at a time; `g_times` applies `G`
+/// (R×3) to a column. Both tilings' weight transforms.
+#[inline(always)]
+pub(super) fn transform_kernels<const R: usize>(
+    c_in: usize,
+    w_co: &[f32],
+    u_co: &mut [f32],
+    g_times: impl Fn(f32, f32, f32) -> [f32; R],
+) {
     for ci0 in (0..c_in).step_by(LANES) {
         let lanes = LANES.min(c_in - ci0);
         let mut g = [[0.0f32; LANES]; 9];
@@ -134,8 +137,8 @@ fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
                 g[tap][l] = v;
             }
         }
-        // G·g (4×3), a column at a time, then (G·g)·Gᵀ (4×4), a row at a time.
-        let mut gg = [[[0.0f32; LANES]; 3]; 4];
+        // G·g (R×3), a column at a time, then (G·g)·Gᵀ (R×R), a row at a time.
+        let mut gg = [[[0.0f32; LANES]; 3]; R];
         for c in 0..3 {
             for l in 0..LANES {
                 let col = g_times(g[c][l], g[3 + c][l], g[6 + c][l]);
@@ -144,25 +147,33 @@ fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
                 }
             }
         }
-        let mut out = [[0.0f32; LANES]; 16];
         for (r, row) in gg.iter().enumerate() {
+            let mut out = [[0.0f32; LANES]; R];
             for l in 0..LANES {
                 let t = g_times(row[0][l], row[1][l], row[2][l]);
                 for (c, v) in t.into_iter().enumerate() {
-                    out[r * 4 + c][l] = v;
+                    out[c][l] = v;
+                }
+            }
+            for (c, lane) in out.iter().enumerate() {
+                let dst = &mut u_co[(r * R + c) * c_in + ci0..][..lanes];
+                if let Ok(dst) = <&mut [f32; LANES]>::try_from(&mut *dst) {
+                    // A whole group: a fixed-size store, not a call to memmove.
+                    *dst = *lane;
+                } else {
+                    dst.copy_from_slice(&lane[..lanes]);
                 }
             }
         }
-        for (e, lane) in out.iter().enumerate() {
-            let dst = &mut u_co[e * c_in + ci0..][..lanes];
-            if let Ok(dst) = <&mut [f32; LANES]>::try_from(&mut *dst) {
-                // A whole group: a fixed-size store, not a call to memmove.
-                *dst = *lane;
-            } else {
-                dst.copy_from_slice(&lane[..lanes]);
-            }
-        }
     }
+}
+
+/// Writes `u[e · c_in + ci]` for the 16 positions `e` of the 4×4 transformed kernels of one
+/// output channel: `G·g·Gᵀ` with `G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]]`.
+fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
+    transform_kernels(c_in, w_co, u_co, |a, b, c| {
+        [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+    });
 }
 
 /// Writes `U[co][e][ci]` for every output channel of `weight` (`[c_out, c_in, 3, 3]`), one

@@ -52,50 +52,10 @@ fn g_times(a: f32, b: f32, c: f32) -> [f32; 6] {
     ]
 }
 
-/// Input channels transformed together: the loops below run across them, so they vectorise,
-/// and each output row of `U` is written as a contiguous run.
-const LANES: usize = 8;
-
 /// Writes `u[e · c_in + ci] = (G·g·Gᵀ)[e / 6][e % 6]` for the kernels `g` of one output
 /// channel.
 fn transform_weight(c_in: usize, w_co: &[f32], u_co: &mut [f32]) {
-    for ci0 in (0..c_in).step_by(LANES) {
-        let lanes = LANES.min(c_in - ci0);
-        let mut g = [[0.0f32; LANES]; 9];
-        for (l, taps) in w_co[ci0 * 9..][..lanes * 9].chunks_exact(9).enumerate() {
-            for (tap, &v) in taps.iter().enumerate() {
-                g[tap][l] = v;
-            }
-        }
-        // G·g (6×3), a column at a time, then (G·g)·Gᵀ (6×6), a row at a time.
-        let mut gg = [[[0.0f32; LANES]; 3]; 6];
-        for c in 0..3 {
-            for l in 0..LANES {
-                let col = g_times(g[c][l], g[3 + c][l], g[6 + c][l]);
-                for (r, v) in col.into_iter().enumerate() {
-                    gg[r][c][l] = v;
-                }
-            }
-        }
-        let mut out = [[0.0f32; LANES]; 36];
-        for (r, row) in gg.iter().enumerate() {
-            for l in 0..LANES {
-                let t = g_times(row[0][l], row[1][l], row[2][l]);
-                for (c, v) in t.into_iter().enumerate() {
-                    out[r * 6 + c][l] = v;
-                }
-            }
-        }
-        for (e, lane) in out.iter().enumerate() {
-            let dst = &mut u_co[e * c_in + ci0..][..lanes];
-            if let Ok(dst) = <&mut [f32; LANES]>::try_from(&mut *dst) {
-                // A whole group: a fixed-size store, not a call to memmove.
-                *dst = *lane;
-            } else {
-                dst.copy_from_slice(&lane[..lanes]);
-            }
-        }
-    }
+    super::winograd::transform_kernels(c_in, w_co, u_co, g_times);
 }
 
 /// `Aᵀ·(s0 .. s5)`: the four outputs of one line of six products.

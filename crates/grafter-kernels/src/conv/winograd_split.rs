@@ -1,11 +1,11 @@
-//! Winograd for convolutions with too few tile blocks to give every thread its own (batch 1,
-//! 7×7–28×28 maps): the threads split the output channels instead.
+//! Winograd for convolutions with too few tile blocks to give every thread its own (a map of
+//! 32×32 to about 48×48 at batch 1): the threads split the output channels instead.
 //!
-//! Why: with blocks of tiles as the only unit of work, a batch-1 ResNet layer has one to three
-//! blocks; its transforms then ran on one thread and its GEMMs (16–36 products of a few dozen
-//! tiles each) were too small for gemm's own threading, and the transformed weights — 16–36
-//! matrices `[c_out, c_in]`, 17 MB for a 512-channel F(2×2) layer, larger than the weights
-//! themselves — were written to memory and read back for only 16 tiles.
+//! Why: with blocks of tiles as the only unit of work, such a convolution has one to three
+//! blocks. They ran in turn, their transforms on one thread and their GEMMs (16 or 36 products
+//! of a few dozen tiles each) too small for gemm's own threading, and the transformed weights —
+//! 16 or 36 matrices `[c_out, c_in]`, 1.8–4× the weight — were written to memory and read back
+//! for a few dozen tiles.
 //!
 //! Here each block's input transform is split over input channels, then each task takes a run
 //! of output channels through its GEMMs and output transform. With a single block the task
