@@ -36,3 +36,5 @@ mod soak;
 mod soak_points;
 mod tensorboard;
 mod top_losses;
+#[path = "../support/workspace.rs"]
+mod workspace;

@@ -21,3 +21,5 @@ mod parity;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;
+#[path = "../support/workspace.rs"]
+mod workspace;

@@ -10,6 +10,8 @@ mod params;
 #[allow(dead_code)]
 #[path = "../support/skip.rs"]
 mod skip;
+#[path = "../support/workspace.rs"]
+mod workspace;
 
 mod errors;
 mod export;

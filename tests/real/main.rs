@@ -13,3 +13,5 @@ mod recipes;
 #[path = "../support/skip.rs"]
 mod skip;
 mod transfer;
+#[path = "../support/workspace.rs"]
+mod workspace;

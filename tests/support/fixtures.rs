@@ -11,12 +11,7 @@ use safetensors::SafeTensors;
 pub fn dir(model: &str) -> Option<PathBuf> {
     let root = std::env::var_os("GRAFTER_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // the workspace's .cache/fixtures, from the root package or one of its crates
-            let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            let workspace = here.ancestors().find(|p| p.join("crates").is_dir());
-            workspace.unwrap_or(here).join(".cache/fixtures")
-        });
+        .unwrap_or_else(|| crate::workspace::root().join(".cache/fixtures"));
     let dir = root.join(model);
     if dir.join("meta.json").is_file() {
         return Some(dir);

@@ -280,13 +280,10 @@ fn child(target: &Target) {
 }
 
 /// The target's corpus: every file of the workspace's `tests/fixtures/corrupt/<target>/`, by
-/// name (found from the package of the test binary: the workspace root or one of its crates).
+/// name.
 pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let corrupt = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|p| p.join("tests/fixtures/corrupt"))
-        .find(|p| p.is_dir())
-        .expect("tests/fixtures/corrupt in the workspace");
+    let corrupt = crate::workspace::root().join("tests/fixtures/corrupt");
+    assert!(corrupt.is_dir(), "no corpus folder {}", corrupt.display());
     let dir = corrupt.join(target);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .into_iter()

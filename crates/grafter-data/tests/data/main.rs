@@ -20,3 +20,5 @@ mod predict;
 #[allow(dead_code)]
 #[path = "../../../../tests/support/skip.rs"]
 mod skip;
+#[path = "../../../../tests/support/workspace.rs"]
+mod workspace;

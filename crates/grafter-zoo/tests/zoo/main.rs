@@ -28,3 +28,5 @@ mod shapes;
 mod skip;
 mod tiny_state_dict;
 mod torch_save;
+#[path = "../../../../tests/support/workspace.rs"]
+mod workspace;
