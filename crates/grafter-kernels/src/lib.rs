@@ -7,10 +7,12 @@
 //! result back to NCHW; the weight gradient calls gemm once per input channel. These kernels
 //! compute the same products straight on NCHW data (im2col rows are shifted copies of the
 //! input planes, the weight is used as stored, the output and gradients are written in place,
-//! the bias is the GEMM's starting value) with one level of parallelism, and 3×3 stride-1
-//! convolutions (forward, input and weight gradients) by Winograd F(4×4, 3×3) or F(2×2, 3×3)
-//! ([`set_conv_precision`] chooses between speed and closeness to direct convolution); an inference
-//! BatchNorm is folded into its convolution; max-pooling skips flex's i64 argmax (none for
+//! the bias is the GEMM's starting value) with one level of parallelism (a block of output
+//! positions per thread, or, with too few blocks — batch 1 — the output channels split over
+//! the threads), and 3×3 stride-1 convolutions of 1024 output positions or more (forward,
+//! input and weight gradients) by Winograd F(4×4, 3×3) or F(2×2, 3×3) ([`set_conv_precision`]
+//! chooses between speed and closeness to direct convolution); an inference BatchNorm is
+//! folded into its convolution, its factor applied inside the kernel; max-pooling skips flex's i64 argmax (none for
 //! inference, a byte per output for training); BatchNorm runs in one or two passes per channel
 //! instead of Burn's composition of broadcast element-wise ops. docs/BENCHMARKS.md has the
 //! measurements.
