@@ -14,7 +14,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
@@ -49,25 +49,16 @@ fn conv_add_relu<B: Backend + CpuKernels, C: CheckpointStrategy>(
         weight.into_primitive(),
         bias.into_primitive(),
     );
-    // (Untracked takes its parents as an array: one length per arm.)
+    // (`untracked` takes its parents as an array: one length per arm.)
     match residual {
         Some(r) => {
             let [a, b, c] = nodes;
             let nodes = [a, b, c, r.node()];
             let output =
                 B::grafter_conv2d_bias_add_relu(x, weight, bias, r.into_primitive(), options);
-            Untracked
-                .prepare::<C>(nodes)
-                .compute_bound()
-                .stateless(output)
+            untracked::<B, C, 4>(nodes, output)
         }
-        None => {
-            let output = B::grafter_conv2d_bias_relu(x, weight, bias, options);
-            Untracked
-                .prepare::<C>(nodes)
-                .compute_bound()
-                .stateless(output)
-        }
+        None => untracked::<B, C, 3>(nodes, B::grafter_conv2d_bias_relu(x, weight, bias, options)),
     }
 }
 
@@ -106,24 +97,18 @@ fn conv_scaled<B: Backend + CpuKernels, C: CheckpointStrategy>(
         scale.into_primitive(),
         bias.into_primitive(),
     );
-    // (Untracked takes its parents as an array: one length per arm.)
+    // (`untracked` takes its parents as an array: one length per arm.)
     match residual {
         Some(r) => {
             let [a, b, c, d] = nodes;
             let nodes = [a, b, c, d, r.node()];
             let r = r.into_primitive();
             let output = B::grafter_conv2d_scaled_add_relu(x, weight, scale, bias, r, options);
-            Untracked
-                .prepare::<C>(nodes)
-                .compute_bound()
-                .stateless(output)
+            untracked::<B, C, 5>(nodes, output)
         }
         None => {
             let output = B::grafter_conv2d_scaled(x, weight, scale, bias, relu, options);
-            Untracked
-                .prepare::<C>(nodes)
-                .compute_bound()
-                .stateless(output)
+            untracked::<B, C, 4>(nodes, output)
         }
     }
 }
@@ -354,10 +339,7 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
             dilation,
             ceil_mode,
         );
-        Untracked
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateless(output)
+        untracked::<B, C, 1>([node], output)
     }
 
     fn grafter_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -399,10 +381,7 @@ impl<B: Backend + CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, 
             variance.into_primitive(),
             epsilon,
         );
-        Untracked
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateless(output)
+        untracked::<B, C, 5>(nodes, output)
     }
 
     fn grafter_batch_norm_train(
@@ -518,6 +497,18 @@ impl<B: Backend + CpuKernels> Backward<B, 1> for Relu {
             grads.register::<B>(node.id, B::grafter_relu_backward(ops.state, grad));
         }
     }
+}
+
+/// `output`, computed by the inner backend from the parents `nodes`, none of which needs a
+/// gradient: an autodiff tensor that records no backward step.
+fn untracked<B: Backend, C: CheckpointStrategy, const N: usize>(
+    nodes: [NodeGuard; N],
+    output: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    Untracked
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateless(output)
 }
 
 /// The backward step of an operation none of whose inputs needs a gradient: never run.

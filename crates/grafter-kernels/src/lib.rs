@@ -12,10 +12,10 @@
 //! the threads), and 3×3 stride-1 convolutions of 1024 output positions or more (forward,
 //! input and weight gradients) by Winograd F(4×4, 3×3) or F(2×2, 3×3) ([`set_conv_precision`]
 //! chooses between speed and closeness to direct convolution); an inference BatchNorm is
-//! folded into its convolution, its factor applied inside the kernel; max-pooling skips flex's i64 argmax (none for
-//! inference, a byte per output for training); BatchNorm runs in one or two passes per channel
-//! instead of Burn's composition of broadcast element-wise ops. docs/BENCHMARKS.md has the
-//! measurements.
+//! folded into its convolution, its factor applied inside the kernel; max-pooling skips flex's
+//! i64 argmax (none for inference, a byte per output for training); BatchNorm runs in one or
+//! two passes per channel instead of Burn's composition of broadcast element-wise ops.
+//! docs/BENCHMARKS.md has the measurements.
 //!
 //! Layers call [`conv2d`] / [`max_pool2d`] / [`relu`] (or [`conv2d_layer`] / [`max_pool2d_layer`] /
 //! [`batch_norm_layer`] / [`conv_bn_layer`] for Burn's `nn` modules) instead of Burn's
@@ -142,10 +142,11 @@ pub fn conv2d_add_relu(
 
 /// `conv2d(x, weight · scale, bias)` (`scale[co]` a factor of output channel `co`'s kernels),
 /// then `+ residual` and a ReLU when asked (`relu`; always with a residual): a convolution with
-/// its BatchNorm folded in. On grafter's kernels the factor is applied where the weight is in
-/// cache — in Winograd's weight transform, or to the GEMM's product block — instead of as a
-/// pass over the whole weight before the call, which at batch 1 costs as much as the
-/// convolution's own reading of the weight.
+/// its BatchNorm folded in, for `x` where the kernels run (its one caller, the layers'
+/// folding, checks that first). The factor is applied where the weight is in cache — in
+/// Winograd's weight transform, or to the GEMM's product block — instead of as a pass over the
+/// whole weight before the call, which at batch 1 costs as much as the convolution's own
+/// reading of the weight.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_scaled(
     x: Tensor<4>,
@@ -156,15 +157,6 @@ pub(crate) fn conv2d_scaled(
     relu: bool,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if !runs_here(&x) {
-        let c_out = scale.dims()[0];
-        let weight = weight.mul(scale.reshape([c_out, 1, 1, 1]));
-        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-        return match (residual, relu) {
-            (None, false) => y,
-            (residual, _) => add_relu(y, residual),
-        };
-    }
     let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
     let (scale, bias) = (scale.into_dispatch(), bias.into_dispatch());
     Tensor::from_dispatch(match residual {

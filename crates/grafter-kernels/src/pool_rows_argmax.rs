@@ -36,6 +36,19 @@ pub(crate) fn pool_plane_rows_argmax(
     let full = |&(lo, hi): &(usize, usize)| lo == 0 && hi == kw;
     let first = cols.iter().position(full).unwrap_or(geo.out_w);
     let end = first + cols[first..].iter().take_while(|c| full(c)).count();
+    // Interior outputs (every tap inside the line) of the common windows, compiled for them.
+    type Windows = fn(&[f32], &[u32], &mut [MaybeUninit<f32>], &mut [u8]);
+    let compiled = match (kw, sw, dw) {
+        (3, 2, 1) => Some(windows::<3, 2> as Windows),
+        (2, 2, 1) => Some(windows::<2, 2> as Windows),
+        (3, 1, 1) => Some(windows::<3, 1> as Windows),
+        _ => None,
+    }
+    .filter(|_| end > first);
+    let (skip_from, skip_to) = match compiled {
+        Some(_) => (first, end),
+        None => (geo.out_w, geo.out_w),
+    };
     let rows_out = dst
         .chunks_exact_mut(geo.out_w)
         .zip(arg.chunks_exact_mut(geo.out_w));
@@ -65,7 +78,8 @@ pub(crate) fn pool_plane_rows_argmax(
             }
         }
         let tap = |x: usize, tx: usize| (line[x], line_row[x] * kw as u32 + tx as u32);
-        for ox in (0..first).chain(end..geo.out_w) {
+        // Outputs outside the compiled windows' run: their taps `cols[ox]`, any window.
+        for ox in (0..skip_from).chain(skip_to..geo.out_w) {
             let (lo, hi) = cols[ox];
             let x0 = ox * sw;
             let mut best = (f32::NEG_INFINITY, (ty0 * kw + lo) as u32);
@@ -78,28 +92,10 @@ pub(crate) fn pool_plane_rows_argmax(
             out[ox] = MaybeUninit::new(best.0);
             at[ox] = best.1 as u8;
         }
-        if end > first {
+        if let Some(windows) = compiled {
             let start = first * sw - pw;
             let (out, at) = (&mut out[first..end], &mut at[first..end]);
-            match (kw, sw, dw) {
-                (3, 2, 1) => windows::<3, 2>(&line[start..], &line_row[start..], out, at),
-                (2, 2, 1) => windows::<2, 2>(&line[start..], &line_row[start..], out, at),
-                (3, 1, 1) => windows::<3, 1>(&line[start..], &line_row[start..], out, at),
-                _ => {
-                    for (i, (o, a)) in out.iter_mut().zip(at.iter_mut()).enumerate() {
-                        let x0 = start + i * sw;
-                        let mut best = tap(x0, 0);
-                        for tx in 1..kw {
-                            let (v, iv) = tap(x0 + tx * dw, tx);
-                            if beats(v, iv, best.0, best.1) {
-                                best = (v, iv);
-                            }
-                        }
-                        *o = MaybeUninit::new(best.0);
-                        *a = best.1 as u8;
-                    }
-                }
-            }
+            windows(&line[start..], &line_row[start..], out, at);
         }
     }
 }

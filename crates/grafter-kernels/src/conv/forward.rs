@@ -113,12 +113,7 @@ fn im2col_forward(
             with_scratch([col_len], |[col]| {
                 // SAFETY: each block writes only its own rows (group's channels of its image)
                 // and columns (its positions) of `out`; the inputs are read-only.
-                unsafe {
-                    forward_block(geo, x, weight, accumulate, dst, block, col);
-                    let (c_out_g, positions) = (geo.c_out_g(), geo.positions());
-                    let first = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
-                    epilogue.finish_rows(dst.0.add(first), c_out_g, block.t, positions);
-                }
+                unsafe { forward_block(geo, x, weight, accumulate, dst, block, col, &epilogue) }
             })
         }),
         Threads::All => work.iter().for_each(|block| {
@@ -151,7 +146,8 @@ pub(super) fn output_start(
 }
 
 /// One block: `out[n, g·c_out_g .., p0 .. p0+t] (+)= W_g · im2col(x[n, g], p0 .. p0+t)`, the
-/// product times `scale[co]` per row when given.
+/// product times `scale[co]` per row when given, then the epilogue.
+#[allow(clippy::too_many_arguments)]
 unsafe fn forward_block(
     geo: &ConvGeometry,
     x: &[f32],
@@ -160,13 +156,10 @@ unsafe fn forward_block(
     out: SendPtr,
     block: &Block,
     col: &mut [f32],
+    epilogue: &Epilogue<'_>,
 ) {
-    let (k, positions) = (geo.k(), geo.positions());
-    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
-    let x_group =
-        &x[(block.n * geo.c_in + block.g * c_in_g) * geo.plane()..][..c_in_g * geo.plane()];
-    let w_group = &weight[block.g * c_out_g * k..][..c_out_g * k];
-    let out_offset = (block.n * geo.c_out + block.g * c_out_g) * positions + block.p0;
+    let (k, positions, c_out_g) = (geo.k(), geo.positions(), geo.c_out_g());
+    let (x_group, w_group) = (block.input(geo, x), block.weight(geo, weight));
     let rhs = if geo.is_pointwise() {
         rows(x_group[block.p0..].as_ptr(), geo.plane())
     } else {
@@ -177,7 +170,7 @@ unsafe fn forward_block(
     let scale = scale.map(|s| &s[block.g * c_out_g..][..c_out_g]);
     // SAFETY: sizes match the views; the destination region belongs to this block alone.
     unsafe {
-        let dst = out.0.add(out_offset);
+        let dst = out.0.add(block.output_at(geo, 0));
         multiply_into(
             [c_out_g, block.t, k],
             (dst, positions),
@@ -186,6 +179,7 @@ unsafe fn forward_block(
             rhs,
             scale,
         );
+        epilogue.finish_rows(dst, c_out_g, block.t, positions);
     }
 }
 
@@ -257,10 +251,8 @@ unsafe fn split_block(
     block: &Block,
     epilogue: &Epilogue<'_>,
 ) {
-    let (k, positions, plane) = (geo.k(), geo.positions(), geo.plane());
-    let (c_in_g, c_out_g) = (geo.c_in_g(), geo.c_out_g());
-    let x_group = &x[(block.n * geo.c_in + block.g * c_in_g) * plane..][..c_in_g * plane];
-    let w_group = &weight[block.g * c_out_g * k..][..c_out_g * k];
+    let (k, positions, plane, c_out_g) = (geo.k(), geo.positions(), geo.plane(), geo.c_out_g());
+    let (x_group, w_group) = (block.input(geo, x), block.weight(geo, weight));
     let col_len = if geo.is_pointwise() { 0 } else { k * block.t };
     with_scratch([col_len], |[col]| {
         if !geo.is_pointwise() {
@@ -279,7 +271,7 @@ unsafe fn split_block(
             } else {
                 rows(col.as_ptr(), block.t)
             };
-            let first = (block.n * geo.c_out + block.g * c_out_g + co0) * positions + block.p0;
+            let first = block.output_at(geo, co0);
             let (lhs, t) = (rows(w_group[co0 * k..].as_ptr(), k), block.t);
             let scale = scale.map(|s| &s[block.g * c_out_g + co0..][..cs]);
             // SAFETY: sizes match the views; rows `co0 .. co0 + cs` of the block are this

@@ -20,6 +20,26 @@ pub(crate) struct Block {
     pub t: usize,
 }
 
+impl Block {
+    /// The input planes of the block's image and group, in NCHW `x`.
+    pub fn input<'a>(&self, geo: &ConvGeometry, x: &'a [f32]) -> &'a [f32] {
+        let (c, plane) = (geo.c_in_g(), geo.plane());
+        &x[(self.n * geo.c_in + self.g * c) * plane..][..c * plane]
+    }
+
+    /// The rows of the block's group in the weight `[c_out, k]`.
+    pub fn weight<'a>(&self, geo: &ConvGeometry, weight: &'a [f32]) -> &'a [f32] {
+        let (c, k) = (geo.c_out_g(), geo.k());
+        &weight[self.g * c * k..][..c * k]
+    }
+
+    /// Where the block's first position of output channel `co` of its group lies in the NCHW
+    /// output.
+    pub fn output_at(&self, geo: &ConvGeometry, co: usize) -> usize {
+        (self.n * geo.c_out + self.g * geo.c_out_g() + co) * geo.positions() + self.p0
+    }
+}
+
 /// Positions per block for im2col rows of length `k`.
 pub(crate) fn block_positions(geo: &ConvGeometry, k: usize) -> usize {
     let positions = geo.positions();
